@@ -1,0 +1,62 @@
+# clever-warehouse: `make demo` runs the pipeline on the embedded sample district,
+# `make test` runs every test. Both do their own set-up.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export PYTHONPATH := $(CURDIR)/plugins
+export CLEVER_PG_PORT ?= 55432
+SIM_PORT ?= 8765
+PYTEST_ARGS ?=
+
+.PHONY: help setup test lint db-up db-down db-status db-url simulator sample-data constraints demo clean
+
+help:  ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(STAMP): requirements.txt constraints.txt pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt -c constraints.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	@touch $@
+
+setup: $(STAMP)  ## create .venv and install pinned packages (quick when done)
+
+constraints:  ## re-pin every transitive package after changing requirements.txt
+	$(PY) -m pip install --quiet -r requirements.txt
+	{ sed -n '1,2p' constraints.txt; $(PY) -m pip freeze --exclude-editable; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
+
+test: setup  ## run every test (starts its own throwaway PostgreSQL and simulator)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: setup  ## ruff, including Airflow 3 rules on the DAGs
+	$(VENV)/bin/ruff check plugins tests dags
+	$(VENV)/bin/ruff check --select AIR3 dags
+
+db-up: setup  ## start the embedded warehouse (skipped if AIRFLOW_CONN_CLEVER_WAREHOUSE is set)
+	$(PY) -m clever.pg_local up
+
+db-down: setup  ## stop the embedded warehouse (data kept under .local/)
+	$(PY) -m clever.pg_local down
+
+db-status: setup
+	$(PY) -m clever.pg_local status
+
+simulator: setup  ## serve the sample district on http://127.0.0.1:$(SIM_PORT) (token: demo-district-token)
+	$(PY) -m clever.simulator --port $(SIM_PORT)
+
+sample-data: setup  ## regenerate the shipped sample district (deterministic)
+	$(PY) -m clever.sample_district --out plugins/clever/sample_data/certification_isd
+
+demo: setup db-up  ## run the pipeline on the sample district and print a summary
+	$(PY) -m clever.demo --sim-port $(SIM_PORT)
+
+clean:  ## stop the warehouse and remove .venv and local state
+	-$(PY) -m clever.pg_local destroy
+	rm -rf $(VENV) .local

@@ -1,0 +1,37 @@
+{# Clever's non-guaranteed fields may be missing, null, empty or malformed. A bad value
+   must become NULL in its typed column (the raw JSON keeps the original), never fail
+   the whole build. #}
+{% macro create_cast_functions() %}
+create schema if not exists clever_staging;
+create or replace function clever_staging.try_timestamptz(value text) returns timestamptz
+language plpgsql stable parallel safe as $$
+begin
+    if value is null or btrim(value) = '' then return null; end if;
+    return value::timestamptz;
+exception when others then
+    return null;
+end $$;
+create or replace function clever_staging.try_date(value text, fmt text) returns date
+language plpgsql stable parallel safe as $$
+begin
+    if value is null or btrim(value) = '' then return null; end if;
+    return to_date(value, fmt);
+exception when others then
+    return null;
+end $$;
+{% endmacro %}
+
+{% macro ts(path) -%}
+    clever_staging.try_timestamptz({{ path }})
+{%- endmacro %}
+
+{# A JSON array of strings as text[]; missing or null gives an empty array. #}
+{% macro text_array(json_expr) -%}
+    coalesce(array(select jsonb_array_elements_text(
+        case when jsonb_typeof({{ json_expr }}) = 'array' then {{ json_expr }} else '[]'::jsonb end)), '{}')
+{%- endmacro %}
+
+{# Empty strings in optional fields mean "not provided". #}
+{% macro txt(path) -%}
+    nullif({{ path }}, '')
+{%- endmacro %}

@@ -1,0 +1,1 @@
+{{ archived_dimension('snap_clever__courses', 'courses') }}

@@ -1,0 +1,12 @@
+with records as ({{ current_records('courses') }})
+select
+    district_slug,
+    clever_id,
+    district_id,
+    sync_run_id,
+    synced_at,
+    record_hash,
+    raw,
+    {{ txt("raw ->> 'name'") }} as name,
+    {{ txt("raw ->> 'number'") }} as number
+from records

@@ -1,0 +1,27 @@
+with records as ({{ current_records('schools') }})
+select
+    district_slug,
+    clever_id,
+    district_id,
+    sync_run_id,
+    synced_at,
+    record_hash,
+    raw,
+    raw ->> 'name' as name,
+    {{ txt("raw ->> 'nces_id'") }} as nces_id,
+    {{ txt("raw ->> 'state_id'") }} as state_id,
+    {{ txt("raw ->> 'sis_id'") }} as sis_id,
+    {{ txt("raw ->> 'school_number'") }} as school_number,
+    {{ txt("raw ->> 'mdr_number'") }} as mdr_number,
+    {{ txt("raw ->> 'low_grade'") }} as low_grade,
+    {{ txt("raw ->> 'high_grade'") }} as high_grade,
+    {{ txt("raw ->> 'phone'") }} as phone,
+    {{ txt("raw #>> '{principal,name}'") }} as principal_name,
+    {{ txt("raw #>> '{principal,email}'") }} as principal_email,
+    {{ txt("raw #>> '{location,address}'") }} as address,
+    {{ txt("raw #>> '{location,city}'") }} as city,
+    {{ txt("raw #>> '{location,state}'") }} as state,
+    {{ txt("raw #>> '{location,zip}'") }} as zip,
+    {{ ts("raw ->> 'created'") }} as clever_created_at,
+    {{ ts("raw ->> 'last_modified'") }} as clever_last_modified_at
+from records

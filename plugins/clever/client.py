@@ -1,0 +1,291 @@
+"""Clever Data API client (v3.0 and v3.1).
+
+Streams an endpoint page by page, following ``links`` rel=next, and yields records one
+at a time, so at most one page is ever held in memory. Transient failures (429, 5xx,
+timeouts, dropped connections, a page cut short) are retried with tenacity: a 429 waits
+for ``Retry-After``/``X-RateLimit-Reset``, the rest back off exponentially with jitter,
+capped. Anything that retrying cannot fix (401/403, 404, 4xx) raises at once with the
+district, endpoint and URL in the message. The bearer token lives only in the HTTP
+session's headers: it is never part of a message, a repr or a log line.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode, urljoin, urlsplit
+
+import requests
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
+
+from clever.endpoints import MAX_PAGE_SIZE, check_api_version
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT = (10.0, 120.0)  # (connect, read) seconds
+
+
+class CleverAPIError(RuntimeError):
+    """A Clever API call failed; says which district, endpoint and URL (never the token)."""
+
+    def __init__(self, district: str, endpoint: str, detail: str, url: str | None = None,
+                 status: int | None = None):
+        self.district, self.endpoint, self.detail, self.url, self.status = district, endpoint, detail, url, status
+        where = f" ({url})" if url else ""
+        super().__init__(f"Clever district {district!r}, endpoint {endpoint!r}: {detail}{where}")
+
+
+class CleverAuthError(CleverAPIError):
+    """401/403: the token is missing, revoked or lacks access. Retrying will not help."""
+
+
+class CleverNotFound(CleverAPIError):
+    """404: for a single record this means Clever no longer shares it."""
+
+
+class CleverResponseError(CleverAPIError):
+    """Clever answered, but not with a usable page (bad JSON or shape, bad request, 413...)."""
+
+
+class _Transient(Exception):
+    """Internal: a failure worth retrying. ``retry_after`` is the server's wish, if any."""
+
+    def __init__(self, detail: str, retry_after: float | None = None, status: int | None = None):
+        super().__init__(detail)
+        self.detail, self.retry_after, self.status = detail, retry_after, status
+
+
+@dataclass(frozen=True)
+class Page:
+    endpoint: str
+    number: int  # 1-based
+    url: str
+    records: list[dict[str, Any]]
+
+
+def _retry_after_seconds(response: requests.Response) -> float | None:
+    """Seconds to wait from Retry-After (seconds or HTTP date) or X-RateLimit-Reset (epoch)."""
+    value = response.headers.get("Retry-After")
+    if value:
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            parsed = email.utils.parsedate_to_datetime(value)
+            if parsed is not None:
+                return max(0.0, parsed.timestamp() - time.time())
+    reset = response.headers.get("X-RateLimit-Reset")
+    if reset:
+        try:
+            return max(0.0, float(reset) - time.time())
+        except ValueError:
+            return None
+    return None
+
+
+class _WaitHonouringRetryAfter:
+    """tenacity wait: the server's Retry-After when it gave one, else exponential + jitter."""
+
+    def __init__(self, initial: float, maximum: float, max_server_wait: float):
+        self._backoff = wait_exponential_jitter(initial=initial, max=maximum, jitter=initial)
+        self._max_server_wait = max_server_wait
+
+    def __call__(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, _Transient) and exc.retry_after is not None:
+            return min(exc.retry_after, self._max_server_wait) + 0.05
+        return self._backoff(state)
+
+
+class CleverClient:
+    """Reads one district's data with that district's token.
+
+    ``base_url`` is the API host (``https://api.clever.com``); a trailing ``/v3.x`` is
+    accepted and replaced by ``api_version``.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        *,
+        district: str,
+        api_version: str = "v3.0",
+        page_size: int = MAX_PAGE_SIZE,
+        timeout: tuple[float, float] = DEFAULT_TIMEOUT,
+        max_attempts: int = 8,
+        max_retry_seconds: float = 900.0,
+        backoff_initial: float = 1.0,
+        backoff_max: float = 60.0,
+        max_server_wait: float = 300.0,
+        session: requests.Session | None = None,
+    ):
+        if not token:
+            raise CleverAuthError(district, "*", "no API token configured for this district")
+        if not 1 <= page_size <= MAX_PAGE_SIZE:
+            raise ValueError(f"page_size must be 1..{MAX_PAGE_SIZE} (Clever answers 413 above it)")
+        self.district = district
+        self.api_version = check_api_version(api_version)
+        self.page_size = page_size
+        self.timeout = timeout
+        root = base_url.rstrip("/")
+        for version in ("/v3.0", "/v3.1"):
+            root = root.removesuffix(version)
+        self.base_url = root
+        self._origin = urlsplit(root)[:2]
+        self._token = token
+        self._session = session or requests.Session()
+        self._session.headers["Authorization"] = f"Bearer {token}"
+        self._session.headers.setdefault("Accept", "application/json")
+        self._retrying = dict(
+            stop=stop_after_attempt(max_attempts) | stop_after_delay(max_retry_seconds),
+            wait=_WaitHonouringRetryAfter(backoff_initial, backoff_max, max_server_wait),
+            retry=retry_if_exception_type(_Transient),
+            reraise=True,
+        )
+
+    def __repr__(self) -> str:
+        return (f"CleverClient(base_url={self.base_url!r}, district={self.district!r}, "
+                f"api_version={self.api_version!r}, page_size={self.page_size})")
+
+    def close(self) -> None:
+        self._session.close()
+
+    def __enter__(self) -> CleverClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- public API ----------------------------------------------------------------------
+    def iter_pages(self, endpoint: str, params: dict[str, Any] | None = None) -> Iterator[Page]:
+        """Every page of a list endpoint, in order, following ``links`` rel=next."""
+        query = {"limit": self.page_size, **(params or {})}
+        url: str | None = f"{self.base_url}/{self.api_version}/{endpoint}?{urlencode(query)}"
+        seen: set[str] = set()
+        number = 0
+        while url:
+            if url in seen:
+                raise CleverResponseError(self.district, endpoint, "paging loops back to a page already read",
+                                          self._path(url))
+            seen.add(url)
+            number += 1
+            payload = self._get_json(url, endpoint)
+            records = self._page_records(payload, endpoint, url)
+            yield Page(endpoint, number, self._path(url), records)
+            url = self._next_url(payload, endpoint, url)
+
+    def iter_records(self, endpoint: str, params: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
+        """Every record of a list endpoint, one at a time."""
+        for page in self.iter_pages(endpoint, params):
+            yield from page.records
+
+    def get_record(self, endpoint: str, clever_id: str) -> dict[str, Any]:
+        """One record; raises CleverNotFound when Clever no longer shares it."""
+        url = f"{self.base_url}/{self.api_version}/{endpoint}/{clever_id}"
+        payload = self._get_json(url, endpoint)
+        if not isinstance(payload, dict) or not isinstance(payload.get("data"), dict):
+            raise CleverResponseError(self.district, endpoint, "response has no 'data' object", self._path(url))
+        return payload["data"]
+
+    # -- internals -----------------------------------------------------------------------
+    def _path(self, url: str) -> str:
+        parts = urlsplit(url)
+        return parts.path + (f"?{parts.query}" if parts.query else "")
+
+    def _redact(self, text: str) -> str:
+        return text.replace(self._token, "[redacted]") if self._token else text
+
+    def _get_json(self, url: str, endpoint: str) -> Any:
+        attempt = 0
+
+        def once() -> Any:
+            nonlocal attempt
+            attempt += 1
+            return self._request_once(url, endpoint, attempt)
+
+        try:
+            return Retrying(**self._retrying)(once)
+        except _Transient as exc:
+            raise CleverAPIError(
+                self.district, endpoint,
+                f"gave up after {attempt} attempt(s); last error: {self._redact(exc.detail)}",
+                self._path(url), exc.status,
+            ) from None
+
+    def _request_once(self, url: str, endpoint: str, attempt: int) -> Any:
+        path = self._path(url)
+        try:
+            response = self._session.get(url, timeout=self.timeout)
+        except (requests.Timeout, requests.ConnectionError) as exc:
+            # ConnectionError covers refused/reset connections and bodies cut short
+            # (ChunkedEncodingError); the exception text never holds request headers.
+            self._log_retry(endpoint, path, attempt, f"{type(exc).__name__}")
+            raise _Transient(f"{type(exc).__name__}: {self._redact(str(exc))}") from None
+        status = response.status_code
+        if status == 429:
+            wait = _retry_after_seconds(response)
+            self._log_retry(endpoint, path, attempt, f"HTTP 429, retry after {wait}s")
+            raise _Transient("HTTP 429 Too Many Requests", retry_after=wait, status=429)
+        if status >= 500:
+            self._log_retry(endpoint, path, attempt, f"HTTP {status}")
+            raise _Transient(f"HTTP {status}", status=status)
+        if status in (401, 403):
+            raise CleverAuthError(
+                self.district, endpoint,
+                f"HTTP {status}: Clever rejected this district's token (revoked, expired or not "
+                f"authorised); update the Airflow connection for this district",
+                path, status,
+            )
+        if status == 404:
+            raise CleverNotFound(self.district, endpoint, "HTTP 404: not found (not shared)", path, status)
+        if status != 200:
+            raise CleverResponseError(
+                self.district, endpoint, f"HTTP {status}: {self._redact(response.text[:300])}", path, status
+            )
+        try:
+            return json.loads(response.content)
+        except ValueError as exc:
+            self._log_retry(endpoint, path, attempt, "malformed JSON")
+            raise _Transient(f"malformed JSON in response ({exc})", status=200) from None
+
+    def _log_retry(self, endpoint: str, path: str, attempt: int, why: str) -> None:
+        log.warning("Clever district %r, endpoint %r: %s on %s (attempt %d); retrying if attempts remain",
+                    self.district, endpoint, why, path, attempt)
+
+    def _page_records(self, payload: Any, endpoint: str, url: str) -> list[dict[str, Any]]:
+        items = payload.get("data") if isinstance(payload, dict) else None
+        if not isinstance(items, list):
+            raise CleverResponseError(self.district, endpoint, "page has no 'data' list", self._path(url))
+        records = []
+        for position, item in enumerate(items, start=1):
+            record = item.get("data") if isinstance(item, dict) else None
+            if not isinstance(record, dict):
+                raise CleverResponseError(
+                    self.district, endpoint, f"item {position} of the page has no 'data' object", self._path(url)
+                )
+            records.append(record)
+        return records
+
+    def _next_url(self, payload: dict[str, Any], endpoint: str, url: str) -> str | None:
+        for link in payload.get("links") or []:
+            if isinstance(link, dict) and link.get("rel") == "next" and link.get("uri"):
+                nxt = urljoin(url, link["uri"])
+                # The token goes wherever we follow: never follow a link off the API host.
+                if urlsplit(nxt)[:2] != self._origin:
+                    raise CleverResponseError(self.district, endpoint,
+                                              "next link points off the API host; refusing to follow",
+                                              self._path(url))
+                return nxt
+        return None

@@ -1,0 +1,112 @@
+"""District configuration (config/districts.yml) and per-district settings.
+
+Kept free of heavy imports: the DAG file reads it at parse time.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from clever.endpoints import MAX_PAGE_SIZE, check_api_version, check_endpoints
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_DISTRICTS_FILE = REPO_ROOT / "config" / "districts.yml"
+_SLUG = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+_DEFAULTS: dict[str, Any] = {
+    "api_version": "v3.0",
+    "schedule": "@daily",
+    "page_size": MAX_PAGE_SIZE,
+    "endpoints": ["districts", "schools", "users", "sections", "terms", "courses"],
+    "mass_archive_threshold": 0.20,
+    "mass_archive_floor": 10,
+}
+
+
+class ConfigError(ValueError):
+    """config/districts.yml is missing or wrong; the message says where."""
+
+
+@dataclass(frozen=True)
+class DistrictConfig:
+    slug: str
+    name: str
+    api_version: str
+    schedule: str | None
+    page_size: int
+    endpoints: tuple[str, ...]
+    mass_archive_threshold: float
+    mass_archive_floor: int
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def dag_id(self) -> str:
+        return f"clever_sync_{self.slug}"
+
+    @property
+    def connection_id(self) -> str:
+        return f"clever_{self.slug}"
+
+
+def districts_file() -> Path:
+    return Path(os.environ.get("CLEVER_DISTRICTS_FILE") or DEFAULT_DISTRICTS_FILE)
+
+
+def _district(entry: dict[str, Any], defaults: dict[str, Any], where: str) -> DistrictConfig:
+    merged = {**_DEFAULTS, **defaults, **entry}
+    slug = merged.pop("slug", None)
+    if not isinstance(slug, str) or not _SLUG.match(slug):
+        raise ConfigError(f"{where}: slug {slug!r} must be lower-case letters, digits or _ (starting with a letter)")
+    try:
+        endpoints = check_endpoints(list(merged.pop("endpoints")))
+        api_version = check_api_version(str(merged.pop("api_version")))
+    except ValueError as exc:
+        raise ConfigError(f"{where} ({slug}): {exc}") from None
+    page_size = int(merged.pop("page_size"))
+    if not 1 <= page_size <= MAX_PAGE_SIZE:
+        raise ConfigError(f"{where} ({slug}): page_size must be 1..{MAX_PAGE_SIZE}")
+    threshold = float(merged.pop("mass_archive_threshold"))
+    if not 0 < threshold <= 1:
+        raise ConfigError(f"{where} ({slug}): mass_archive_threshold must be in (0, 1]")
+    return DistrictConfig(
+        slug=slug,
+        name=str(merged.pop("name", slug)),
+        api_version=api_version,
+        schedule=merged.pop("schedule"),
+        page_size=page_size,
+        endpoints=endpoints,
+        mass_archive_threshold=threshold,
+        mass_archive_floor=int(merged.pop("mass_archive_floor")),
+        options=merged,
+    )
+
+
+def load_districts(path: Path | None = None) -> list[DistrictConfig]:
+    path = path or districts_file()
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"districts file {path} does not exist (set CLEVER_DISTRICTS_FILE)") from None
+    defaults = document.get("defaults") or {}
+    districts = [
+        _district(entry, defaults, f"{path}: districts[{i}]")
+        for i, entry in enumerate(document.get("districts") or [])
+    ]
+    seen: set[str] = set()
+    for district in districts:
+        if district.slug in seen:
+            raise ConfigError(f"{path}: district slug {district.slug!r} appears twice")
+        seen.add(district.slug)
+    return districts
+
+
+def get_district(slug: str, path: Path | None = None) -> DistrictConfig:
+    for district in load_districts(path):
+        if district.slug == slug:
+            return district
+    raise ConfigError(f"district {slug!r} is not in {path or districts_file()}")

@@ -1,0 +1,98 @@
+"""Airflow connections → what the pipeline needs: a Clever client and a warehouse target.
+
+District tokens and the warehouse password come only from Airflow connections
+(`clever_<slug>` and `clever_warehouse`: the metadata DB, the UI or `AIRFLOW_CONN_*`
+variables). They are handed to the HTTP session and libpq/dbt and never formatted into
+a message. Airflow is imported inside the functions: this module is used by tasks only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from clever.config import DistrictConfig
+from clever.warehouse import WAREHOUSE_CONN_ID
+
+
+@dataclass(frozen=True)
+class WarehouseTarget:
+    host: str
+    port: int
+    user: str
+    dbname: str
+    password: str = field(default="", repr=False)
+    sslmode: str | None = None
+
+    @property
+    def conninfo(self) -> str:
+        params = dict(host=self.host, port=self.port, user=self.user, dbname=self.dbname)
+        if self.password:
+            params["password"] = self.password
+        if self.sslmode:
+            params["sslmode"] = self.sslmode
+        return make_conninfo(**params)
+
+    def dbt_env(self) -> dict[str, str]:
+        """Variables read by dbt_project/profiles.yml (the password under DBT_ENV_SECRET_,
+        which dbt scrubs from its logs)."""
+        return {
+            "CLEVER_WAREHOUSE_HOST": self.host,
+            "CLEVER_WAREHOUSE_PORT": str(self.port),
+            "CLEVER_WAREHOUSE_USER": self.user,
+            "CLEVER_WAREHOUSE_DBNAME": self.dbname,
+            "DBT_ENV_SECRET_WAREHOUSE_PASSWORD": self.password,
+        }
+
+    @classmethod
+    def from_conninfo(cls, conninfo: str) -> WarehouseTarget:
+        params = conninfo_to_dict(conninfo)
+        return cls(
+            host=str(params.get("host") or "127.0.0.1"),
+            port=int(params.get("port") or 5432),
+            user=str(params.get("user") or "postgres"),
+            dbname=str(params.get("dbname") or "postgres"),
+            password=str(params.get("password") or ""),
+            sslmode=params.get("sslmode"),  # type: ignore[arg-type]
+        )
+
+
+def warehouse_target(conn_id: str = WAREHOUSE_CONN_ID) -> WarehouseTarget:
+    """The warehouse from the Airflow postgres connection, via the Postgres provider."""
+    from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+    conn = PostgresHook.get_connection(conn_id)
+    extra = conn.extra_dejson or {}
+    return WarehouseTarget(
+        host=conn.host or "127.0.0.1",
+        port=int(conn.port or 5432),
+        user=conn.login or "postgres",
+        dbname=conn.schema or "postgres",
+        password=conn.password or "",
+        sslmode=extra.get("sslmode"),
+    )
+
+
+@dataclass(frozen=True)
+class CleverEndpoint:
+    base_url: str
+    token: str = field(repr=False)
+
+
+def clever_endpoint(district: DistrictConfig) -> CleverEndpoint:
+    """Base URL and token from the district's http connection `clever_<slug>`.
+
+    ``host`` may carry the scheme (``https://api.clever.com``); otherwise the connection's
+    ``schema`` field names it, as for Airflow's HTTP hook, defaulting to https.
+    """
+    from airflow.sdk import BaseHook
+
+    conn = BaseHook.get_connection(district.connection_id)
+    host = (conn.host or "api.clever.com").rstrip("/")
+    if "://" not in host:
+        host = f"{conn.schema or 'https'}://{host}"
+    if conn.port and not urlsplit(host).port:
+        host = f"{host}:{conn.port}"
+    return CleverEndpoint(base_url=host, token=conn.password or "")

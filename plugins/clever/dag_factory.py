@@ -1,0 +1,150 @@
+"""Builds one Airflow DAG per configured district: ``clever_sync_<slug>``.
+
+Parse time stays light: only airflow.sdk, yaml and this package's config are imported
+here; every task imports its heavy work (psycopg, requests, dbt, GX) when it runs.
+
+Task flow: start_run → extract[endpoint] (mapped, parallel) → close_extraction →
+validate → approve → build (dbt) → summarize. ``summarize`` always runs, records the
+run (also a failed one) in clever_landing.run_summaries, and fails the DAG run if any
+step before it failed.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from airflow.sdk import DAG, Param, TriggerRule, get_current_context, task
+
+from clever.config import DistrictConfig, load_districts
+from clever.endpoints import ENDPOINTS
+
+DEFAULT_ARGS = {
+    "owner": "clever-warehouse",
+    "retries": 0,
+}
+
+
+def _district_params(district: DistrictConfig) -> dict[str, Param]:
+    return {
+        "full_refresh": Param(
+            False, type="boolean",
+            description="Rebuild dbt's incremental models from scratch. Snapshots (history) are never rebuilt.",
+        ),
+        "allow_mass_archive": Param(
+            False, type="boolean",
+            description="Let this run archive more than the district's mass-archive threshold "
+                        "(only after checking that Clever really stopped sharing those records).",
+        ),
+        "endpoints": Param(
+            list(district.endpoints), type="array",
+            items={"type": "string", "enum": list(ENDPOINTS)},
+            description="Clever endpoints to sync (default: all configured).",
+        ),
+    }
+
+
+def build_district_dag(district: DistrictConfig) -> DAG:
+    with DAG(
+        dag_id=district.dag_id,
+        description=f"Clever Secure Sync for {district.name} ({district.api_version})",
+        schedule=district.schedule,
+        start_date=datetime(2024, 1, 1),
+        catchup=False,
+        max_active_runs=1,
+        default_args=DEFAULT_ARGS,
+        params=_district_params(district),
+        tags=["clever", f"district:{district.slug}"],
+        doc_md=__doc__,
+    ) as dag:
+
+        @task
+        def start_run() -> dict[str, Any]:
+            from clever import pipeline
+            from clever.connections import warehouse_target
+
+            context = get_current_context()
+            params = dict(context["params"])
+            endpoints = list(params.get("endpoints") or district.endpoints)
+            run_id = pipeline.start_run(
+                warehouse_target().conninfo, district, endpoints,
+                external_run_id=context["run_id"], params=params,
+            )
+            return {"sync_run_id": run_id, "endpoints": endpoints}
+
+        @task(retries=2, retry_delay=timedelta(minutes=2), map_index_template="{{ endpoint }}")
+        def extract(endpoint: str, sync_run_id: int) -> dict[str, Any]:
+            from clever import pipeline
+            from clever.connections import clever_endpoint, warehouse_target
+
+            get_current_context()["endpoint"] = endpoint  # type: ignore[index]
+            api = clever_endpoint(district)
+            return pipeline.extract(warehouse_target().conninfo, district, sync_run_id, endpoint,
+                                    api.base_url, api.token)
+
+        @task(trigger_rule=TriggerRule.ALL_DONE)
+        def close_extraction(sync_run_id: int) -> str:
+            from clever import pipeline
+            from clever.connections import warehouse_target
+
+            return pipeline.close_extraction(warehouse_target().conninfo, sync_run_id)
+
+        @task
+        def validate(sync_run_id: int) -> dict[str, Any]:
+            from clever import validation
+            from clever.connections import warehouse_target
+
+            return validation.validate_run(warehouse_target().conninfo, sync_run_id)
+
+        @task
+        def approve(sync_run_id: int) -> list[str]:
+            from clever import pipeline
+            from clever.connections import warehouse_target
+
+            return pipeline.approve(warehouse_target().conninfo, sync_run_id)
+
+        @task
+        def build() -> dict[str, Any]:
+            from clever import pipeline
+            from clever.connections import warehouse_target
+
+            full_refresh = bool(get_current_context()["params"].get("full_refresh"))
+            return pipeline.build(warehouse_target(), full_refresh=full_refresh)
+
+        @task(trigger_rule=TriggerRule.ALL_DONE)
+        def summarize(sync_run_id: int) -> dict[str, Any]:
+            from airflow.sdk.exceptions import AirflowFailException
+
+            from clever import pipeline
+            from clever.connections import warehouse_target
+
+            # Pulled, not passed: a failed build leaves no XCom and summarize must still run.
+            build_result = get_current_context()["ti"].xcom_pull(task_ids="build")
+            started = (build_result or {}).get("started_at")
+            summary = pipeline.summarize(warehouse_target().conninfo, sync_run_id, started,
+                                         extra={"dbt_docs": pipeline.dbt_docs_hint()})
+            print(pipeline.format_summary(summary))
+            if started is None:
+                raise AirflowFailException(
+                    f"district {district.slug!r}: sync run {sync_run_id} did not reach the warehouse build; "
+                    "see the failed task's log. Nothing was archived.")
+            return summary
+
+        run = start_run()
+        sync_run_id = run["sync_run_id"]
+        extracted = extract.partial(sync_run_id=sync_run_id).expand(endpoint=run["endpoints"])
+        closed = close_extraction(sync_run_id)
+        extracted >> closed
+        validated = validate(sync_run_id)
+        closed >> validated
+        approved = approve(sync_run_id)
+        validated >> approved
+        built = build()
+        approved >> built
+        built >> summarize(sync_run_id)
+    return dag
+
+
+def build_dags() -> dict[str, DAG]:
+    """Every configured district's DAG, by dag_id (the DAG file puts them in globals())."""
+    return {d.dag_id: build_district_dag(d) for d in load_districts()}

@@ -1,0 +1,153 @@
+"""Extraction: stream one Clever endpoint into its landing table with COPY.
+
+Each page is written with one COPY and committed together with the endpoint's progress
+counters, so memory holds one page at most and a crash leaves a consistent, visibly
+unfinished endpoint run. An endpoint run is ``completed`` only after its last page; on
+any failure it is marked ``failed``, its rows are flagged ``is_partial`` and the error
+is re-raised naming the district and endpoint. Rows of earlier runs are never touched,
+and re-running the same (run, endpoint) first clears that pair's rows, so an Airflow
+task retry is idempotent.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from clever.client import CleverAPIError, CleverClient
+from clever.warehouse import SyncRun, landing_table
+
+log = logging.getLogger(__name__)
+
+_COPY_COLUMNS = ("sync_run_id", "district_id", "clever_id", "api_version", "raw", "extracted_at")
+
+
+class ExtractionError(RuntimeError):
+    """An endpoint could not be extracted completely. Its run is marked failed."""
+
+
+class BadRecordError(ExtractionError):
+    """A record cannot be stored as JSON at all (e.g. a NUL character)."""
+
+
+@dataclass(frozen=True)
+class EndpointResult:
+    endpoint: str
+    rows: int
+    pages: int
+    seconds: float
+
+
+def _district_of(endpoint: str, record: dict[str, Any]) -> str | None:
+    value = record.get("id") if endpoint == "districts" else record.get("district")
+    return value if isinstance(value, str) else None
+
+
+def _serialise(record: dict[str, Any], run: SyncRun, endpoint: str, page: int, position: int) -> str:
+    text = json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+    # PostgreSQL's jsonb cannot store U+0000; refuse loudly instead of altering data.
+    if "\\u0000" in text:
+        raise BadRecordError(
+            f"Clever district {run.district_slug!r}, endpoint {endpoint!r}: record "
+            f"{record.get('id', '<no id>')!r} (page {page}, item {position}) contains a NUL character, "
+            "which the warehouse cannot store"
+        )
+    return text
+
+
+def _mark_started(conn: psycopg.Connection, run: SyncRun, endpoint: str) -> None:
+    with conn.transaction():
+        conn.execute(sql.SQL("DELETE FROM {} WHERE sync_run_id = %s").format(landing_table(endpoint)),
+                     (run.sync_run_id,))
+        conn.execute(
+            """INSERT INTO clever_landing.endpoint_runs (sync_run_id, endpoint) VALUES (%s, %s)
+               ON CONFLICT (sync_run_id, endpoint) DO UPDATE
+               SET status = 'started', row_count = 0, page_count = 0, error = NULL,
+                   started_at = clock_timestamp(), finished_at = NULL""",
+            (run.sync_run_id, endpoint),
+        )
+
+
+def _mark_failed(conn: psycopg.Connection, run: SyncRun, endpoint: str, error: str) -> None:
+    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        conn.rollback()
+    with conn.transaction():
+        conn.execute(sql.SQL("UPDATE {} SET is_partial = true WHERE sync_run_id = %s").format(
+            landing_table(endpoint)), (run.sync_run_id,))
+        conn.execute(
+            """UPDATE clever_landing.endpoint_runs
+               SET status = 'failed', error = %s, finished_at = clock_timestamp()
+               WHERE sync_run_id = %s AND endpoint = %s""",
+            (error, run.sync_run_id, endpoint),
+        )
+
+
+def _record_failure(conn: psycopg.Connection, run: SyncRun, endpoint: str, error: str) -> None:
+    """Best effort: if the warehouse itself is gone, the run stays 'started', which every
+    reader treats as incomplete anyway."""
+    try:
+        _mark_failed(conn, run, endpoint, error)
+    except psycopg.Error:
+        log.exception("district %s, %s: could not record the failure", run.district_slug, endpoint)
+
+
+def extract_endpoint(conn: psycopg.Connection, client: CleverClient, run: SyncRun, endpoint: str) -> EndpointResult:
+    """Land every record of ``endpoint`` for ``run``; raise ExtractionError on failure."""
+    if conn.autocommit:
+        raise ValueError("extract_endpoint needs a connection with autocommit off")
+    started = time.monotonic()
+    _mark_started(conn, run, endpoint)
+    copy_sql = sql.SQL("COPY {} ({}) FROM STDIN").format(
+        landing_table(endpoint), sql.SQL(", ").join(map(sql.Identifier, _COPY_COLUMNS))
+    )
+    rows = pages = 0
+    try:
+        for page in client.iter_pages(endpoint):
+            extracted_at = datetime.now(UTC)
+            with conn.transaction(), conn.cursor() as cur:
+                with cur.copy(copy_sql) as copy:
+                    for position, record in enumerate(page.records, start=1):
+                        clever_id = record.get("id")
+                        copy.write_row((
+                            run.sync_run_id,
+                            _district_of(endpoint, record),
+                            clever_id if isinstance(clever_id, str) else None,
+                            run.api_version,
+                            _serialise(record, run, endpoint, page.number, position),
+                            extracted_at,
+                        ))
+                cur.execute(
+                    """UPDATE clever_landing.endpoint_runs
+                       SET row_count = row_count + %s, page_count = page_count + 1
+                       WHERE sync_run_id = %s AND endpoint = %s""",
+                    (len(page.records), run.sync_run_id, endpoint),
+                )
+            rows += len(page.records)
+            pages += 1
+            log.info("district %s, %s: page %d landed (%d rows so far)", run.district_slug, endpoint, pages, rows)
+    except (CleverAPIError, BadRecordError, psycopg.Error) as exc:
+        message = str(exc) if not isinstance(exc, psycopg.Error) else (
+            f"Clever district {run.district_slug!r}, endpoint {endpoint!r}: warehouse error: {exc}")
+        _record_failure(conn, run, endpoint, message)
+        raise ExtractionError(message) from exc
+    except BaseException as exc:  # interrupted (e.g. task killed): leave an honest trail
+        _record_failure(conn, run, endpoint, f"interrupted: {type(exc).__name__}: {exc}")
+        raise
+    with conn.transaction():
+        conn.execute(
+            """UPDATE clever_landing.endpoint_runs
+               SET status = 'completed', finished_at = clock_timestamp()
+               WHERE sync_run_id = %s AND endpoint = %s""",
+            (run.sync_run_id, endpoint),
+        )
+    seconds = time.monotonic() - started
+    log.info("district %s, %s: completed, %d rows in %d pages (%.1fs)",
+             run.district_slug, endpoint, rows, pages, seconds)
+    return EndpointResult(endpoint, rows, pages, seconds)

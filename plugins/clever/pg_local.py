@@ -1,0 +1,262 @@
+"""Embedded PostgreSQL server for development, the demo and the tests.
+
+Uses the machine's own PostgreSQL binaries (``pg_ctl`` on PATH or
+``/usr/lib/postgresql/<version>/bin``), installing Debian's ``postgresql`` package when
+there are none. PostgreSQL refuses to run as root, so when we are root every server
+command runs as the ``postgres`` OS user on a data directory that user owns; as any
+other user it runs as that user.
+
+CLI::
+
+    python -m clever.pg_local up|down|status|url [--data-dir DIR] [--port N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import hashlib
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_DATA_DIR = REPO_ROOT / ".local" / "pgdata"
+DEFAULT_PORT = int(os.environ.get("CLEVER_PG_PORT", "55432"))
+DEFAULT_USER = "clever"
+DEFAULT_DB = "clever_warehouse"
+SERVICE_USER = "postgres"
+
+
+class PostgresError(RuntimeError):
+    """The local PostgreSQL server could not be set up, started or stopped."""
+
+
+def _is_root() -> bool:
+    return os.geteuid() == 0
+
+
+def find_pg_bin(install_if_missing: bool = True) -> Path:
+    """Directory holding initdb/pg_ctl/postgres: $PG_BIN, then PATH, then Debian's layout."""
+    if os.environ.get("PG_BIN"):
+        return Path(os.environ["PG_BIN"])
+    on_path = shutil.which("pg_ctl")
+    if on_path:
+        resolved = Path(on_path).resolve().parent
+        if (resolved / "initdb").exists():
+            return resolved
+    candidates = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"),
+        key=lambda p: int(Path(p).parent.parent.name) if Path(p).parent.parent.name.isdigit() else 0,
+    )
+    if candidates:
+        return Path(candidates[-1]).parent
+    if install_if_missing and _is_root() and shutil.which("apt-get"):
+        print("No PostgreSQL server binaries found; installing Debian's postgresql package", file=sys.stderr)
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "postgresql"], check=True, env=env)
+        return find_pg_bin(install_if_missing=False)
+    raise PostgresError(
+        "No PostgreSQL server binaries found (looked at $PG_BIN, pg_ctl on PATH and "
+        "/usr/lib/postgresql/*/bin). Install PostgreSQL (e.g. `apt-get install postgresql`)."
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _service_user_can_reach(path: Path) -> bool:
+    """Can the postgres OS user traverse every parent of ``path``?"""
+    probe = subprocess.run(
+        ["runuser", "-u", SERVICE_USER, "--", "test", "-x", str(path.parent)],
+        capture_output=True, check=False,
+    )
+    return probe.returncode == 0
+
+
+@dataclass
+class LocalPostgres:
+    """One PostgreSQL server on 127.0.0.1:<port> with its data directory at ``data_dir``."""
+
+    data_dir: Path = DEFAULT_DATA_DIR
+    port: int = DEFAULT_PORT
+    user: str = DEFAULT_USER
+    dbname: str = DEFAULT_DB
+    fast_unsafe: bool = False  # fsync off: for throwaway test servers only
+    bin_dir: Path = field(default_factory=find_pg_bin)
+
+    def __post_init__(self) -> None:
+        self.data_dir = Path(self.data_dir)
+
+    # -- helpers -----------------------------------------------------------------------
+    @property
+    def _as_service_user(self) -> bool:
+        return _is_root()
+
+    def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        cmd = list(args)
+        if self._as_service_user:
+            cmd = ["runuser", "-u", SERVICE_USER, "--", *cmd]
+        result = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if check and result.returncode != 0:
+            raise PostgresError(f"{' '.join(args[:2])} failed ({result.returncode}): {result.stderr.strip()}")
+        return result
+
+    def _real_data_dir(self) -> Path:
+        """Where the cluster lives. As root, if the postgres user cannot reach ``data_dir``
+        (e.g. a repo under a 0700 home), the cluster lives under /var/tmp and ``data_dir``
+        becomes a symlink to it."""
+        if self.data_dir.is_symlink():
+            return self.data_dir.resolve()
+        if not self._as_service_user:
+            return self.data_dir
+        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        if _service_user_can_reach(self.data_dir):
+            return self.data_dir
+        digest = hashlib.sha1(str(self.data_dir).encode()).hexdigest()[:12]
+        real = Path("/var/tmp/clever-warehouse") / digest / "pgdata"
+        real.parent.mkdir(parents=True, exist_ok=True)
+        os.chmod(real.parent.parent, 0o755)
+        os.chmod(real.parent, 0o755)
+        if not self.data_dir.exists():
+            self.data_dir.symlink_to(real)
+        return real
+
+    @property
+    def log_file(self) -> Path:
+        return self._real_data_dir().parent / f"{self._real_data_dir().name}.log"
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://{self.user}@127.0.0.1:{self.port}/{self.dbname}"
+
+    def url_for(self, dbname: str) -> str:
+        return f"postgresql://{self.user}@127.0.0.1:{self.port}/{dbname}"
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def initialized(self) -> bool:
+        return (self._real_data_dir() / "PG_VERSION").exists()
+
+    def init(self) -> None:
+        if self.initialized():
+            return
+        data = self._real_data_dir()
+        data.mkdir(parents=True, exist_ok=True)
+        if self._as_service_user:
+            pw = pwd.getpwnam(SERVICE_USER)
+            os.chown(data, pw.pw_uid, pw.pw_gid)
+            os.chown(data.parent, pw.pw_uid, pw.pw_gid)
+        os.chmod(data, 0o700)
+        self._run(
+            str(self.bin_dir / "initdb"), "-D", str(data), "-U", self.user,
+            "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8",
+        )
+
+    def running(self) -> bool:
+        if not self.initialized():
+            return False
+        return self._run(str(self.bin_dir / "pg_ctl"), "-D", str(self._real_data_dir()), "status",
+                         check=False).returncode == 0
+
+    def start(self, timeout: int = 60) -> None:
+        self.init()
+        if self.running():
+            return
+        options = [
+            f"-p {self.port}",
+            "-c listen_addresses=127.0.0.1",
+            f"-c unix_socket_directories={self._real_data_dir().parent}",
+            "-c max_connections=200",
+        ]
+        if self.fast_unsafe:
+            options += ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]
+        self._run(
+            str(self.bin_dir / "pg_ctl"), "-D", str(self._real_data_dir()), "-l", str(self.log_file),
+            "-o", " ".join(options), "-w", "-t", str(timeout), "start",
+        )
+        self.create_database(self.dbname)
+
+    def stop(self) -> None:
+        if self.running():
+            self._run(str(self.bin_dir / "pg_ctl"), "-D", str(self._real_data_dir()), "-m", "fast", "-w", "stop")
+
+    def destroy(self) -> None:
+        self.stop()
+        real = self._real_data_dir()
+        shutil.rmtree(real, ignore_errors=True)
+        if self.log_file.exists():
+            self.log_file.unlink()
+        if self.data_dir.is_symlink():
+            self.data_dir.unlink()
+
+    # -- databases ---------------------------------------------------------------------
+    def create_database(self, dbname: str) -> str:
+        import psycopg
+        from psycopg import sql
+
+        with psycopg.connect(self.url_for("postgres"), autocommit=True) as conn:
+            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)).fetchone()
+            if not exists:
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
+        return self.url_for(dbname)
+
+    def drop_database(self, dbname: str) -> None:
+        import psycopg
+        from psycopg import sql
+
+        with psycopg.connect(self.url_for("postgres"), autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname)))
+
+
+def wait_for_port(host: str, port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise PostgresError(f"nothing listening on {host}:{port} after {timeout}s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="clever-pg", description=__doc__.split("\n\n")[0])
+    parser.add_argument("action", choices=["up", "down", "status", "url", "destroy"])
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT)
+    args = parser.parse_args(argv)
+
+    if args.action == "up" and os.environ.get("AIRFLOW_CONN_CLEVER_WAREHOUSE"):
+        print("AIRFLOW_CONN_CLEVER_WAREHOUSE is set: using that warehouse, no local server started.")
+        return 0
+    pg = LocalPostgres(data_dir=args.data_dir, port=args.port)
+    if args.action == "up":
+        pg.start()
+        print(f"Local warehouse running: {pg.url}  (data: {args.data_dir}, log: {pg.log_file})")
+    elif args.action == "down":
+        pg.stop()
+        print("Local warehouse stopped.")
+    elif args.action == "destroy":
+        pg.destroy()
+        print(f"Local warehouse removed ({args.data_dir}).")
+    elif args.action == "status":
+        state = "running" if pg.running() else ("stopped" if pg.initialized() else "not initialised")
+        print(f"{state}: {pg.url}")
+        return 0 if state == "running" else 3
+    elif args.action == "url":
+        print(pg.url)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

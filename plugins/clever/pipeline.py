@@ -1,0 +1,204 @@
+"""The steps of one district's sync run, independent of Airflow.
+
+start_run → extract (per endpoint) → close_extraction → validate → approve → build →
+summarize. Each step takes the warehouse connection string and the run id, so the DAG
+tasks stay thin and every step can be called from tests or a shell. Nothing reaches the
+snapshots unless ``approve`` ran, and ``approve`` refuses a run whose extraction is not
+complete.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from clever.client import CleverClient
+from clever.config import DistrictConfig
+from clever.connections import WarehouseTarget
+from clever.extract import extract_endpoint
+from clever.warehouse import (
+    ensure_landing_schema,
+    finish_sync_run,
+    get_sync_run,
+    start_sync_run,
+)
+
+log = logging.getLogger(__name__)
+
+# Snapshot per data type, and the columns that key it.
+SNAPSHOTS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "districts": ("snap_clever__districts", ("district_slug", "clever_id")),
+    "schools": ("snap_clever__schools", ("district_slug", "clever_id")),
+    "users": ("snap_clever__users", ("district_slug", "clever_id")),
+    "sections": ("snap_clever__sections", ("district_slug", "clever_id")),
+    "terms": ("snap_clever__terms", ("district_slug", "clever_id")),
+    "courses": ("snap_clever__courses", ("district_slug", "clever_id")),
+    "enrollments": ("snap_clever__section_enrollments", ("district_slug", "section_id", "user_id", "role")),
+}
+SNAPSHOT_SCHEMA = "clever_snapshots"
+
+
+class RunNotComplete(RuntimeError):
+    """The run's extraction did not complete; nothing from it may be archived."""
+
+
+def start_run(conninfo: str, district: DistrictConfig, endpoints: list[str] | None,
+              external_run_id: str | None = None, params: dict[str, Any] | None = None) -> int:
+    requested = list(endpoints or district.endpoints)
+    with psycopg.connect(conninfo) as conn:
+        ensure_landing_schema(conn)
+        run = start_sync_run(conn, district.slug, district.api_version, requested, external_run_id, params)
+    log.info("district %s: sync run %d started (%s, endpoints: %s)",
+             district.slug, run.sync_run_id, district.api_version, ", ".join(requested))
+    return run.sync_run_id
+
+
+def extract(conninfo: str, district: DistrictConfig, sync_run_id: int, endpoint: str,
+            base_url: str, token: str) -> dict[str, Any]:
+    with psycopg.connect(conninfo) as conn, CleverClient(
+        base_url, token, district=district.slug, api_version=district.api_version, page_size=district.page_size
+    ) as client:
+        result = extract_endpoint(conn, client, get_sync_run(conn, sync_run_id), endpoint)
+    return asdict(result)
+
+
+def close_extraction(conninfo: str, sync_run_id: int) -> str:
+    """Mark the run completed or failed from its endpoints; raise if it is not complete."""
+    with psycopg.connect(conninfo) as conn:
+        status = finish_sync_run(conn, sync_run_id)
+        if status != "completed":
+            error = conn.execute("SELECT district_slug, error FROM clever_landing.sync_runs WHERE sync_run_id = %s",
+                                 (sync_run_id,)).fetchone()
+            raise RunNotComplete(f"district {error[0]!r}: sync run {sync_run_id} is not complete ({error[1]}); "
+                                 "nothing from it will be snapshotted or archived")
+    return status
+
+
+def approve(conninfo: str, sync_run_id: int) -> list[str]:
+    """Point the snapshots at this run's extraction, endpoint by endpoint, atomically."""
+    with psycopg.connect(conninfo) as conn, conn.transaction():
+        run = conn.execute(
+            "SELECT district_slug, status FROM clever_landing.sync_runs WHERE sync_run_id = %s FOR UPDATE",
+            (sync_run_id,),
+        ).fetchone()
+        if run is None or run[1] != "completed":
+            raise RunNotComplete(f"sync run {sync_run_id} is not a completed extraction; refusing to approve it")
+        rows = conn.execute(
+            """INSERT INTO clever_landing.approved_extractions (district_slug, endpoint, sync_run_id, synced_at)
+               SELECT %s, endpoint, sync_run_id, started_at FROM clever_landing.endpoint_runs
+               WHERE sync_run_id = %s AND status = 'completed'
+               ON CONFLICT DO NOTHING
+               RETURNING endpoint""",
+            (run[0], sync_run_id),
+        ).fetchall()
+    approved = sorted(r[0] for r in rows)
+    log.info("district %s: run %d approved for snapshots: %s", run[0], sync_run_id, ", ".join(approved))
+    return approved
+
+
+def build(target: WarehouseTarget, full_refresh: bool = False) -> dict[str, Any]:
+    """dbt build (staging, snapshots, marts, tests) under the warehouse-wide build lock."""
+    from clever.dbt_runner import build_lock, run_dbt
+
+    args = ["build"] + (["--full-refresh"] if full_refresh else [])
+    with build_lock(target):
+        outcome = run_dbt(target, args)
+    return {"started_at": outcome.started_at_epoch, "seconds": round(outcome.seconds, 1),
+            "nodes": len(outcome.statuses)}
+
+
+def history_changes(conn: psycopg.Connection, district_slug: str, since: datetime) -> dict[str, dict[str, int]]:
+    """Per data type: versions written since ``since`` for a district, by kind."""
+    changes: dict[str, dict[str, int]] = {}
+    for data_type, (snapshot, keys) in SNAPSHOTS.items():
+        exists = conn.execute("SELECT to_regclass(%s)", (f"{SNAPSHOT_SCHEMA}.{snapshot}",)).fetchone()[0]
+        if exists is None:
+            continue
+        key_match = sql.SQL(" AND ").join(
+            sql.SQL("e.{k} = s.{k}").format(k=sql.Identifier(k)) for k in keys)
+        query = sql.SQL("""
+            SELECT
+              count(*) FILTER (WHERE s.dbt_is_deleted = 'True') AS archived,
+              count(*) FILTER (WHERE s.dbt_is_deleted = 'False' AND EXISTS (
+                  SELECT 1 FROM {t} e WHERE {km} AND e.dbt_is_deleted = 'True'
+                    AND e.dbt_valid_from < s.dbt_valid_from)) AS restored,
+              count(*) FILTER (WHERE NOT EXISTS (
+                  SELECT 1 FROM {t} e WHERE {km} AND e.dbt_valid_from < s.dbt_valid_from)) AS added,
+              count(*) AS versions
+            FROM {t} s
+            WHERE s.district_slug = %s AND s.dbt_valid_from >= %s
+        """).format(t=sql.Identifier(SNAPSHOT_SCHEMA, snapshot), km=key_match)
+        archived, restored, added, versions = conn.execute(query, (district_slug, since)).fetchone()
+        changes[data_type] = {
+            "archived": archived, "restored": restored, "added": added,
+            "changed": versions - archived - restored - added, "history_rows": versions,
+        }
+    return changes
+
+
+def summarize(conninfo: str, sync_run_id: int, build_started_at: float | None,
+              extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write and return the run summary (landed rows, history changes, durations)."""
+    with psycopg.connect(conninfo) as conn:
+        ensure_landing_schema(conn)
+        run = conn.execute(
+            "SELECT district_slug, api_version, status, error, started_at, finished_at "
+            "FROM clever_landing.sync_runs WHERE sync_run_id = %s", (sync_run_id,)).fetchone()
+        endpoints = {
+            e: {"status": s, "rows": n, "pages": p, "error": err}
+            for e, s, n, p, err in conn.execute(
+                "SELECT endpoint, status, row_count, page_count, error FROM clever_landing.endpoint_runs "
+                "WHERE sync_run_id = %s ORDER BY endpoint", (sync_run_id,))
+        }
+        approved = [r[0] for r in conn.execute(
+            "SELECT endpoint FROM clever_landing.approved_extractions WHERE sync_run_id = %s ORDER BY endpoint",
+            (sync_run_id,))]
+        changes = {}
+        if build_started_at is not None:
+            changes = history_changes(conn, run[0], datetime.fromtimestamp(build_started_at, UTC))
+        summary = {
+            "sync_run_id": sync_run_id, "district": run[0], "api_version": run[1],
+            "extraction_status": run[2], "error": run[3],
+            "started_at": run[4].isoformat(), "extraction_finished_at": run[5].isoformat() if run[5] else None,
+            "endpoints": endpoints, "approved_endpoints": approved, "history": changes,
+            "built": build_started_at is not None, **(extra or {}),
+        }
+        status = "succeeded" if build_started_at is not None else "failed"
+        with conn.transaction():
+            conn.execute(
+                """INSERT INTO clever_landing.run_summaries (sync_run_id, district_slug, status, summary)
+                   VALUES (%s, %s, %s, %s)
+                   ON CONFLICT (sync_run_id) DO UPDATE SET status = EXCLUDED.status, summary = EXCLUDED.summary,
+                                                         created_at = clock_timestamp()""",
+                (sync_run_id, run[0], status, json.dumps(summary)),
+            )
+    return summary
+
+
+def dbt_docs_hint() -> str:
+    from clever.dbt_runner import target_path
+
+    index = target_path() / "index.html"
+    return str(index) if index.exists() else "not built yet: run `make docs`"
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    lines = [f"Clever sync run {summary['sync_run_id']} for district {summary['district']!r} "
+             f"({summary['api_version']}): extraction {summary['extraction_status']}"]
+    if summary.get("error"):
+        lines.append(f"  error: {summary['error']}")
+    for endpoint, info in summary["endpoints"].items():
+        lines.append(f"  {endpoint:<10} {info['status']:<9} {info['rows']:>9} rows in {info['pages']} page(s)")
+    for data_type, change in summary.get("history", {}).items():
+        lines.append(f"  {data_type:<12} +{change['added']} new, {change['changed']} changed, "
+                     f"{change['archived']} archived, {change['restored']} restored")
+    for key in ("data_docs", "dbt_docs"):
+        if summary.get(key):
+            lines.append(f"  {key.replace('_', ' ')}: {summary[key]}")
+    return "\n".join(lines)

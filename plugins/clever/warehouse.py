@@ -1,0 +1,209 @@
+"""Warehouse access: connection strings, the landing schema, and run tracking.
+
+The landing schema ``clever_landing`` holds exactly what Clever returned, one row per
+record per sync run, plus two run-tracking tables. Later steps (validation, dbt
+snapshots) only ever read an endpoint's rows from a run whose ``endpoint_runs.status``
+is ``completed``; that status, not the presence of rows, is what makes an extraction
+trustworthy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from clever.endpoints import ENDPOINTS
+
+LANDING_SCHEMA = "clever_landing"
+WAREHOUSE_CONN_ID = "clever_warehouse"
+
+# Serialises DDL from parallel tasks (CREATE ... IF NOT EXISTS is not race-free).
+_DDL_LOCK_KEY = 0x0C1E7E12
+
+_RUN_TABLES_DDL = """
+CREATE SCHEMA IF NOT EXISTS clever_landing;
+
+CREATE TABLE IF NOT EXISTS clever_landing.sync_runs (
+    sync_run_id      bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    district_slug    text        NOT NULL,
+    api_version      text        NOT NULL,
+    status           text        NOT NULL DEFAULT 'started'
+                     CHECK (status IN ('started', 'completed', 'failed')),
+    endpoints        text[]      NOT NULL,
+    started_at       timestamptz NOT NULL DEFAULT clock_timestamp(),
+    finished_at      timestamptz,
+    error            text,
+    external_run_id  text,
+    params           jsonb       NOT NULL DEFAULT '{}'::jsonb
+);
+CREATE INDEX IF NOT EXISTS sync_runs_district_idx
+    ON clever_landing.sync_runs (district_slug, sync_run_id DESC);
+
+CREATE TABLE IF NOT EXISTS clever_landing.endpoint_runs (
+    sync_run_id  bigint      NOT NULL REFERENCES clever_landing.sync_runs ON DELETE CASCADE,
+    endpoint     text        NOT NULL,
+    status       text        NOT NULL DEFAULT 'started'
+                 CHECK (status IN ('started', 'completed', 'failed')),
+    row_count    bigint      NOT NULL DEFAULT 0,
+    page_count   integer     NOT NULL DEFAULT 0,
+    started_at   timestamptz NOT NULL DEFAULT clock_timestamp(),
+    finished_at  timestamptz,
+    error        text,
+    PRIMARY KEY (sync_run_id, endpoint)
+);
+
+-- The extraction each snapshot reads, per district and endpoint (latest approved_at
+-- wins). Written only after a run's extraction completed and passed validation and
+-- the mass-archive guard; kept as a log so history can say when each run was used.
+CREATE TABLE IF NOT EXISTS clever_landing.approved_extractions (
+    district_slug  text        NOT NULL,
+    endpoint       text        NOT NULL,
+    sync_run_id    bigint      NOT NULL REFERENCES clever_landing.sync_runs,
+    synced_at      timestamptz NOT NULL,
+    approved_at    timestamptz NOT NULL DEFAULT clock_timestamp(),
+    PRIMARY KEY (district_slug, endpoint, sync_run_id)
+);
+
+-- One row per finished sync run: what it landed, archived, restored, and how long it took.
+CREATE TABLE IF NOT EXISTS clever_landing.run_summaries (
+    sync_run_id    bigint      PRIMARY KEY REFERENCES clever_landing.sync_runs ON DELETE CASCADE,
+    district_slug  text        NOT NULL,
+    status         text        NOT NULL,
+    summary        jsonb       NOT NULL,
+    created_at     timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+"""
+
+_LANDING_TABLE_DDL = """
+CREATE TABLE IF NOT EXISTS clever_landing.{table} (
+    sync_run_id   bigint      NOT NULL,
+    district_id   text,
+    clever_id     text,
+    api_version   text        NOT NULL,
+    raw           jsonb       NOT NULL,
+    extracted_at  timestamptz NOT NULL,
+    is_partial    boolean     NOT NULL DEFAULT false
+);
+CREATE INDEX IF NOT EXISTS {index} ON clever_landing.{table} (sync_run_id, clever_id);
+"""
+
+
+def warehouse_url() -> str:
+    """The warehouse's connection string outside Airflow.
+
+    ``AIRFLOW_CONN_CLEVER_WAREHOUSE`` (a URI) wins, as it does inside Airflow; otherwise
+    the embedded server started by ``make db-up``.
+    """
+    uri = os.environ.get("AIRFLOW_CONN_CLEVER_WAREHOUSE")
+    if uri:
+        return normalise_postgres_uri(uri)
+    from clever.pg_local import LocalPostgres
+
+    return LocalPostgres().url
+
+
+def normalise_postgres_uri(uri: str) -> str:
+    """Airflow writes ``postgres://``/``postgresql+psycopg://``; libpq wants ``postgresql://``."""
+    if uri.lstrip().startswith("{"):
+        parsed = json.loads(uri)
+        auth = parsed.get("login", "")
+        if parsed.get("password"):
+            auth += ":" + parsed["password"]
+        host = f"{parsed.get('host', 'localhost')}:{parsed.get('port', 5432)}"
+        return f"postgresql://{auth}@{host}/{parsed.get('schema', '')}"
+    scheme, sep, rest = uri.partition("://")
+    if not sep:
+        return uri
+    return f"postgresql://{rest}" if scheme.split("+")[0] in {"postgres", "postgresql"} else uri
+
+
+def connect(url: str | None = None, **kwargs: Any) -> psycopg.Connection:
+    return psycopg.connect(url or warehouse_url(), **kwargs)
+
+
+def landing_table(endpoint: str) -> sql.Composed:
+    return sql.SQL("{}.{}").format(sql.Identifier(LANDING_SCHEMA), sql.Identifier(endpoint))
+
+
+def ensure_landing_schema(conn: psycopg.Connection) -> None:
+    """Create the landing schema and run-tracking tables if missing (idempotent)."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_DDL_LOCK_KEY,))
+        conn.execute(_RUN_TABLES_DDL)
+        for endpoint in ENDPOINTS:
+            conn.execute(_LANDING_TABLE_DDL.format(table=endpoint, index=f"{endpoint}_run_idx"))
+
+
+@dataclass(frozen=True)
+class SyncRun:
+    sync_run_id: int
+    district_slug: str
+    api_version: str
+    endpoints: tuple[str, ...]
+
+
+def start_sync_run(
+    conn: psycopg.Connection,
+    district_slug: str,
+    api_version: str,
+    endpoints: Iterable[str],
+    external_run_id: str | None = None,
+    params: dict[str, Any] | None = None,
+) -> SyncRun:
+    endpoints = tuple(endpoints)
+    with conn.transaction():
+        row = conn.execute(
+            """INSERT INTO clever_landing.sync_runs
+                   (district_slug, api_version, endpoints, external_run_id, params)
+               VALUES (%s, %s, %s, %s, %s) RETURNING sync_run_id""",
+            (district_slug, api_version, list(endpoints), external_run_id, json.dumps(params or {})),
+        ).fetchone()
+    return SyncRun(row[0], district_slug, api_version, endpoints)
+
+
+def get_sync_run(conn: psycopg.Connection, sync_run_id: int) -> SyncRun:
+    row = conn.execute(
+        "SELECT district_slug, api_version, endpoints FROM clever_landing.sync_runs WHERE sync_run_id = %s",
+        (sync_run_id,),
+    ).fetchone()
+    if row is None:
+        raise LookupError(f"sync run {sync_run_id} does not exist")
+    return SyncRun(sync_run_id, row[0], row[1], tuple(row[2]))
+
+
+def finish_sync_run(conn: psycopg.Connection, sync_run_id: int, error: str | None = None) -> str:
+    """Close a run: ``completed`` only if every requested endpoint completed and no error
+    was given; otherwise ``failed``. Returns the status written."""
+    with conn.transaction():
+        incomplete = conn.execute(
+            """SELECT e AS endpoint FROM clever_landing.sync_runs r, unnest(r.endpoints) e
+               WHERE r.sync_run_id = %s
+                 AND NOT EXISTS (SELECT 1 FROM clever_landing.endpoint_runs er
+                                 WHERE er.sync_run_id = r.sync_run_id AND er.endpoint = e
+                                   AND er.status = 'completed')""",
+            (sync_run_id,),
+        ).fetchall()
+        if incomplete and error is None:
+            error = "incomplete endpoints: " + ", ".join(r[0] for r in incomplete)
+        status = "failed" if error else "completed"
+        conn.execute(
+            """UPDATE clever_landing.sync_runs
+               SET status = %s, finished_at = clock_timestamp(), error = %s
+               WHERE sync_run_id = %s""",
+            (status, error, sync_run_id),
+        )
+    return status
+
+
+def completed_endpoints(conn: psycopg.Connection, sync_run_id: int) -> set[str]:
+    rows = conn.execute(
+        "SELECT endpoint FROM clever_landing.endpoint_runs WHERE sync_run_id = %s AND status = 'completed'",
+        (sync_run_id,),
+    ).fetchall()
+    return {r[0] for r in rows}

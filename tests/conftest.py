@@ -1,0 +1,80 @@
+"""Shared fixtures: a throwaway PostgreSQL server, a fresh database per test, and the
+Clever API simulator serving copies of the sample district."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from clever.pg_local import LocalPostgres, free_port
+from clever.simulator import CleverSimulator
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SAMPLE_DISTRICT = REPO_ROOT / "plugins" / "clever" / "sample_data" / "certification_isd"
+DEMO_TOKEN = "test-token-9f8e7d6c5b4a-never-log-me"
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[LocalPostgres | str]:
+    """A PostgreSQL server for the whole test session.
+
+    CLEVER_TEST_PG_URL (a superuser URL) reuses an existing server; otherwise a
+    throwaway server is initialised in a temporary directory and removed afterwards.
+    """
+    external = os.environ.get("CLEVER_TEST_PG_URL")
+    if external:
+        yield external
+        return
+    base = Path(tempfile.mkdtemp(prefix="clever-test-pg-"))
+    os.chmod(base, 0o755)  # the postgres OS user must reach it when we run as root
+    server = LocalPostgres(data_dir=base / "pgdata", port=free_port(), dbname="postgres", fast_unsafe=True)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.destroy()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _admin_url(pg_server: LocalPostgres | str) -> str:
+    return pg_server if isinstance(pg_server, str) else pg_server.url_for("postgres")
+
+
+@pytest.fixture
+def warehouse_url(pg_server: LocalPostgres | str) -> Iterator[str]:
+    """A fresh, empty database for one test, dropped afterwards."""
+    admin = _admin_url(pg_server)
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base, _, _ = admin.rpartition("/")
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def district_dir(tmp_path: Path) -> Path:
+    """A private copy of the sample district that a test may change between syncs."""
+    target = tmp_path / "district"
+    shutil.copytree(SAMPLE_DISTRICT, target, ignore=shutil.ignore_patterns("*.md"))
+    return target
+
+
+@pytest.fixture
+def simulator(district_dir: Path) -> Iterator[CleverSimulator]:
+    sim = CleverSimulator({"demo": (DEMO_TOKEN, district_dir)}, seed=1234)
+    sim.start()
+    try:
+        yield sim
+    finally:
+        sim.stop()

@@ -1,0 +1,20 @@
+"""Small helpers shared by tests."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+
+def load_records(district_dir: Path, api_version: str, endpoint: str) -> list[dict[str, Any]]:
+    """The records a simulator serves for an endpoint, sorted by id as Clever sorts them."""
+    path = district_dir / api_version / f"{endpoint}.json"
+    if not path.exists():
+        return []
+    return sorted(json.loads(path.read_text(encoding="utf-8")), key=lambda r: r["id"])
+
+
+def write_records(district_dir: Path, api_version: str, endpoint: str, records: list[dict[str, Any]]) -> None:
+    path = district_dir / api_version / f"{endpoint}.json"
+    path.write_text(json.dumps(records, ensure_ascii=False, indent=1), encoding="utf-8")
