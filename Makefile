@@ -13,7 +13,9 @@ export CLEVER_PG_PORT ?= 55432
 SIM_PORT ?= 8765
 PYTEST_ARGS ?=
 
-.PHONY: help setup test lint db-up db-down db-status db-url simulator sample-data constraints demo clean
+DISTRICT ?= demo
+
+.PHONY: help setup test lint db-up db-down db-status simulator sample-data constraints demo sync airflow docs clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -56,6 +58,15 @@ sample-data: setup  ## regenerate the shipped sample district (deterministic)
 
 demo: setup db-up  ## run the pipeline on the sample district and print a summary
 	$(PY) -m clever.demo --sim-port $(SIM_PORT)
+
+sync: setup db-up  ## one full sync of DISTRICT (default demo) through a real Airflow run
+	$(PY) -m clever.runner sync --district $(DISTRICT)
+
+airflow: setup db-up  ## airflow standalone with every district's DAG; prints how to log in
+	$(PY) -m clever.runner airflow
+
+docs: setup db-up  ## build dbt docs (dbt_project docs into .local/artifacts/dbt_target)
+	$(PY) -m clever.demo --docs-only
 
 clean:  ## stop the warehouse and remove .venv and local state
 	-$(PY) -m clever.pg_local destroy

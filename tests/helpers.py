@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -17,4 +18,6 @@ def load_records(district_dir: Path, api_version: str, endpoint: str) -> list[di
 
 def write_records(district_dir: Path, api_version: str, endpoint: str, records: list[dict[str, Any]]) -> None:
     path = district_dir / api_version / f"{endpoint}.json"
-    path.write_text(json.dumps(records, ensure_ascii=False, indent=1), encoding="utf-8")
+    staging = path.with_suffix(".json.tmp")
+    staging.write_text(json.dumps(records, ensure_ascii=False, indent=1), encoding="utf-8")
+    os.replace(staging, path)  # a new inode: the simulator cannot miss the change

@@ -98,7 +98,7 @@ class _WaitHonouringRetryAfter:
     """tenacity wait: the server's Retry-After when it gave one, else exponential + jitter."""
 
     def __init__(self, initial: float, maximum: float, max_server_wait: float):
-        self._backoff = wait_exponential_jitter(initial=initial, max=maximum, jitter=initial)
+        self._backoff = wait_exponential_jitter(multiplier=initial, max=maximum, jitter=initial)
         self._max_server_wait = max_server_wait
 
     def __call__(self, state: RetryCallState) -> float:
@@ -228,9 +228,10 @@ class CleverClient:
         path = self._path(url)
         try:
             response = self._session.get(url, timeout=self.timeout)
-        except (requests.Timeout, requests.ConnectionError) as exc:
-            # ConnectionError covers refused/reset connections and bodies cut short
-            # (ChunkedEncodingError); the exception text never holds request headers.
+        except (requests.Timeout, requests.ConnectionError, requests.exceptions.ChunkedEncodingError,
+                requests.exceptions.ContentDecodingError) as exc:
+            # Refused/reset connections, time-outs and bodies cut short; the exception
+            # text never holds request headers.
             self._log_retry(endpoint, path, attempt, f"{type(exc).__name__}")
             raise _Transient(f"{type(exc).__name__}: {self._redact(str(exc))}") from None
         status = response.status_code

@@ -3,7 +3,7 @@
 Parse time stays light: only airflow.sdk, yaml and this package's config are imported
 here; every task imports its heavy work (psycopg, requests, dbt, GX) when it runs.
 
-Task flow: start_run → extract[endpoint] (mapped, parallel) → close_extraction →
+Task flow: plan_endpoints → start_run → extract[endpoint] (mapped, parallel) → close_extraction →
 validate → approve → build (dbt) → summarize. ``summarize`` always runs, records the
 run (also a failed one) in clever_landing.run_summaries, and fails the DAG run if any
 step before it failed.
@@ -59,18 +59,23 @@ def build_district_dag(district: DistrictConfig) -> DAG:
     ) as dag:
 
         @task
-        def start_run() -> dict[str, Any]:
+        def plan_endpoints() -> list[str]:
+            """The endpoints this run extracts: the trigger's `endpoints` param, else the config's."""
+            from clever.endpoints import check_endpoints
+
+            requested = get_current_context()["params"].get("endpoints") or district.endpoints
+            return list(check_endpoints(list(requested)))
+
+        @task
+        def start_run(endpoints: list[str]) -> int:
             from clever import pipeline
             from clever.connections import warehouse_target
 
             context = get_current_context()
-            params = dict(context["params"])
-            endpoints = list(params.get("endpoints") or district.endpoints)
-            run_id = pipeline.start_run(
+            return pipeline.start_run(
                 warehouse_target().conninfo, district, endpoints,
-                external_run_id=context["run_id"], params=params,
+                external_run_id=context["run_id"], params=dict(context["params"]),
             )
-            return {"sync_run_id": run_id, "endpoints": endpoints}
 
         @task(retries=2, retry_delay=timedelta(minutes=2), map_index_template="{{ endpoint }}")
         def extract(endpoint: str, sync_run_id: int) -> dict[str, Any]:
@@ -130,9 +135,9 @@ def build_district_dag(district: DistrictConfig) -> DAG:
                     "see the failed task's log. Nothing was archived.")
             return summary
 
-        run = start_run()
-        sync_run_id = run["sync_run_id"]
-        extracted = extract.partial(sync_run_id=sync_run_id).expand(endpoint=run["endpoints"])
+        endpoints = plan_endpoints()
+        sync_run_id = start_run(endpoints)
+        extracted = extract.partial(sync_run_id=sync_run_id).expand(endpoint=endpoints)
         closed = close_extraction(sync_run_id)
         extracted >> closed
         validated = validate(sync_run_id)

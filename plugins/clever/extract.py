@@ -76,8 +76,6 @@ def _mark_started(conn: psycopg.Connection, run: SyncRun, endpoint: str) -> None
 
 
 def _mark_failed(conn: psycopg.Connection, run: SyncRun, endpoint: str, error: str) -> None:
-    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-        conn.rollback()
     with conn.transaction():
         conn.execute(sql.SQL("UPDATE {} SET is_partial = true WHERE sync_run_id = %s").format(
             landing_table(endpoint)), (run.sync_run_id,))
@@ -100,8 +98,9 @@ def _record_failure(conn: psycopg.Connection, run: SyncRun, endpoint: str, error
 
 def extract_endpoint(conn: psycopg.Connection, client: CleverClient, run: SyncRun, endpoint: str) -> EndpointResult:
     """Land every record of ``endpoint`` for ``run``; raise ExtractionError on failure."""
-    if conn.autocommit:
-        raise ValueError("extract_endpoint needs a connection with autocommit off")
+    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        # Each page commits on its own; a caller's open transaction would swallow that.
+        raise ValueError("extract_endpoint needs a connection with no transaction open (use autocommit)")
     started = time.monotonic()
     _mark_started(conn, run, endpoint)
     copy_sql = sql.SQL("COPY {} ({}) FROM STDIN").format(

@@ -34,6 +34,11 @@ DEFAULT_DB = "clever_warehouse"
 SERVICE_USER = "postgres"
 
 
+def default_url(port: int = DEFAULT_PORT) -> str:
+    """URL of the embedded warehouse (`make db-up`), without touching the server."""
+    return f"postgresql://{DEFAULT_USER}@127.0.0.1:{port}/{DEFAULT_DB}"
+
+
 class PostgresError(RuntimeError):
     """The local PostgreSQL server could not be set up, started or stopped."""
 
@@ -138,7 +143,7 @@ class LocalPostgres:
 
     @property
     def url(self) -> str:
-        return f"postgresql://{self.user}@127.0.0.1:{self.port}/{self.dbname}"
+        return self.url_for(self.dbname)
 
     def url_for(self, dbname: str) -> str:
         return f"postgresql://{self.user}@127.0.0.1:{self.port}/{dbname}"

@@ -51,7 +51,7 @@ class RunNotComplete(RuntimeError):
 def start_run(conninfo: str, district: DistrictConfig, endpoints: list[str] | None,
               external_run_id: str | None = None, params: dict[str, Any] | None = None) -> int:
     requested = list(endpoints or district.endpoints)
-    with psycopg.connect(conninfo) as conn:
+    with psycopg.connect(conninfo, autocommit=True) as conn:
         ensure_landing_schema(conn)
         run = start_sync_run(conn, district.slug, district.api_version, requested, external_run_id, params)
     log.info("district %s: sync run %d started (%s, endpoints: %s)",
@@ -61,7 +61,7 @@ def start_run(conninfo: str, district: DistrictConfig, endpoints: list[str] | No
 
 def extract(conninfo: str, district: DistrictConfig, sync_run_id: int, endpoint: str,
             base_url: str, token: str) -> dict[str, Any]:
-    with psycopg.connect(conninfo) as conn, CleverClient(
+    with psycopg.connect(conninfo, autocommit=True) as conn, CleverClient(
         base_url, token, district=district.slug, api_version=district.api_version, page_size=district.page_size
     ) as client:
         result = extract_endpoint(conn, client, get_sync_run(conn, sync_run_id), endpoint)
@@ -70,7 +70,7 @@ def extract(conninfo: str, district: DistrictConfig, sync_run_id: int, endpoint:
 
 def close_extraction(conninfo: str, sync_run_id: int) -> str:
     """Mark the run completed or failed from its endpoints; raise if it is not complete."""
-    with psycopg.connect(conninfo) as conn:
+    with psycopg.connect(conninfo, autocommit=True) as conn:
         status = finish_sync_run(conn, sync_run_id)
         if status != "completed":
             error = conn.execute("SELECT district_slug, error FROM clever_landing.sync_runs WHERE sync_run_id = %s",
@@ -82,7 +82,7 @@ def close_extraction(conninfo: str, sync_run_id: int) -> str:
 
 def approve(conninfo: str, sync_run_id: int) -> list[str]:
     """Point the snapshots at this run's extraction, endpoint by endpoint, atomically."""
-    with psycopg.connect(conninfo) as conn, conn.transaction():
+    with psycopg.connect(conninfo, autocommit=True) as conn, conn.transaction():
         run = conn.execute(
             "SELECT district_slug, status FROM clever_landing.sync_runs WHERE sync_run_id = %s FOR UPDATE",
             (sync_run_id,),
@@ -145,7 +145,7 @@ def history_changes(conn: psycopg.Connection, district_slug: str, since: datetim
 def summarize(conninfo: str, sync_run_id: int, build_started_at: float | None,
               extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write and return the run summary (landed rows, history changes, durations)."""
-    with psycopg.connect(conninfo) as conn:
+    with psycopg.connect(conninfo, autocommit=True) as conn:
         ensure_landing_schema(conn)
         run = conn.execute(
             "SELECT district_slug, api_version, status, error, started_at, finished_at "

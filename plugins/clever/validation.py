@@ -26,7 +26,7 @@ class ValidationFailed(RuntimeError):
 def validate_run(conninfo: str, sync_run_id: int) -> dict[str, Any]:
     problems: list[str] = []
     checked: dict[str, int] = {}
-    with psycopg.connect(conninfo) as conn:
+    with psycopg.connect(conninfo, autocommit=True) as conn:
         run = get_sync_run(conn, sync_run_id)
         for endpoint in sorted(completed_endpoints(conn, sync_run_id)):
             table = landing_table(endpoint)

@@ -103,9 +103,9 @@ def warehouse_url() -> str:
     uri = os.environ.get("AIRFLOW_CONN_CLEVER_WAREHOUSE")
     if uri:
         return normalise_postgres_uri(uri)
-    from clever.pg_local import LocalPostgres
+    from clever.pg_local import default_url
 
-    return LocalPostgres().url
+    return default_url()
 
 
 def normalise_postgres_uri(uri: str) -> str:
@@ -121,10 +121,6 @@ def normalise_postgres_uri(uri: str) -> str:
     if not sep:
         return uri
     return f"postgresql://{rest}" if scheme.split("+")[0] in {"postgres", "postgresql"} else uri
-
-
-def connect(url: str | None = None, **kwargs: Any) -> psycopg.Connection:
-    return psycopg.connect(url or warehouse_url(), **kwargs)
 
 
 def landing_table(endpoint: str) -> sql.Composed:
@@ -181,6 +177,9 @@ def finish_sync_run(conn: psycopg.Connection, sync_run_id: int, error: str | Non
     """Close a run: ``completed`` only if every requested endpoint completed and no error
     was given; otherwise ``failed``. Returns the status written."""
     with conn.transaction():
+        if conn.execute("SELECT 1 FROM clever_landing.sync_runs WHERE sync_run_id = %s FOR UPDATE",
+                        (sync_run_id,)).fetchone() is None:
+            raise LookupError(f"sync run {sync_run_id} does not exist")
         incomplete = conn.execute(
             """SELECT e AS endpoint FROM clever_landing.sync_runs r, unnest(r.endpoints) e
                WHERE r.sync_run_id = %s

@@ -20,7 +20,7 @@ from tests.helpers import load_records, write_records
 
 @pytest.fixture
 def conn(warehouse_url):
-    with psycopg.connect(warehouse_url) as connection:
+    with psycopg.connect(warehouse_url, autocommit=True) as connection:
         ensure_landing_schema(connection)
         yield connection
 

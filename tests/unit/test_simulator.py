@@ -1,0 +1,543 @@
+"""The Clever API simulator over real HTTP: paging, auth, rate limits, faults, reloads, CLI."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+
+from clever.sample_district import TEACHER_ADMIN, Plan, generate
+from clever.simulator import (
+    SAMPLE_DISTRICT_DIR,
+    CleverSimulator,
+    DistrictSpec,
+    Faults,
+    Page,
+    main,
+)
+
+TOKEN = "unit-sim-token-5e6f7a8b9c0d-never-echo"
+OTHER_TOKEN = "unit-sim-other-token-1a2b3c4d"
+PLUGINS_DIR = Path(__file__).resolve().parents[2] / "plugins"
+
+
+# -- fixtures and helpers ------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def other_district(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("other-district")
+    generate(out, seed=1, district_name="Other ISD")
+    return out
+
+
+@pytest.fixture
+def district(tmp_path: Path) -> Path:
+    """A private copy of the shipped sample district that a test may rewrite."""
+    return Path(shutil.copytree(SAMPLE_DISTRICT_DIR, tmp_path / "demo"))
+
+
+def make_sim(district: Path, other_district: Path, **kw: Any) -> CleverSimulator:
+    kw.setdefault("seed", 7)
+    return CleverSimulator([DistrictSpec("demo", TOKEN, district), DistrictSpec("other", OTHER_TOKEN, other_district)],
+                           **kw)
+
+
+@pytest.fixture
+def sim(district: Path, other_district: Path) -> Iterator[CleverSimulator]:
+    with make_sim(district, other_district) as simulator:
+        yield simulator
+
+
+def get(sim: CleverSimulator, path: str, token: str | None = TOKEN, **kw: Any) -> requests.Response:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    kw.setdefault("timeout", 10)
+    return requests.get(sim.base_url + path, headers=headers, **kw)
+
+
+def post(sim: CleverSimulator, path: str, payload: Any) -> requests.Response:
+    return requests.post(sim.base_url + path, json=payload, timeout=10)
+
+
+def on_disk(district: Path, version: str, endpoint: str) -> list[dict[str, Any]]:
+    records = json.loads((district / version / f"{endpoint}.json").read_text(encoding="utf-8"))
+    return sorted(records, key=lambda r: r["id"])
+
+
+def links(response: requests.Response) -> dict[str, str]:
+    return {link["rel"]: link["uri"] for link in response.json()["links"]}
+
+
+def write_atomically(path: Path, records: list[dict[str, Any]]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(records, ensure_ascii=False), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+# -- paging ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("version", ["v3.0", "v3.1"])
+def test_paging_returns_every_record_once_in_id_order(sim, district, version):
+    expected = on_disk(district, version, "users")
+    uri: str | None = f"/{version}/users?limit=7"
+    pages = []
+    while uri:
+        response = get(sim, uri)
+        assert response.status_code == 200
+        page_links = links(response)
+        assert page_links["self"] == uri
+        items = response.json()["data"]
+        assert all(item["uri"] == f"/{version}/users/{item['data']['id']}" for item in items)
+        pages.append([item["data"] for item in items])
+        uri = page_links.get("next")
+    assert len(pages) == -(-len(expected) // 7) > 5
+    assert all(len(page) == 7 for page in pages[:-1])
+    assert [record for page in pages for record in page] == expected
+
+
+def test_concurrent_clients_on_keep_alive_connections(sim, district):
+    expected = [r["id"] for r in on_disk(district, "v3.1", "sections")]
+
+    def crawl() -> list[str]:
+        with requests.Session() as session:
+            session.headers["Authorization"] = f"Bearer {TOKEN}"
+            uri: str | None = "/v3.1/sections?limit=6"
+            ids = []
+            while uri:
+                page = session.get(sim.base_url + uri, timeout=10).json()
+                ids += [i["data"]["id"] for i in page["data"]]
+                uri = next((link["uri"] for link in page["links"] if link["rel"] == "next"), None)
+            return ids
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(lambda _: crawl(), range(8)))
+    assert results == [expected] * 8
+
+
+def test_page_size_defaults_to_100_and_allows_10000(sim, district):
+    users = on_disk(district, "v3.0", "users")
+    first = get(sim, "/v3.0/users")
+    assert [i["data"] for i in first.json()["data"]] == users[:100]
+    assert links(first)["next"] == f"/v3.0/users?starting_after={users[99]['id']}"
+    everything = get(sim, "/v3.0/users?limit=10000")
+    assert len(everything.json()["data"]) == len(users)
+    assert set(links(everything)) == {"self"}
+
+
+@pytest.mark.parametrize(("query", "status"), [
+    ("limit=10001", 413), ("limit=0", 400), ("limit=-3", 400), ("limit=ten", 400),
+    ("starting_after=a&ending_before=b", 400),
+])
+def test_bad_paging_parameters_are_refused(sim, query, status):
+    response = get(sim, f"/v3.0/users?{query}")
+    assert response.status_code == status
+    assert response.json()["message"]
+
+
+def test_ending_before_pages_backwards_with_prev_link(sim, district):
+    ids = [r["id"] for r in on_disk(district, "v3.0", "sections")]
+    response = get(sim, f"/v3.0/sections?limit=5&ending_before={ids[20]}")
+    assert [i["data"]["id"] for i in response.json()["data"]] == ids[15:20]
+    assert links(response)["prev"] == f"/v3.0/sections?limit=5&ending_before={ids[15]}"
+    assert links(response)["next"] == f"/v3.0/sections?limit=5&starting_after={ids[19]}"
+    assert "prev" not in links(get(sim, "/v3.0/sections?limit=5"))
+    assert "prev" in links(get(sim, f"/v3.0/sections?limit=5&starting_after={ids[4]}"))
+
+
+def test_starting_after_compares_ids_as_strings_even_if_the_id_is_gone(sim, district):
+    ids = [r["id"] for r in on_disk(district, "v3.0", "users")]
+    cursor = ids[30][:-1] + chr(ord(ids[30][-1]) + 1) if ids[30][-1] != "f" else ids[30] + "0"
+    assert cursor not in ids
+    response = get(sim, f"/v3.0/users?limit=10000&starting_after={cursor}")
+    assert [i["data"]["id"] for i in response.json()["data"]] == [i for i in ids if i > cursor]
+
+
+def test_single_record_and_unshared_record(sim, district):
+    course = on_disk(district, "v3.1", "courses")[3]
+    response = get(sim, f"/v3.1/courses/{course['id']}")
+    assert response.json() == {"data": course, "links": [{"rel": "self", "uri": f"/v3.1/courses/{course['id']}"}]}
+    missing = get(sim, f"/v3.1/courses/{'0' * 24}")
+    assert missing.status_code == 404 and missing.json()["message"]
+    for path in ("/v3.0/students", "/v2.1/users", "/v3.0/users/a/b", "/"):
+        assert get(sim, path).status_code == 404, path
+
+
+@pytest.mark.parametrize("role", ["student", "teacher", "staff", "district_admin", "contact"])
+def test_role_filter_keeps_users_with_that_role_across_pages(sim, district, role):
+    expected = [u for u in on_disk(district, "v3.0", "users") if u["roles"].get(role) is not None]
+    uri: str | None = f"/v3.0/users?role={role}&limit=9"
+    found = []
+    while uri:
+        response = get(sim, uri)
+        found += [i["data"] for i in response.json()["data"]]
+        uri = links(response).get("next")
+        assert uri is None or f"role={role}" in uri
+    assert found == expected and found
+
+
+def test_unknown_role_is_refused(sim):
+    assert get(sim, "/v3.0/users?role=principal").status_code == 400
+
+
+def test_each_token_sees_its_own_district(sim, district, other_district):
+    mine = get(sim, "/v3.0/districts").json()["data"]
+    theirs = get(sim, "/v3.0/districts", token=OTHER_TOKEN).json()["data"]
+    assert [d["data"] for d in mine] == on_disk(district, "v3.0", "districts")
+    assert [d["data"] for d in theirs] == on_disk(other_district, "v3.0", "districts")
+    assert mine != theirs
+
+
+# -- auth ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("authorization", [None, "Bearer wrong-token", f"Basic {TOKEN}", f"Bearer {TOKEN}x", "Bearer"])
+def test_missing_or_unknown_token_is_401_and_never_echoed(sim, authorization):
+    headers = {"Authorization": authorization} if authorization else {}
+    response = requests.get(sim.base_url + "/v3.0/users", headers=headers, timeout=10)
+    assert response.status_code == 401
+    assert response.json()["message"]
+    assert TOKEN not in response.text and TOKEN not in str(response.headers)
+
+
+def test_revoked_token_gets_401_until_reset(sim):
+    sim.revoke("demo")
+    assert get(sim, "/v3.0/schools").status_code == 401
+    assert get(sim, "/v3.0/schools", token=OTHER_TOKEN).status_code == 200
+    sim.reset()
+    assert get(sim, "/v3.0/schools").status_code == 200
+    assert post(sim, "/_sim/revoke", {"token_district": "other"}).status_code == 200
+    assert get(sim, "/v3.0/schools", token=OTHER_TOKEN).status_code == 401
+    assert post(sim, "/_sim/revoke", {"token_district": "nobody"}).status_code == 404
+    with pytest.raises(KeyError):
+        sim.revoke("nobody")
+
+
+def test_token_is_never_logged(sim, caplog):
+    caplog.set_level(logging.DEBUG)
+    get(sim, "/v3.0/users?limit=3")
+    get(sim, "/v3.0/users", token=TOKEN + "-revoked")
+    sim.set_faults(server_error_probability=1.0)
+    get(sim, "/v3.0/users")
+    assert caplog.records, "request lines are logged at DEBUG"
+    assert TOKEN not in caplog.text
+
+
+# -- rate limiting -------------------------------------------------------------------------------------------
+def test_rate_limit_per_token_answers_429_with_reset_headers(district, other_district):
+    with make_sim(district, other_district, rate_limit_per_minute=5) as sim:
+        remaining = [get(sim, "/v3.0/terms").headers["X-RateLimit-Remaining"] for _ in range(5)]
+        assert remaining == ["4", "3", "2", "1", "0"]
+        throttled = get(sim, "/v3.0/terms")
+        assert throttled.status_code == 429
+        assert 1 <= int(throttled.headers["Retry-After"]) <= 60
+        assert time.time() < int(throttled.headers["X-RateLimit-Reset"]) <= time.time() + 61
+        assert get(sim, "/v3.0/terms", token=OTHER_TOKEN).status_code == 200, "limits are per token"
+        sim.reset()
+        assert get(sim, "/v3.0/terms").status_code == 200
+
+
+def test_rate_limiting_can_be_turned_off(district, other_district):
+    with make_sim(district, other_district, rate_limit_per_minute=None) as sim:
+        response = get(sim, "/v3.0/terms")
+        assert response.status_code == 200 and "X-RateLimit-Remaining" not in response.headers
+
+
+# -- faults --------------------------------------------------------------------------------------------
+def test_rate_limit_fault(sim):
+    sim.set_faults(rate_limit_probability=1.0, retry_after=2)
+    response = get(sim, "/v3.0/schools")
+    assert response.status_code == 429
+    assert response.headers["Retry-After"] == "2"
+    assert time.time() < int(response.headers["X-RateLimit-Reset"]) <= time.time() + 3
+    sim.set_faults(rate_limit_probability=1.0, retry_after=0.25)
+    assert get(sim, "/v3.0/schools").headers["Retry-After"] == "0.25"
+
+
+@pytest.mark.parametrize("status", [500, 502, 503])
+def test_server_error_fault(sim, status):
+    sim.set_faults(server_error_probability=1.0, server_error_status=status)
+    assert get(sim, "/v3.0/schools").status_code == status
+    assert sim.stats()["by_status"] == {str(status): 1}
+
+
+def test_server_error_defaults_to_503(sim):
+    sim.set_faults(server_error_probability=1.0)
+    assert get(sim, "/v3.0/schools").status_code == 503
+
+
+def test_slow_fault_delays_answers_and_trips_client_timeouts(sim):
+    sim.set_faults(slow_seconds=0.4)
+    started = time.monotonic()
+    assert get(sim, "/v3.0/districts").status_code == 200
+    assert time.monotonic() - started >= 0.4
+    with pytest.raises(requests.ReadTimeout):
+        get(sim, "/v3.0/districts", timeout=(5, 0.1))
+    sim.set_faults(slow_seconds=5, slow_probability=0.0)
+    assert get(sim, "/v3.0/districts", timeout=(5, 2)).status_code == 200
+
+
+def test_fail_endpoint_after_some_pages(sim, district):
+    sim.set_faults(fail_endpoint="users", fail_after_pages=2)
+    first = get(sim, "/v3.0/users?limit=5")
+    second = get(sim, links(first)["next"])
+    assert (first.status_code, second.status_code) == (200, 200)
+    assert get(sim, links(second)["next"]).status_code == 500
+    assert get(sim, links(second)["next"]).status_code == 500, "every later page fails too"
+    assert get(sim, "/v3.0/schools").status_code == 200, "other endpoints are unaffected"
+
+
+def test_fail_endpoint_with_no_pages_fails_at_once_and_single_records_too(sim, district):
+    sim.set_faults(fail_endpoint="sections")
+    assert get(sim, "/v3.0/sections").status_code == 500
+    assert get(sim, f"/v3.0/sections/{on_disk(district, 'v3.0', 'sections')[0]['id']}").status_code == 500
+
+
+def test_malformed_json_after_some_pages(sim):
+    sim.set_faults(malformed_json_endpoint="terms", malformed_after_pages=1)
+    assert get(sim, "/v3.0/terms").json()["data"]
+    broken = get(sim, "/v3.0/terms")
+    assert broken.status_code == 200
+    with pytest.raises(ValueError):
+        json.loads(broken.content)
+
+
+def test_truncated_page_promises_more_bytes_than_it_sends(sim):
+    sim.set_faults(truncated_page_endpoint="courses")
+    with pytest.raises(requests.exceptions.ChunkedEncodingError):
+        get(sim, "/v3.0/courses")
+    host, port = urlsplit(sim.base_url).hostname, urlsplit(sim.base_url).port
+    with socket.create_connection((host, port), timeout=5) as conn:
+        conn.sendall(f"GET /v3.0/courses HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\r\n".encode())
+        raw = b""
+        while chunk := conn.recv(65536):
+            raw += chunk
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200")
+    headers = dict(line.split(b": ", 1) for line in head.split(b"\r\n")[1:])
+    promised = int(headers[b"Content-Length"])
+    assert 0 < len(body) < promised
+    assert sim.stats()["by_status"] == {"truncated": 2}
+
+
+def test_dropped_connection(sim):
+    sim.set_faults(drop_connection_probability=1.0)
+    with pytest.raises(requests.ConnectionError):
+        get(sim, "/v3.0/schools")
+    assert sim.stats()["by_status"] == {"dropped": 1}
+
+
+def test_max_faults_fails_n_times_then_recovers(sim):
+    sim.set_faults(server_error_probability=1.0, max_faults=2)
+    assert [get(sim, "/v3.0/schools").status_code for _ in range(4)] == [503, 503, 200, 200]
+    assert sim.stats()["faults_injected"] == 2
+
+
+def test_probabilistic_faults_are_deterministic_for_a_seed(district, other_district):
+    def statuses(seed: int) -> list[int]:
+        with make_sim(district, other_district, seed=seed,
+                      faults={"server_error_probability": 0.5, "rate_limit_probability": 0.2}) as sim:
+            return [get(sim, "/v3.0/terms").status_code for _ in range(30)]
+
+    first = statuses(3)
+    assert first == statuses(3)
+    assert {200, 429, 503} == set(first)
+    assert first != statuses(4)
+
+
+def test_faults_never_touch_control_routes(sim):
+    sim.set_faults(drop_connection_probability=1.0)
+    assert requests.get(sim.base_url + "/_sim/stats", timeout=5).status_code == 200
+    assert requests.get(sim.base_url + "/_sim/health", timeout=5).json()["status"] == "ok"
+
+
+def test_invalid_fault_settings_are_refused(sim):
+    for bad in ({"no_such_fault": 1}, {"server_error_probability": 1.5}, {"server_error_status": 404},
+                {"fail_endpoint": "students"}, {"fail_after_pages": -1}, {"slow_seconds": "slow"}):
+        with pytest.raises(ValueError):
+            sim.set_faults(**bad)
+        assert post(sim, "/_sim/faults", bad).status_code == 400
+    assert requests.post(sim.base_url + "/_sim/faults", data=b"{not json", timeout=5).status_code == 400
+
+
+def test_control_endpoints(sim):
+    assert post(sim, "/_sim/faults", {"fail_endpoint": "schools"}).json()["faults"]["fail_endpoint"] == "schools"
+    assert requests.get(sim.base_url + "/_sim/faults", timeout=5).json()["faults"]["fail_endpoint"] == "schools"
+    assert get(sim, "/v3.0/schools").status_code == 500
+    assert get(sim, "/v3.0/terms").status_code == 200
+    assert get(sim, "/v3.0/terms", token=None).status_code == 401
+    stats = requests.get(sim.base_url + "/_sim/stats", timeout=5).json()
+    assert stats["requests"] == 3
+    assert stats["by_status"] == {"500": 1, "200": 1, "401": 1}
+    assert stats["by_path"] == {"/v3.0/schools": {"500": 1}, "/v3.0/terms": {"200": 1, "401": 1}}
+    assert stats["faults_injected"] == 1
+    assert post(sim, "/_sim/reset", {}).status_code == 200
+    assert get(sim, "/v3.0/schools").status_code == 200
+    assert requests.get(sim.base_url + "/_sim/stats", timeout=5).json()["requests"] == 1
+    assert requests.get(sim.base_url + "/_sim/nothing", timeout=5).status_code == 404
+
+
+def test_faults_given_at_construction(district, other_district):
+    with make_sim(district, other_district, faults=Faults(fail_endpoint="terms")) as sim:
+        assert get(sim, "/v3.0/terms").status_code == 500
+        assert get(sim, "/v3.0/courses").status_code == 200
+
+
+# -- data reloads and sources ----------------------------------------------------------------------------
+def test_rewritten_files_are_served_without_restart(sim, district):
+    path = district / "v3.0" / "users.json"
+    users = on_disk(district, "v3.0", "users")
+    assert len(get(sim, "/v3.0/users?limit=10000").json()["data"]) == len(users)
+
+    gone, renamed = users[0], dict(users[1], name={"first": "Renamed", "last": "Person"})
+    write_atomically(path, [renamed, *users[2:]])
+    served = [i["data"] for i in get(sim, "/v3.0/users?limit=10000").json()["data"]]
+    assert served == [renamed, *users[2:]]
+    assert get(sim, f"/v3.0/users/{gone['id']}").status_code == 404
+
+    path.write_text(json.dumps(users), encoding="utf-8")  # in place, same inode
+    assert [i["data"] for i in get(sim, "/v3.0/users?limit=10000").json()["data"]] == users
+    assert len(get(sim, "/v3.1/users?limit=10000").json()["data"]) == len(on_disk(district, "v3.1", "users"))
+
+
+def test_unparseable_rewrite_keeps_serving_the_last_good_data(sim, district):
+    schools = on_disk(district, "v3.0", "schools")
+    assert len(get(sim, "/v3.0/schools").json()["data"]) == len(schools)
+    (district / "v3.0" / "schools.json").write_text('[{"id": "half-writ', encoding="utf-8")
+    assert [i["data"] for i in get(sim, "/v3.0/schools").json()["data"]] == schools
+    write_atomically(district / "v3.0" / "schools.json", schools[:2])
+    assert len(get(sim, "/v3.0/schools").json()["data"]) == 2
+
+
+def test_missing_endpoint_file_serves_an_empty_list(sim, district):
+    (district / "v3.0" / "resources.json").unlink()
+    response = get(sim, "/v3.0/resources")
+    assert response.json() == {"data": [], "links": [{"rel": "self", "uri": "/v3.0/resources"}]}
+
+
+class CountingSource:
+    """A generated (file-less) source: user ids are 24-digit numbers, 0..n-1."""
+
+    def __init__(self, n: int):
+        self.ids = [f"{i:024d}" for i in range(n)]
+
+    def record(self, record_id: str) -> dict[str, Any]:
+        return {"id": record_id, "district": "d" * 24, "roles": {"student": {}}}
+
+    def list_page(self, version, endpoint, starting_after, ending_before, limit, role) -> Page:
+        ids = self.ids if endpoint == "users" else []
+        start = sum(1 for i in ids if i <= starting_after) if starting_after else 0
+        chosen = ids[start:start + limit]
+        return Page([self.record(i) for i in chosen], start > 0, start + limit < len(ids))
+
+    def get(self, version, endpoint, record_id):
+        return self.record(record_id) if endpoint == "users" and record_id in self.ids else None
+
+
+def test_any_data_source_can_back_a_district():
+    with CleverSimulator([DistrictSpec("generated", TOKEN, source=CountingSource(23))]) as sim:
+        uri: str | None = "/v3.1/users?limit=10"
+        seen = []
+        while uri:
+            response = get(sim, uri)
+            seen += [i["data"]["id"] for i in response.json()["data"]]
+            uri = links(response).get("next")
+        assert seen == [f"{i:024d}" for i in range(23)]
+        assert get(sim, f"/v3.1/users/{seen[5]}").json()["data"]["id"] == seen[5]
+
+
+def test_district_specs_are_validated(district):
+    with pytest.raises(ValueError):
+        DistrictSpec("x", TOKEN)
+    with pytest.raises(ValueError):
+        DistrictSpec("x", TOKEN, district, source=CountingSource(1))
+    with pytest.raises(ValueError):
+        DistrictSpec("x", "", district)
+    with pytest.raises(ValueError, match="unique"):
+        CleverSimulator([DistrictSpec("a", TOKEN, district), DistrictSpec("b", TOKEN, district)])
+    assert TOKEN not in repr(DistrictSpec("x", TOKEN, district))
+
+
+# -- v3.0 vs v3.1 --------------------------------------------------------------------------------------
+def test_teacher_who_is_district_admin_differs_between_versions(sim):
+    teacher_id = Plan().id("teacher", TEACHER_ADMIN)
+    v30_admins = [i["data"] for i in get(sim, "/v3.0/users?role=district_admin").json()["data"]]
+    v31_admins = [i["data"] for i in get(sim, "/v3.1/users?role=district_admin").json()["data"]]
+    v30_teacher = get(sim, f"/v3.0/users/{teacher_id}").json()["data"]
+    v31_teacher = get(sim, f"/v3.1/users/{teacher_id}").json()["data"]
+
+    v30_twin = [u for u in v30_admins if u["email"] == v30_teacher["email"]]
+    assert len(v30_twin) == 1 and v30_twin[0]["id"] != teacher_id
+    assert v30_twin[0]["name"] == v30_teacher["name"]
+    assert set(v30_teacher["roles"]) == {"teacher"} and set(v30_twin[0]["roles"]) == {"district_admin"}
+
+    assert set(v31_teacher["roles"]) == {"teacher", "district_admin"}
+    assert teacher_id in {u["id"] for u in v31_admins}
+    assert get(sim, f"/v3.1/users/{v30_twin[0]['id']}").status_code == 404
+    assert len(v31_admins) == len(v30_admins)
+
+
+# -- CLI ------------------------------------------------------------------------------------------------
+def run_cli(args: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "clever.simulator", "--port", "0", *args],
+        env={**os.environ, "PYTHONPATH": str(PLUGINS_DIR), **env},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    return process, line
+
+
+def stop_cli(process: subprocess.Popen[str]) -> int:
+    process.send_signal(signal.SIGTERM)
+    return process.wait(timeout=10)
+
+
+def test_cli_serves_given_districts_until_sigterm(district):
+    process, line = run_cli(["--district", f"demo=env:UNIT_SIM_TOKEN@{district}", "--district",
+                             f"spare=spare-token@{district}", "--fault", "fail_endpoint=terms",
+                             "--fault", "fail_after_pages=1"], {"UNIT_SIM_TOKEN": TOKEN})
+    try:
+        assert line.startswith("Clever API simulator listening on http://127.0.0.1:")
+        assert line.rstrip().endswith("(districts: demo, spare)")
+        base = line.split(" on ")[1].split()[0]
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        assert requests.get(f"{base}/v3.0/terms", headers=auth, timeout=5).status_code == 200
+        assert requests.get(f"{base}/v3.0/terms", headers=auth, timeout=5).status_code == 500
+    finally:
+        assert stop_cli(process) == 0
+    output = process.communicate()
+    assert TOKEN not in "".join(output)
+
+
+def test_cli_defaults_to_the_sample_district(district):
+    process, line = run_cli(["--log-level", "DEBUG"], {"CLEVER_SIM_TOKEN": TOKEN})
+    try:
+        base = line.split(" on ")[1].split()[0]
+        assert line.rstrip().endswith("(districts: demo)")
+        response = requests.get(f"{base}/v3.0/districts", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5)
+        assert response.json()["data"][0]["data"]["name"] == "Certification ISD"
+    finally:
+        assert stop_cli(process) == 0
+    assert TOKEN not in "".join(process.communicate()), "debug logging must not show the token"
+
+
+@pytest.mark.parametrize("args", [
+    ["--district", "demo=secret-cli-token"],
+    ["--district", "demo=secret-cli-token@"],
+    ["--fault", "no_such_fault=1"],
+    ["--fault", "server_error_probability"],
+])
+def test_cli_rejects_bad_arguments_without_echoing_tokens(args, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(args)
+    assert info.value.code == 2
+    assert "secret-cli-token" not in capsys.readouterr().err
