@@ -4,6 +4,7 @@
    - first_seen_at: the first version's start;
    - last_seen_at: for active records the district's latest approved extraction of the
      endpoint; for archived ones the approved extraction before the one that archived it.
+   Snapshot times are UTC (dbt runs with PGTZ=UTC); they are exposed as timestamptz.
    A restored record's latest version is a 'False' row again: is_archived = false, same
    key, and the archived period stays in the snapshot. #}
 {% macro archived_dimension(snapshot_name, endpoint, keys=['district_slug', 'clever_id']) %}
@@ -25,7 +26,7 @@ current_version as (
 ),
 
 first_seen as (
-    select {{ keys | join(', ') }}, min(dbt_valid_from) as first_seen_at
+    select {{ keys | join(', ') }}, min(dbt_valid_from) at time zone 'UTC' as first_seen_at
     from history
     group by {{ keys | join(', ') }}
 ),
@@ -49,18 +50,18 @@ select
     {% for column in columns %}cv.{{ adapter.quote(column) }},
     {% endfor -%}
     cv.dbt_is_deleted = 'True' as is_archived,
-    case when cv.dbt_is_deleted = 'True' then cv.dbt_valid_from end as archived_at,
+    case when cv.dbt_is_deleted = 'True' then cv.dbt_valid_from at time zone 'UTC' end as archived_at,
     fs.first_seen_at,
     case
         when cv.dbt_is_deleted = 'True' then (
             select a.previous_synced_at
             from approvals as a
-            where a.district_slug = cv.district_slug and a.approved_at <= cv.dbt_valid_from
+            where a.district_slug = cv.district_slug and a.approved_at <= cv.dbt_valid_from at time zone 'UTC'
             order by a.approved_at desc
             limit 1)
         else ce.synced_at
     end as last_seen_at,
-    cv.dbt_valid_from as version_valid_from,
+    cv.dbt_valid_from at time zone 'UTC' as version_valid_from,
     cv.sync_run_id as version_sync_run_id
 from current_version as cv
 join first_seen as fs

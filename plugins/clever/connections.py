@@ -44,6 +44,9 @@ class WarehouseTarget:
             "CLEVER_WAREHOUSE_USER": self.user,
             "CLEVER_WAREHOUSE_DBNAME": self.dbname,
             "DBT_ENV_SECRET_WAREHOUSE_PASSWORD": self.password,
+            # Snapshot times are `timestamp without time zone` taken in the session's zone:
+            # pin it so they always mean UTC, whatever the server's default.
+            "PGTZ": "UTC",
         }
 
     @classmethod

@@ -132,7 +132,7 @@ def history_changes(conn: psycopg.Connection, district_slug: str, since: datetim
                   SELECT 1 FROM {t} e WHERE {km} AND e.dbt_valid_from < s.dbt_valid_from)) AS added,
               count(*) AS versions
             FROM {t} s
-            WHERE s.district_slug = %s AND s.dbt_valid_from >= %s
+            WHERE s.district_slug = %s AND s.dbt_valid_from >= (%s AT TIME ZONE 'UTC')
         """).format(t=sql.Identifier(SNAPSHOT_SCHEMA, snapshot), km=key_match)
         archived, restored, added, versions = conn.execute(query, (district_slug, since)).fetchone()
         changes[data_type] = {
