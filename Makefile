@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export PYTHONPATH := $(CURDIR)/plugins
 export CLEVER_PG_PORT ?= 55432
-SIM_PORT ?= 8765
+export SIM_PORT ?= 8765
 PYTEST_ARGS ?=
 
 DISTRICT ?= demo
@@ -47,10 +47,10 @@ db-up: setup  ## start the embedded warehouse (skipped if AIRFLOW_CONN_CLEVER_WA
 db-down: setup  ## stop the embedded warehouse (data kept under .local/)
 	$(PY) -m clever.pg_local down
 
-db-status: setup
+db-status: setup  ## is the embedded warehouse running?
 	$(PY) -m clever.pg_local status
 
-simulator: setup  ## serve the sample district on http://127.0.0.1:$(SIM_PORT) (token: demo-district-token)
+simulator: setup  ## serve the sample district on 127.0.0.1:SIM_PORT (default 8765; token demo-district-token)
 	$(PY) -m clever.simulator --port $(SIM_PORT)
 
 sample-data: setup  ## regenerate the shipped sample district (deterministic)

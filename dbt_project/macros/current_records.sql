@@ -1,6 +1,6 @@
 {# The records of the latest *approved* extraction of an endpoint, per district.
    A run's extraction is approved only after it completed, passed validation and the
-   mass-archive guard (clever.approval). Snapshots read nothing else, so a failed,
+   mass-archive guard (clever.pipeline.approve). Snapshots read nothing else, so a failed,
    partial or unapproved run can never archive a record, and one district's run only
    ever sees other districts' already-snapshotted data (a no-op for them). #}
 {% macro current_records(endpoint) %}

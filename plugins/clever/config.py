@@ -25,6 +25,11 @@ _DEFAULTS: dict[str, Any] = {
     "endpoints": ["districts", "schools", "users", "sections", "terms", "courses"],
     "mass_archive_threshold": 0.20,
     "mass_archive_floor": 10,
+    "http_max_attempts": 8,
+    "http_backoff_max_seconds": 60.0,
+    "extract_retries": 2,
+    "extract_retry_delay_seconds": 120,
+    "build_lock_timeout_seconds": 3600,
 }
 
 
@@ -42,6 +47,11 @@ class DistrictConfig:
     endpoints: tuple[str, ...]
     mass_archive_threshold: float
     mass_archive_floor: int
+    http_max_attempts: int = 8  # per request, for 429/5xx/time-outs (tenacity)
+    http_backoff_max_seconds: float = 60.0
+    extract_retries: int = 2  # Airflow retries of a whole endpoint extraction
+    extract_retry_delay_seconds: int = 120
+    build_lock_timeout_seconds: int = 3600  # wait for other districts' dbt builds
     options: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -82,6 +92,11 @@ def _district(entry: dict[str, Any], defaults: dict[str, Any], where: str) -> Di
         endpoints=endpoints,
         mass_archive_threshold=threshold,
         mass_archive_floor=int(merged.pop("mass_archive_floor")),
+        http_max_attempts=max(1, int(merged.pop("http_max_attempts"))),
+        http_backoff_max_seconds=float(merged.pop("http_backoff_max_seconds")),
+        extract_retries=max(0, int(merged.pop("extract_retries"))),
+        extract_retry_delay_seconds=max(0, int(merged.pop("extract_retry_delay_seconds"))),
+        build_lock_timeout_seconds=max(1, int(merged.pop("build_lock_timeout_seconds"))),
         options=merged,
     )
 

@@ -11,6 +11,8 @@ step before it failed.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -29,7 +31,8 @@ def _district_params(district: DistrictConfig) -> dict[str, Param]:
     return {
         "full_refresh": Param(
             False, type="boolean",
-            description="Rebuild dbt's incremental models from scratch. Snapshots (history) are never rebuilt.",
+            description="Run dbt with --full-refresh (rebuilds incremental models; today every mart is rebuilt "
+                        "each run anyway). Snapshot history is never rebuilt or dropped.",
         ),
         "allow_mass_archive": Param(
             False, type="boolean",
@@ -42,6 +45,18 @@ def _district_params(district: DistrictConfig) -> dict[str, Param]:
             description="Clever endpoints to sync (default: all configured).",
         ),
     }
+
+
+@contextmanager
+def _failing_run(conninfo: str, sync_run_id: int, step: str) -> Iterator[None]:
+    """Mark the sync run failed, naming the step, if the block raises."""
+    try:
+        yield
+    except Exception as exc:
+        from clever import pipeline
+
+        pipeline.fail_run(conninfo, sync_run_id, step, exc)
+        raise
 
 
 def build_district_dag(district: DistrictConfig) -> DAG:
@@ -77,15 +92,26 @@ def build_district_dag(district: DistrictConfig) -> DAG:
                 external_run_id=context["run_id"], params=dict(context["params"]),
             )
 
-        @task(retries=2, retry_delay=timedelta(minutes=2), map_index_template="{{ endpoint }}")
+        @task(retries=district.extract_retries,
+              retry_delay=timedelta(seconds=district.extract_retry_delay_seconds),
+              map_index_template="{{ endpoint }}")
         def extract(endpoint: str, sync_run_id: int) -> dict[str, Any]:
+            from airflow.sdk.exceptions import AirflowFailException
+
             from clever import pipeline
+            from clever.client import CleverAuthError
             from clever.connections import clever_endpoint, warehouse_target
+            from clever.extract import ExtractionError
 
             get_current_context()["endpoint"] = endpoint  # type: ignore[index]
             api = clever_endpoint(district)
-            return pipeline.extract(warehouse_target().conninfo, district, sync_run_id, endpoint,
-                                    api.base_url, api.token)
+            try:
+                return pipeline.extract(warehouse_target().conninfo, district, sync_run_id, endpoint,
+                                        api.base_url, api.token)
+            except ExtractionError as exc:
+                if isinstance(exc.__cause__, CleverAuthError):  # a retry cannot fix a revoked token
+                    raise AirflowFailException(str(exc)) from exc
+                raise
 
         @task(trigger_rule=TriggerRule.ALL_DONE)
         def close_extraction(sync_run_id: int) -> str:
@@ -99,22 +125,29 @@ def build_district_dag(district: DistrictConfig) -> DAG:
             from clever import validation
             from clever.connections import warehouse_target
 
-            return validation.validate_run(warehouse_target().conninfo, sync_run_id)
+            conninfo = warehouse_target().conninfo
+            with _failing_run(conninfo, sync_run_id, "validate"):
+                return validation.validate_run(conninfo, sync_run_id)
 
         @task
         def approve(sync_run_id: int) -> list[str]:
             from clever import pipeline
             from clever.connections import warehouse_target
 
-            return pipeline.approve(warehouse_target().conninfo, sync_run_id)
+            conninfo = warehouse_target().conninfo
+            with _failing_run(conninfo, sync_run_id, "approve"):
+                return pipeline.approve(conninfo, sync_run_id)
 
         @task
-        def build() -> dict[str, Any]:
+        def build(sync_run_id: int) -> dict[str, Any]:
             from clever import pipeline
             from clever.connections import warehouse_target
 
+            target = warehouse_target()
             full_refresh = bool(get_current_context()["params"].get("full_refresh"))
-            return pipeline.build(warehouse_target(), full_refresh=full_refresh)
+            with _failing_run(target.conninfo, sync_run_id, "build"):
+                return pipeline.build(target, full_refresh=full_refresh,
+                                      lock_timeout_seconds=district.build_lock_timeout_seconds)
 
         @task(trigger_rule=TriggerRule.ALL_DONE)
         def summarize(sync_run_id: int) -> dict[str, Any]:
@@ -130,9 +163,14 @@ def build_district_dag(district: DistrictConfig) -> DAG:
                                          extra={"dbt_docs": pipeline.dbt_docs_hint()})
             print(pipeline.format_summary(summary))
             if started is None:
+                if summary["approved_endpoints"]:
+                    detail = ("its extraction was approved but the dbt build failed; the next successful build "
+                              "(of any district) applies it")
+                else:
+                    detail = "it stopped before approval, so nothing from it was archived or changed"
                 raise AirflowFailException(
-                    f"district {district.slug!r}: sync run {sync_run_id} did not reach the warehouse build; "
-                    "see the failed task's log. Nothing was archived.")
+                    f"district {district.slug!r}: sync run {sync_run_id} failed: {detail}. "
+                    f"Error: {summary.get('error') or 'see the failed task log'}")
             return summary
 
         endpoints = plan_endpoints()
@@ -144,7 +182,7 @@ def build_district_dag(district: DistrictConfig) -> DAG:
         closed >> validated
         approved = approve(sync_run_id)
         validated >> approved
-        built = build()
+        built = build(sync_run_id)
         approved >> built
         built >> summarize(sync_run_id)
     return dag

@@ -53,12 +53,22 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
                 os.environ[key] = old
 
 
+class BuildLockTimeout(DbtError):
+    """Another district's dbt build held the lock for longer than we may wait."""
+
+
 @contextmanager
-def build_lock(target: WarehouseTarget) -> Iterator[None]:
-    """Hold the warehouse-wide build lock (waits for another district's build)."""
+def build_lock(target: WarehouseTarget, timeout_seconds: int = 3600) -> Iterator[None]:
+    """Hold the warehouse-wide build lock, waiting up to ``timeout_seconds`` for it."""
     with psycopg.connect(target.conninfo, autocommit=True) as conn:
         started = time.monotonic()
-        conn.execute("SELECT pg_advisory_lock(%s)", (_BUILD_LOCK_KEY,))
+        conn.execute(f"SET lock_timeout = '{int(timeout_seconds)}s'")
+        try:
+            conn.execute("SELECT pg_advisory_lock(%s)", (_BUILD_LOCK_KEY,))
+        except psycopg.errors.LockNotAvailable:
+            raise BuildLockTimeout(
+                f"another district's dbt build held the warehouse build lock for over {timeout_seconds}s; "
+                "this run's approved extraction will be applied by the next build") from None
         waited = time.monotonic() - started
         if waited > 1:
             log.info("waited %.0fs for another district's dbt build", waited)

@@ -62,7 +62,8 @@ def start_run(conninfo: str, district: DistrictConfig, endpoints: list[str] | No
 def extract(conninfo: str, district: DistrictConfig, sync_run_id: int, endpoint: str,
             base_url: str, token: str) -> dict[str, Any]:
     with psycopg.connect(conninfo, autocommit=True) as conn, CleverClient(
-        base_url, token, district=district.slug, api_version=district.api_version, page_size=district.page_size
+        base_url, token, district=district.slug, api_version=district.api_version, page_size=district.page_size,
+        max_attempts=district.http_max_attempts, backoff_max=district.http_backoff_max_seconds,
     ) as client:
         result = extract_endpoint(conn, client, get_sync_run(conn, sync_run_id), endpoint)
     return asdict(result)
@@ -78,6 +79,19 @@ def close_extraction(conninfo: str, sync_run_id: int) -> str:
             raise RunNotComplete(f"district {error[0]!r}: sync run {sync_run_id} is not complete ({error[1]}); "
                                  "nothing from it will be snapshotted or archived")
     return status
+
+
+def fail_run(conninfo: str, sync_run_id: int, step: str, error: BaseException) -> None:
+    """Record that a step after extraction failed: the run becomes 'failed' (so it can
+    never be approved later) and its error names the step."""
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(
+            """UPDATE clever_landing.sync_runs
+               SET status = 'failed', finished_at = coalesce(finished_at, clock_timestamp()),
+                   error = concat_ws('; ', error, %s)
+               WHERE sync_run_id = %s""",
+            (f"{step}: {error}", sync_run_id),
+        )
 
 
 def approve(conninfo: str, sync_run_id: int) -> list[str]:
@@ -102,12 +116,12 @@ def approve(conninfo: str, sync_run_id: int) -> list[str]:
     return approved
 
 
-def build(target: WarehouseTarget, full_refresh: bool = False) -> dict[str, Any]:
+def build(target: WarehouseTarget, full_refresh: bool = False, lock_timeout_seconds: int = 3600) -> dict[str, Any]:
     """dbt build (staging, snapshots, marts, tests) under the warehouse-wide build lock."""
     from clever.dbt_runner import build_lock, run_dbt
 
     args = ["build"] + (["--full-refresh"] if full_refresh else [])
-    with build_lock(target):
+    with build_lock(target, timeout_seconds=lock_timeout_seconds):
         outcome = run_dbt(target, args)
     return {"started_at": outcome.started_at_epoch, "seconds": round(outcome.seconds, 1),
             "nodes": len(outcome.statuses)}

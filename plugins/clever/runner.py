@@ -25,6 +25,7 @@ from clever.pg_local import default_url
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BIN_DIR = Path(sys.executable).parent
 DEMO_TOKEN = "demo-district-token"  # the simulator's sample district; not a real credential
+SIM_PORT = int(os.environ.get("SIM_PORT", "8765"))
 
 
 def airflow_env(base: dict[str, str] | None = None, airflow_home: Path | None = None) -> dict[str, str]:
@@ -73,7 +74,7 @@ def run_dag(dag_id: str, conf: dict | None = None, env: dict[str, str] | None = 
 
 
 @contextmanager
-def demo_simulator(env: dict[str, str], port: int = 8765) -> Iterator[None]:
+def demo_simulator(env: dict[str, str], port: int = SIM_PORT) -> Iterator[None]:
     """For the `demo` district with no `clever_demo` connection configured: serve the
     sample district from the simulator for the duration and point the connection at it."""
     if "AIRFLOW_CONN_CLEVER_DEMO" in env:

@@ -157,7 +157,7 @@ def start_sync_run(
         row = conn.execute(
             """INSERT INTO clever_landing.sync_runs
                    (district_slug, api_version, endpoints, external_run_id, params)
-               VALUES (%s, %s, %s, %s, %s) RETURNING sync_run_id""",
+               VALUES (%s, %s, %s::text[], %s, %s) RETURNING sync_run_id""",
             (district_slug, api_version, list(endpoints), external_run_id, json.dumps(params or {})),
         ).fetchone()
     return SyncRun(row[0], district_slug, api_version, endpoints)

@@ -54,7 +54,10 @@ class Airflow:
 
 
 def write_districts_file(path: Path, districts: list[dict]) -> Path:
-    path.write_text(yaml.safe_dump({"defaults": {"page_size": 25}, "districts": districts}))
+    # Small pages exercise paging; short back-offs keep failure tests quick.
+    defaults = {"page_size": 25, "http_max_attempts": 3, "http_backoff_max_seconds": 0.2,
+                "extract_retries": 1, "extract_retry_delay_seconds": 1}
+    path.write_text(yaml.safe_dump({"defaults": defaults, "districts": districts}))
     return path
 
 
@@ -62,14 +65,22 @@ def clever_connection(simulator, token: str) -> str:
     return json.dumps({"conn_type": "http", "host": simulator.base_url, "password": token})
 
 
-@pytest.fixture
-def airflow(airflow_home, warehouse_url, simulator, tmp_path) -> Airflow:
-    env = airflow_env({
+def make_airflow(airflow_home: Path, warehouse_url: str, tmp_path: Path, simulator,
+                 tokens: dict[str, str], district_options: dict | None = None) -> Airflow:
+    """Airflow set up for the given districts ({slug: token}) served by ``simulator``."""
+    districts = [{"slug": slug, **(district_options or {})} for slug in tokens]
+    env = {
         **os.environ,
         "AIRFLOW_HOME": str(airflow_home),
         "AIRFLOW_CONN_CLEVER_WAREHOUSE": warehouse_url,
-        "AIRFLOW_CONN_CLEVER_DEMO": clever_connection(simulator, DEMO_TOKEN),
-        "CLEVER_DISTRICTS_FILE": str(write_districts_file(tmp_path / "districts.yml", [{"slug": "demo"}])),
+        "CLEVER_DISTRICTS_FILE": str(write_districts_file(tmp_path / "districts.yml", districts)),
         "CLEVER_ARTIFACTS_DIR": str(tmp_path / "artifacts"),
-    })
-    return Airflow(env, warehouse_url)
+    }
+    for slug, token in tokens.items():
+        env[f"AIRFLOW_CONN_CLEVER_{slug.upper()}"] = clever_connection(simulator, token)
+    return Airflow(airflow_env(env), warehouse_url)
+
+
+@pytest.fixture
+def airflow(airflow_home, warehouse_url, simulator, tmp_path) -> Airflow:
+    return make_airflow(airflow_home, warehouse_url, tmp_path, simulator, {"demo": DEMO_TOKEN})

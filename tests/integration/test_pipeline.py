@@ -1,0 +1,48 @@
+"""Pipeline steps that guard what reaches the snapshots."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from clever import pipeline
+from clever.connections import WarehouseTarget
+from clever.dbt_runner import _BUILD_LOCK_KEY, BuildLockTimeout, build_lock
+from clever.warehouse import ensure_landing_schema, start_sync_run
+
+
+@pytest.fixture
+def conn(warehouse_url):
+    with psycopg.connect(warehouse_url, autocommit=True) as connection:
+        ensure_landing_schema(connection)
+        yield connection
+
+
+def test_approve_refuses_a_run_that_is_not_completed(conn, warehouse_url):
+    run = start_sync_run(conn, "demo", "v3.0", ["districts"])
+    with pytest.raises(pipeline.RunNotComplete):
+        pipeline.approve(warehouse_url, run.sync_run_id)
+    with pytest.raises(pipeline.RunNotComplete, match="not complete"):
+        pipeline.close_extraction(warehouse_url, run.sync_run_id)
+    assert conn.execute("SELECT count(*) FROM clever_landing.approved_extractions").fetchone() == (0,)
+
+
+def test_a_failed_step_fails_the_run_so_it_can_never_be_approved(conn, warehouse_url):
+    run = start_sync_run(conn, "demo", "v3.0", [])
+    assert pipeline.close_extraction(warehouse_url, run.sync_run_id) == "completed"
+    pipeline.fail_run(warehouse_url, run.sync_run_id, "validate", RuntimeError("2 records without an id"))
+    status, error = conn.execute("SELECT status, error FROM clever_landing.sync_runs").fetchone()
+    assert status == "failed" and error == "validate: 2 records without an id"
+    with pytest.raises(pipeline.RunNotComplete):
+        pipeline.approve(warehouse_url, run.sync_run_id)
+
+
+def test_build_lock_waits_then_gives_up_with_a_clear_message(warehouse_url):
+    target = WarehouseTarget.from_conninfo(warehouse_url)
+    with psycopg.connect(warehouse_url, autocommit=True) as other_build:
+        other_build.execute("SELECT pg_advisory_lock(%s)", (_BUILD_LOCK_KEY,))
+        with pytest.raises(BuildLockTimeout, match="next build"), build_lock(target, timeout_seconds=1):
+            pass
+        other_build.execute("SELECT pg_advisory_unlock(%s)", (_BUILD_LOCK_KEY,))
+    with build_lock(target, timeout_seconds=1):
+        pass
