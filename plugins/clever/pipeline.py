@@ -88,7 +88,7 @@ def fail_run(conninfo: str, sync_run_id: int, step: str, error: BaseException) -
         conn.execute(
             """UPDATE clever_landing.sync_runs
                SET status = 'failed', finished_at = coalesce(finished_at, clock_timestamp()),
-                   error = concat_ws('; ', error, %s)
+                   error = concat_ws('; ', error, %s::text)
                WHERE sync_run_id = %s""",
             (f"{step}: {error}", sync_run_id),
         )
