@@ -70,6 +70,34 @@ CREATE TABLE IF NOT EXISTS clever_landing.approved_extractions (
     PRIMARY KEY (district_slug, endpoint, sync_run_id)
 );
 
+-- Records of a run that broke a rule Clever guarantees (missing id, duplicate id,
+-- missing guaranteed field, unresolvable guaranteed reference...). Kept with the rule
+-- they broke. Snapshots never see a quarantined record: they keep its last good
+-- version instead, so quarantine can never archive it.
+CREATE TABLE IF NOT EXISTS clever_landing.quarantine (
+    sync_run_id    bigint      NOT NULL REFERENCES clever_landing.sync_runs ON DELETE CASCADE,
+    endpoint       text        NOT NULL,
+    clever_id      text,
+    rule           text        NOT NULL,
+    detail         text,
+    raw            jsonb,
+    quarantined_at timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+CREATE INDEX IF NOT EXISTS quarantine_run_idx ON clever_landing.quarantine (sync_run_id, endpoint, clever_id);
+
+-- Mass-archive guard decisions: what a run would have archived, per data type.
+CREATE TABLE IF NOT EXISTS clever_landing.guard_checks (
+    sync_run_id    bigint      NOT NULL REFERENCES clever_landing.sync_runs ON DELETE CASCADE,
+    data_type      text        NOT NULL,
+    active_before  bigint      NOT NULL,
+    would_archive  bigint      NOT NULL,
+    limit_count    bigint      NOT NULL,
+    tripped        boolean     NOT NULL,
+    overridden     boolean     NOT NULL DEFAULT false,
+    checked_at     timestamptz NOT NULL DEFAULT clock_timestamp(),
+    PRIMARY KEY (sync_run_id, data_type)
+);
+
 -- One row per finished sync run: what it landed, archived, restored, and how long it took.
 CREATE TABLE IF NOT EXISTS clever_landing.run_summaries (
     sync_run_id    bigint      PRIMARY KEY REFERENCES clever_landing.sync_runs ON DELETE CASCADE,
