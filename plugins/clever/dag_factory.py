@@ -135,8 +135,10 @@ def build_district_dag(district: DistrictConfig) -> DAG:
             from clever.connections import warehouse_target
 
             conninfo = warehouse_target().conninfo
+            allow = bool(get_current_context()["params"].get("allow_mass_archive"))
             with _failing_run(conninfo, sync_run_id, "approve"):
-                return pipeline.approve(conninfo, sync_run_id)
+                return pipeline.approve(conninfo, sync_run_id, threshold=district.mass_archive_threshold,
+                                        floor=district.mass_archive_floor, allow_mass_archive=allow)
 
         @task
         def build(sync_run_id: int) -> dict[str, Any]:

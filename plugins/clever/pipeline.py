@@ -23,6 +23,7 @@ from clever.config import DistrictConfig
 from clever.connections import WarehouseTarget
 from clever.extract import extract_endpoint
 from clever.warehouse import (
+    completed_endpoints,
     ensure_landing_schema,
     finish_sync_run,
     get_sync_run,
@@ -53,6 +54,19 @@ def start_run(conninfo: str, district: DistrictConfig, endpoints: list[str] | No
     requested = list(endpoints or district.endpoints)
     with psycopg.connect(conninfo, autocommit=True) as conn:
         ensure_landing_schema(conn)
+        # One run per district at a time (max_active_runs=1): an older run still marked
+        # 'started' was killed mid-way. Close it so nobody mistakes it for in progress.
+        abandoned = conn.execute(
+            """UPDATE clever_landing.sync_runs
+               SET status = 'failed', finished_at = clock_timestamp(),
+                   error = concat_ws('; ', error, 'abandoned: the run stopped before finishing')
+               WHERE district_slug = %s AND status = 'started' RETURNING sync_run_id""",
+            (district.slug,)).fetchall()
+        for (old_run,) in abandoned:
+            conn.execute("""UPDATE clever_landing.endpoint_runs SET status = 'failed', error = 'abandoned',
+                            finished_at = clock_timestamp() WHERE sync_run_id = %s AND status = 'started'""",
+                         (old_run,))
+            log.warning("district %s: sync run %d never finished; marked failed", district.slug, old_run)
         run = start_sync_run(conn, district.slug, district.api_version, requested, external_run_id, params)
     log.info("district %s: sync run %d started (%s, endpoints: %s)",
              district.slug, run.sync_run_id, district.api_version, ", ".join(requested))
@@ -94,25 +108,38 @@ def fail_run(conninfo: str, sync_run_id: int, step: str, error: BaseException) -
         )
 
 
-def approve(conninfo: str, sync_run_id: int) -> list[str]:
-    """Point the snapshots at this run's extraction, endpoint by endpoint, atomically."""
-    with psycopg.connect(conninfo, autocommit=True) as conn, conn.transaction():
-        run = conn.execute(
-            "SELECT district_slug, status FROM clever_landing.sync_runs WHERE sync_run_id = %s FOR UPDATE",
-            (sync_run_id,),
-        ).fetchone()
+def approve(conninfo: str, sync_run_id: int, *, threshold: float, floor: int,
+            allow_mass_archive: bool = False) -> list[str]:
+    """Point the snapshots at this run's extraction, endpoint by endpoint, atomically,
+    after the mass-archive guard allowed it."""
+    from clever import guard
+
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        run = conn.execute("SELECT district_slug, status FROM clever_landing.sync_runs WHERE sync_run_id = %s",
+                           (sync_run_id,)).fetchone()
         if run is None or run[1] != "completed":
             raise RunNotComplete(f"sync run {sync_run_id} is not a completed extraction; refusing to approve it")
-        rows = conn.execute(
-            """INSERT INTO clever_landing.approved_extractions (district_slug, endpoint, sync_run_id, synced_at)
-               SELECT %s, endpoint, sync_run_id, started_at FROM clever_landing.endpoint_runs
-               WHERE sync_run_id = %s AND status = 'completed'
-               ON CONFLICT DO NOTHING
-               RETURNING endpoint""",
-            (run[0], sync_run_id),
-        ).fetchall()
+        district_slug = run[0]
+        endpoints = completed_endpoints(conn, sync_run_id)
+        checks = guard.enforce(conn, district_slug, sync_run_id, endpoints, threshold, floor, allow_mass_archive)
+        for check in checks:
+            log.info("district %s, run %d, guard: %s%s", district_slug, sync_run_id, check.describe(),
+                     " (allowed by allow_mass_archive)" if check.tripped else "")
+        with conn.transaction():
+            status = conn.execute("SELECT status FROM clever_landing.sync_runs WHERE sync_run_id = %s FOR UPDATE",
+                                  (sync_run_id,)).fetchone()[0]
+            if status != "completed":  # failed by another step meanwhile
+                raise RunNotComplete(f"sync run {sync_run_id} is {status}; refusing to approve it")
+            rows = conn.execute(
+                """INSERT INTO clever_landing.approved_extractions (district_slug, endpoint, sync_run_id, synced_at)
+                   SELECT %s, endpoint, sync_run_id, started_at FROM clever_landing.endpoint_runs
+                   WHERE sync_run_id = %s AND status = 'completed'
+                   ON CONFLICT DO NOTHING
+                   RETURNING endpoint""",
+                (district_slug, sync_run_id),
+            ).fetchall()
     approved = sorted(r[0] for r in rows)
-    log.info("district %s: run %d approved for snapshots: %s", run[0], sync_run_id, ", ".join(approved))
+    log.info("district %s: run %d approved for snapshots: %s", district_slug, sync_run_id, ", ".join(approved))
     return approved
 
 
@@ -173,6 +200,17 @@ def summarize(conninfo: str, sync_run_id: int, build_started_at: float | None,
         approved = [r[0] for r in conn.execute(
             "SELECT endpoint FROM clever_landing.approved_extractions WHERE sync_run_id = %s ORDER BY endpoint",
             (sync_run_id,))]
+        guard_checks = {
+            data_type: {"active_before": a, "would_archive": w, "limit": lim, "tripped": t, "overridden": o}
+            for data_type, a, w, lim, t, o in conn.execute(
+                "SELECT data_type, active_before, would_archive, limit_count, tripped, overridden "
+                "FROM clever_landing.guard_checks WHERE sync_run_id = %s ORDER BY data_type", (sync_run_id,))
+        }
+        quarantined = {
+            f"{endpoint}: {rule}": n for endpoint, rule, n in conn.execute(
+                "SELECT endpoint, rule, count(*) FROM clever_landing.quarantine WHERE sync_run_id = %s "
+                "GROUP BY endpoint, rule ORDER BY endpoint, rule", (sync_run_id,))
+        }
         changes = {}
         if build_started_at is not None:
             changes = history_changes(conn, run[0], datetime.fromtimestamp(build_started_at, UTC))
@@ -181,6 +219,7 @@ def summarize(conninfo: str, sync_run_id: int, build_started_at: float | None,
             "extraction_status": run[2], "error": run[3],
             "started_at": run[4].isoformat(), "extraction_finished_at": run[5].isoformat() if run[5] else None,
             "endpoints": endpoints, "approved_endpoints": approved, "history": changes,
+            "guard": guard_checks, "quarantined": quarantined,
             "built": build_started_at is not None, **(extra or {}),
         }
         status = "succeeded" if build_started_at is not None else "failed"
@@ -209,6 +248,13 @@ def format_summary(summary: dict[str, Any]) -> str:
         lines.append(f"  error: {summary['error']}")
     for endpoint, info in summary["endpoints"].items():
         lines.append(f"  {endpoint:<10} {info['status']:<9} {info['rows']:>9} rows in {info['pages']} page(s)")
+    for data_type, check in summary.get("guard", {}).items():
+        if check["tripped"]:
+            verdict = "allowed by allow_mass_archive" if check["overridden"] else "BLOCKED"
+            lines.append(f"  guard: {data_type} would archive {check['would_archive']} of "
+                         f"{check['active_before']} (limit {check['limit']}): {verdict}")
+    for rule, count in summary.get("quarantined", {}).items():
+        lines.append(f"  quarantined {count} record(s): {rule}")
     for data_type, change in summary.get("history", {}).items():
         lines.append(f"  {data_type:<12} +{change['added']} new, {change['changed']} changed, "
                      f"{change['archived']} archived, {change['restored']} restored")

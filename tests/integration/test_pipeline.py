@@ -21,7 +21,7 @@ def conn(warehouse_url):
 def test_approve_refuses_a_run_that_is_not_completed(conn, warehouse_url):
     run = start_sync_run(conn, "demo", "v3.0", ["districts"])
     with pytest.raises(pipeline.RunNotComplete):
-        pipeline.approve(warehouse_url, run.sync_run_id)
+        pipeline.approve(warehouse_url, run.sync_run_id, threshold=0.2, floor=10)
     with pytest.raises(pipeline.RunNotComplete, match="not complete"):
         pipeline.close_extraction(warehouse_url, run.sync_run_id)
     assert conn.execute("SELECT count(*) FROM clever_landing.approved_extractions").fetchone() == (0,)
@@ -34,7 +34,7 @@ def test_a_failed_step_fails_the_run_so_it_can_never_be_approved(conn, warehouse
     status, error = conn.execute("SELECT status, error FROM clever_landing.sync_runs").fetchone()
     assert status == "failed" and error == "validate: 2 records without an id"
     with pytest.raises(pipeline.RunNotComplete):
-        pipeline.approve(warehouse_url, run.sync_run_id)
+        pipeline.approve(warehouse_url, run.sync_run_id, threshold=0.2, floor=10)
 
 
 def test_build_lock_waits_then_gives_up_with_a_clear_message(warehouse_url):

@@ -1,0 +1,133 @@
+"""Mass-archive guard: a bad day at Clever must never archive a school's students.
+
+Before a run is approved for the snapshots, count per data type how many records that
+are active now would be archived because this run does not contain them. Above the
+district's threshold (a share of the type's active records, with an absolute floor so
+tiny districts still work) the run stops, archives nothing, and says what it would
+have done, unless it was triggered with ``allow_mass_archive``. Every check is kept in
+clever_landing.guard_checks.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import sql
+
+SNAPSHOT_SCHEMA = "clever_snapshots"
+# data type -> (landing endpoint it comes from, snapshot table)
+GUARDED_TYPES: dict[str, tuple[str, str]] = {
+    "districts": ("districts", "snap_clever__districts"),
+    "schools": ("schools", "snap_clever__schools"),
+    "users": ("users", "snap_clever__users"),
+    "sections": ("sections", "snap_clever__sections"),
+    "terms": ("terms", "snap_clever__terms"),
+    "courses": ("courses", "snap_clever__courses"),
+    "enrollments": ("sections", "snap_clever__section_enrollments"),
+}
+
+_ENTITY_WOULD_ARCHIVE = """
+SELECT count(*) AS active,
+       count(*) FILTER (WHERE NOT EXISTS (
+           SELECT 1 FROM {landing} AS l WHERE l.sync_run_id = %(run)s AND l.clever_id = s.clever_id))
+FROM {snapshot} AS s
+WHERE s.district_slug = %(district)s AND s.dbt_valid_to IS NULL AND s.dbt_is_deleted = 'False'
+"""
+
+# An association is present if this run's sections list it; the sections of quarantined
+# records keep their last clean version, so their associations count as present.
+_ENROLLMENTS_WOULD_ARCHIVE = """
+WITH run_sections AS (
+    SELECT clever_id, raw FROM clever_landing.sections WHERE sync_run_id = %(run)s AND clever_id IS NOT NULL
+),
+present AS (
+    SELECT s.clever_id AS section_id, member.user_id, member.role
+    FROM run_sections AS s
+    CROSS JOIN LATERAL (
+        SELECT jsonb_array_elements_text(CASE WHEN jsonb_typeof(s.raw -> 'students') = 'array'
+                                              THEN s.raw -> 'students' ELSE '[]' END), 'student'
+        UNION ALL
+        SELECT jsonb_array_elements_text(CASE WHEN jsonb_typeof(s.raw -> 'teachers') = 'array'
+                                              THEN s.raw -> 'teachers' ELSE '[]' END), 'teacher'
+        UNION ALL
+        SELECT s.raw ->> 'teacher', 'teacher' WHERE s.raw ->> 'teacher' IS NOT NULL
+    ) AS member(user_id, role)
+)
+SELECT count(*),
+       count(*) FILTER (WHERE NOT EXISTS (
+           SELECT 1 FROM present AS p
+           WHERE p.section_id = e.section_id AND p.user_id = e.user_id AND p.role = e.role)
+         AND NOT EXISTS (
+           SELECT 1 FROM clever_landing.quarantine AS q
+           WHERE q.sync_run_id = %(run)s AND q.endpoint = 'sections' AND q.clever_id = e.section_id))
+FROM {snapshot} AS e
+WHERE e.district_slug = %(district)s AND e.dbt_valid_to IS NULL AND e.dbt_is_deleted = 'False'
+"""
+
+
+class MassArchiveBlocked(RuntimeError):
+    """The run would archive more than the district allows; nothing was archived."""
+
+
+@dataclass(frozen=True)
+class GuardCheck:
+    data_type: str
+    active_before: int
+    would_archive: int
+    limit: int
+
+    @property
+    def tripped(self) -> bool:
+        return self.would_archive > self.limit
+
+    def describe(self) -> str:
+        share = self.would_archive / self.active_before if self.active_before else 0.0
+        return (f"{self.data_type}: would archive {self.would_archive} of {self.active_before} active "
+                f"({share:.1%}; limit {self.limit})")
+
+
+def archive_limit(active: int, threshold: float, floor: int) -> int:
+    return max(floor, math.floor(active * threshold))
+
+
+def check_run(conn: psycopg.Connection, district_slug: str, sync_run_id: int, endpoints: set[str],
+              threshold: float, floor: int) -> list[GuardCheck]:
+    """What approving this run's ``endpoints`` would archive, per data type."""
+    checks = []
+    for data_type, (endpoint, snapshot) in GUARDED_TYPES.items():
+        if endpoint not in endpoints:
+            continue
+        if conn.execute("SELECT to_regclass(%s)", (f"{SNAPSHOT_SCHEMA}.{snapshot}",)).fetchone()[0] is None:
+            continue  # first sync: nothing is active, nothing can be archived
+        template = _ENROLLMENTS_WOULD_ARCHIVE if data_type == "enrollments" else _ENTITY_WOULD_ARCHIVE
+        query = sql.SQL(template).format(
+            landing=sql.Identifier("clever_landing", endpoint), snapshot=sql.Identifier(SNAPSHOT_SCHEMA, snapshot))
+        active, missing = conn.execute(query, {"run": sync_run_id, "district": district_slug}).fetchone()
+        checks.append(GuardCheck(data_type, active, missing, archive_limit(active, threshold, floor)))
+    return checks
+
+
+def enforce(conn: psycopg.Connection, district_slug: str, sync_run_id: int, endpoints: set[str],
+            threshold: float, floor: int, allow_mass_archive: bool) -> list[GuardCheck]:
+    """Record the checks; raise MassArchiveBlocked if any tripped and no override was given."""
+    checks = check_run(conn, district_slug, sync_run_id, endpoints, threshold, floor)
+    tripped = [c for c in checks if c.tripped]
+    with conn.transaction():
+        conn.execute("DELETE FROM clever_landing.guard_checks WHERE sync_run_id = %s", (sync_run_id,))
+        for c in checks:
+            conn.execute(
+                """INSERT INTO clever_landing.guard_checks
+                   (sync_run_id, data_type, active_before, would_archive, limit_count, tripped, overridden)
+                   VALUES (%s, %s, %s, %s, %s, %s, %s)""",
+                (sync_run_id, c.data_type, c.active_before, c.would_archive, c.limit, c.tripped,
+                 c.tripped and allow_mass_archive),
+            )
+    if tripped and not allow_mass_archive:
+        raise MassArchiveBlocked(
+            f"district {district_slug!r}, sync run {sync_run_id}: mass-archive guard tripped; nothing was archived. "
+            + "; ".join(c.describe() for c in tripped)
+            + f". Threshold {threshold:.0%} of active records (floor {floor}). If Clever really stopped sharing "
+            "these records, trigger the DAG again with allow_mass_archive=true.")
+    return checks
