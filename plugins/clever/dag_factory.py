@@ -138,7 +138,8 @@ def build_district_dag(district: DistrictConfig) -> DAG:
             allow = bool(get_current_context()["params"].get("allow_mass_archive"))
             with _failing_run(conninfo, sync_run_id, "approve"):
                 return pipeline.approve(conninfo, sync_run_id, threshold=district.mass_archive_threshold,
-                                        floor=district.mass_archive_floor, allow_mass_archive=allow)
+                                        floor=district.mass_archive_floor, allow_mass_archive=allow,
+                                        lock_timeout_seconds=district.build_lock_timeout_seconds)
 
         @task
         def build(sync_run_id: int) -> dict[str, Any]:

@@ -58,9 +58,12 @@ class BuildLockTimeout(DbtError):
 
 
 @contextmanager
-def build_lock(target: WarehouseTarget, timeout_seconds: int = 3600) -> Iterator[None]:
-    """Hold the warehouse-wide build lock, waiting up to ``timeout_seconds`` for it."""
-    with psycopg.connect(target.conninfo, autocommit=True) as conn:
+def build_lock(conninfo: str, timeout_seconds: int = 3600) -> Iterator[None]:
+    """Hold the warehouse-wide build lock, waiting up to ``timeout_seconds`` for it.
+
+    Builds take it so two districts' dbt runs never interleave; approvals take it so a
+    build never sees one district's sections and enrollments from different runs."""
+    with psycopg.connect(conninfo, autocommit=True) as conn:
         started = time.monotonic()
         conn.execute(f"SET lock_timeout = '{int(timeout_seconds)}s'")
         try:
@@ -68,7 +71,7 @@ def build_lock(target: WarehouseTarget, timeout_seconds: int = 3600) -> Iterator
         except psycopg.errors.LockNotAvailable:
             raise BuildLockTimeout(
                 f"another district's dbt build held the warehouse build lock for over {timeout_seconds}s; "
-                "this run's approved extraction will be applied by the next build") from None
+                "re-run this DAG, or let the next build apply an extraction that was already approved") from None
         waited = time.monotonic() - started
         if waited > 1:
             log.info("waited %.0fs for another district's dbt build", waited)

@@ -109,12 +109,15 @@ def fail_run(conninfo: str, sync_run_id: int, step: str, error: BaseException) -
 
 
 def approve(conninfo: str, sync_run_id: int, *, threshold: float, floor: int,
-            allow_mass_archive: bool = False) -> list[str]:
+            allow_mass_archive: bool = False, lock_timeout_seconds: int = 3600) -> list[str]:
     """Point the snapshots at this run's extraction, endpoint by endpoint, atomically,
-    after the mass-archive guard allowed it."""
+    after the mass-archive guard allowed it. Holds the build lock, so no build is running
+    while the guard counts and the approval lands."""
     from clever import guard
+    from clever.dbt_runner import build_lock
 
-    with psycopg.connect(conninfo, autocommit=True) as conn:
+    with build_lock(conninfo, timeout_seconds=lock_timeout_seconds), \
+            psycopg.connect(conninfo, autocommit=True) as conn:
         run = conn.execute("SELECT district_slug, status FROM clever_landing.sync_runs WHERE sync_run_id = %s",
                            (sync_run_id,)).fetchone()
         if run is None or run[1] != "completed":
@@ -148,7 +151,7 @@ def build(target: WarehouseTarget, full_refresh: bool = False, lock_timeout_seco
     from clever.dbt_runner import build_lock, run_dbt
 
     args = ["build"] + (["--full-refresh"] if full_refresh else [])
-    with build_lock(target, timeout_seconds=lock_timeout_seconds):
+    with build_lock(target.conninfo, timeout_seconds=lock_timeout_seconds):
         outcome = run_dbt(target, args)
     return {"started_at": outcome.started_at_epoch, "seconds": round(outcome.seconds, 1),
             "nodes": len(outcome.statuses)}

@@ -6,7 +6,6 @@ import psycopg
 import pytest
 
 from clever import pipeline
-from clever.connections import WarehouseTarget
 from clever.dbt_runner import _BUILD_LOCK_KEY, BuildLockTimeout, build_lock
 from clever.warehouse import ensure_landing_schema, start_sync_run
 
@@ -38,11 +37,22 @@ def test_a_failed_step_fails_the_run_so_it_can_never_be_approved(conn, warehouse
 
 
 def test_build_lock_waits_then_gives_up_with_a_clear_message(warehouse_url):
-    target = WarehouseTarget.from_conninfo(warehouse_url)
     with psycopg.connect(warehouse_url, autocommit=True) as other_build:
         other_build.execute("SELECT pg_advisory_lock(%s)", (_BUILD_LOCK_KEY,))
-        with pytest.raises(BuildLockTimeout, match="next build"), build_lock(target, timeout_seconds=1):
+        with pytest.raises(BuildLockTimeout, match="re-run this DAG"), build_lock(warehouse_url, timeout_seconds=1):
             pass
         other_build.execute("SELECT pg_advisory_unlock(%s)", (_BUILD_LOCK_KEY,))
-    with build_lock(target, timeout_seconds=1):
+    with build_lock(warehouse_url, timeout_seconds=1):
         pass
+
+
+def test_approval_never_lands_while_a_build_is_running(conn, warehouse_url):
+    run = start_sync_run(conn, "demo", "v3.0", [])
+    assert pipeline.close_extraction(warehouse_url, run.sync_run_id) == "completed"
+    with psycopg.connect(warehouse_url, autocommit=True) as running_build:
+        running_build.execute("SELECT pg_advisory_lock(%s)", (_BUILD_LOCK_KEY,))
+        with pytest.raises(BuildLockTimeout):
+            pipeline.approve(warehouse_url, run.sync_run_id, threshold=0.2, floor=10, lock_timeout_seconds=1)
+        running_build.execute("SELECT pg_advisory_unlock(%s)", (_BUILD_LOCK_KEY,))
+    assert conn.execute("SELECT count(*) FROM clever_landing.guard_checks").fetchone() == (0,)
+    pipeline.approve(warehouse_url, run.sync_run_id, threshold=0.2, floor=10, lock_timeout_seconds=1)
