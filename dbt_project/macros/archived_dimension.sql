@@ -1,7 +1,8 @@
 {# Current state of every record a snapshot has ever held, with its archive status:
    - is_archived / archived_at: the latest version is a dbt deletion row
      (dbt_is_deleted = 'True'); archived_at is when the sync that found it missing ran;
-   - first_seen_at: the first version's start;
+   - first_seen_at: start of the first approved extraction that returned the record
+     (same clock as last_seen_at, so first_seen_at <= last_seen_at);
    - last_seen_at: for active records the district's latest approved extraction of the
      endpoint; for archived ones the approved extraction before the one that archived it.
    Snapshot times are UTC (dbt runs with PGTZ=UTC); they are exposed as timestamptz.
@@ -26,7 +27,7 @@ current_version as (
 ),
 
 first_seen as (
-    select {{ keys | join(', ') }}, min(dbt_valid_from) at time zone 'UTC' as first_seen_at
+    select {{ keys | join(', ') }}, min(synced_at) as first_seen_at
     from history
     group by {{ keys | join(', ') }}
 ),
