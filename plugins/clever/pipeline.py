@@ -214,6 +214,12 @@ def summarize(conninfo: str, sync_run_id: int, build_started_at: float | None,
                 "SELECT endpoint, rule, count(*) FROM clever_landing.quarantine WHERE sync_run_id = %s "
                 "GROUP BY endpoint, rule ORDER BY endpoint, rule", (sync_run_id,))
         }
+        warnings = {
+            f"{endpoint}: {description}": n for endpoint, description, n in conn.execute(
+                "SELECT endpoint, description, unexpected_count FROM clever_landing.validation_results "
+                "WHERE sync_run_id = %s AND NOT success AND severity <> 'critical' ORDER BY endpoint, description",
+                (sync_run_id,))
+        }
         changes = {}
         if build_started_at is not None:
             changes = history_changes(conn, run[0], datetime.fromtimestamp(build_started_at, UTC))
@@ -222,7 +228,7 @@ def summarize(conninfo: str, sync_run_id: int, build_started_at: float | None,
             "extraction_status": run[2], "error": run[3],
             "started_at": run[4].isoformat(), "extraction_finished_at": run[5].isoformat() if run[5] else None,
             "endpoints": endpoints, "approved_endpoints": approved, "history": changes,
-            "guard": guard_checks, "quarantined": quarantined,
+            "guard": guard_checks, "quarantined": quarantined, "validation_warnings": warnings,
             "built": build_started_at is not None, **(extra or {}),
         }
         status = "succeeded" if build_started_at is not None else "failed"
@@ -235,6 +241,13 @@ def summarize(conninfo: str, sync_run_id: int, build_started_at: float | None,
                 (sync_run_id, run[0], status, json.dumps(summary)),
             )
     return summary
+
+
+def data_docs_hint(district_slug: str, sync_run_id: int) -> str | None:
+    from clever.validation import data_docs_index
+
+    index = data_docs_index(district_slug, sync_run_id)
+    return str(index) if index.exists() else None
 
 
 def dbt_docs_hint() -> str:
@@ -258,6 +271,8 @@ def format_summary(summary: dict[str, Any]) -> str:
                          f"{check['active_before']} (limit {check['limit']}): {verdict}")
     for rule, count in summary.get("quarantined", {}).items():
         lines.append(f"  quarantined {count} record(s): {rule}")
+    for rule, count in summary.get("validation_warnings", {}).items():
+        lines.append(f"  warning, {count} record(s): {rule}")
     for data_type, change in summary.get("history", {}).items():
         lines.append(f"  {data_type:<12} +{change['added']} new, {change['changed']} changed, "
                      f"{change['archived']} archived, {change['restored']} restored")
