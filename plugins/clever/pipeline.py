@@ -49,6 +49,11 @@ class RunNotComplete(RuntimeError):
     """The run's extraction did not complete; nothing from it may be archived."""
 
 
+class StaleRun(RuntimeError):
+    """A newer run of the district is already approved; approving an older one would
+    roll the district back (archive what the newer run added)."""
+
+
 def start_run(conninfo: str, district: DistrictConfig, endpoints: list[str] | None,
               external_run_id: str | None = None, params: dict[str, Any] | None = None) -> int:
     requested = list(endpoints or district.endpoints)
@@ -133,6 +138,17 @@ def approve(conninfo: str, sync_run_id: int, *, threshold: float, floor: int,
                                   (sync_run_id,)).fetchone()[0]
             if status != "completed":  # failed by another step meanwhile
                 raise RunNotComplete(f"sync run {sync_run_id} is {status}; refusing to approve it")
+            newer = conn.execute(
+                """SELECT a.endpoint, max(a.sync_run_id) FROM clever_landing.approved_extractions AS a
+                   JOIN clever_landing.endpoint_runs AS e ON e.endpoint = a.endpoint AND e.sync_run_id = %s
+                   WHERE a.district_slug = %s AND a.sync_run_id > %s AND e.status = 'completed'
+                   GROUP BY a.endpoint ORDER BY a.endpoint""",
+                (sync_run_id, district_slug, sync_run_id)).fetchall()
+            if newer:
+                raise StaleRun(
+                    f"district {district_slug!r}: sync run {sync_run_id} is older than the approved extraction of "
+                    + ", ".join(f"{endpoint} (run {run})" for endpoint, run in newer)
+                    + "; approving it would roll the district back. Trigger a new run instead.")
             rows = conn.execute(
                 """INSERT INTO clever_landing.approved_extractions (district_slug, endpoint, sync_run_id, synced_at)
                    SELECT %s, endpoint, sync_run_id, started_at FROM clever_landing.endpoint_runs
