@@ -16,6 +16,11 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from clever.config import DistrictConfig
 from clever.warehouse import WAREHOUSE_CONN_ID
 
+# libpq's SSL settings, read from the `clever_warehouse` connection's extra (or a URL's
+# query). These four are what dbt-postgres accepts, so the tasks (psycopg) and dbt always
+# connect the same way.
+SSL_SETTINGS = ("sslmode", "sslrootcert", "sslcert", "sslkey")
+
 
 @dataclass(frozen=True)
 class WarehouseTarget:
@@ -25,25 +30,32 @@ class WarehouseTarget:
     dbname: str
     password: str = field(default="", repr=False)
     sslmode: str | None = None
+    sslrootcert: str | None = None
+    sslcert: str | None = None
+    sslkey: str | None = None
+
+    def ssl_settings(self) -> dict[str, str]:
+        return {name: value for name in SSL_SETTINGS if (value := getattr(self, name))}
 
     @property
     def conninfo(self) -> str:
         params = dict(host=self.host, port=self.port, user=self.user, dbname=self.dbname)
         if self.password:
             params["password"] = self.password
-        if self.sslmode:
-            params["sslmode"] = self.sslmode
+        params.update(self.ssl_settings())
         return make_conninfo(**params)
 
     def dbt_env(self) -> dict[str, str]:
         """Variables read by dbt_project/profiles.yml (the password under DBT_ENV_SECRET_,
-        which dbt scrubs from its logs)."""
+        which dbt scrubs from its logs). An unset SSL setting is "", which libpq treats as
+        unset and dbt-postgres does not pass for sslmode."""
         return {
             "CLEVER_WAREHOUSE_HOST": self.host,
             "CLEVER_WAREHOUSE_PORT": str(self.port),
             "CLEVER_WAREHOUSE_USER": self.user,
             "CLEVER_WAREHOUSE_DBNAME": self.dbname,
             "DBT_ENV_SECRET_WAREHOUSE_PASSWORD": self.password,
+            **{f"CLEVER_WAREHOUSE_{name.upper()}": getattr(self, name) or "" for name in SSL_SETTINGS},
             # Snapshot times are `timestamp without time zone` taken in the session's zone:
             # pin it so they always mean UTC, whatever the server's default.
             "PGTZ": "UTC",
@@ -58,7 +70,7 @@ class WarehouseTarget:
             user=str(params.get("user") or "postgres"),
             dbname=str(params.get("dbname") or "postgres"),
             password=str(params.get("password") or ""),
-            sslmode=params.get("sslmode"),  # type: ignore[arg-type]
+            **{name: str(params[name]) for name in SSL_SETTINGS if params.get(name)},
         )
 
 
@@ -74,7 +86,7 @@ def warehouse_target(conn_id: str = WAREHOUSE_CONN_ID) -> WarehouseTarget:
         user=conn.login or "postgres",
         dbname=conn.schema or "postgres",
         password=conn.password or "",
-        sslmode=extra.get("sslmode"),
+        **{name: str(extra[name]) for name in SSL_SETTINGS if extra.get(name)},
     )
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import psycopg
 
 from clever.runner import BIN_DIR, REPO_ROOT, airflow_env, demo_simulator, run_dag
-from clever.warehouse import normalise_postgres_uri
+from clever.warehouse import normalise_postgres_uri, redacted
 
 MARTS = ("dim_districts", "dim_schools", "dim_users", "dim_sections", "dim_terms", "dim_courses", "fct_enrollments")
 
@@ -42,6 +42,18 @@ def build_dbt_docs(env: dict[str, str]) -> Path:
     return target_path() / "index.html"
 
 
+def print_summary(conninfo: str, docs: Path, seconds: float, airflow_home: str) -> None:
+    """What landed where. The warehouse URL is printed without its password."""
+    print("\n" + "=" * 72)
+    print(f"Demo sync of the sample district finished in {seconds:.0f}s.")
+    print(f"Warehouse: {redacted(conninfo)}")
+    print("\n".join(mart_summary(conninfo)))
+    print(f"dbt docs:  {docs}   (serve: cd dbt_project && {BIN_DIR}/dbt docs serve "
+          f"--target-path {docs.parent} --profiles-dir .)")
+    print(f"Airflow:   `make airflow` opens the UI with this DAG (AIRFLOW_HOME={airflow_home}).")
+    print(f"Re-run:    make sync DISTRICT=demo    Schema docs: {REPO_ROOT / 'docs' / 'SCHEMA.md'}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="clever-demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--sim-port", type=int, default=8765)
@@ -60,15 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         return result.returncode
     docs = build_dbt_docs(env)
 
-    conninfo = normalise_postgres_uri(env["AIRFLOW_CONN_CLEVER_WAREHOUSE"])
-    print("\n" + "=" * 72)
-    print(f"Demo sync of the sample district finished in {time.monotonic() - started:.0f}s.")
-    print(f"Warehouse: {conninfo}")
-    print("\n".join(mart_summary(conninfo)))
-    print(f"dbt docs:  {docs}   (serve: cd dbt_project && {BIN_DIR}/dbt docs serve "
-          f"--target-path {docs.parent} --profiles-dir .)")
-    print(f"Airflow:   `make airflow` opens the UI with this DAG (AIRFLOW_HOME={env['AIRFLOW_HOME']}).")
-    print(f"Re-run:    make sync DISTRICT=demo    Schema docs: {REPO_ROOT / 'docs' / 'SCHEMA.md'}")
+    print_summary(normalise_postgres_uri(env["AIRFLOW_CONN_CLEVER_WAREHOUSE"]), docs,
+                  time.monotonic() - started, env["AIRFLOW_HOME"])
     return 0
 
 
