@@ -8,13 +8,17 @@ a message. Airflow is imported inside the functions: this module is used by task
 
 from __future__ import annotations
 
+import logging
+import os
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from clever.config import DistrictConfig
-from clever.warehouse import WAREHOUSE_CONN_ID
+from clever.warehouse import EMBEDDED_WAREHOUSE_ENV, WAREHOUSE_CONN_ID, redacted
+
+log = logging.getLogger(__name__)
 
 # libpq's SSL settings, read from the `clever_warehouse` connection's extra (or a URL's
 # query). These four are what dbt-postgres accepts, so the tasks (psycopg) and dbt always
@@ -75,10 +79,23 @@ class WarehouseTarget:
 
 
 def warehouse_target(conn_id: str = WAREHOUSE_CONN_ID) -> WarehouseTarget:
-    """The warehouse from the Airflow postgres connection, via the Postgres provider."""
-    from airflow.providers.postgres.hooks.postgres import PostgresHook
+    """The warehouse from the Airflow postgres connection, via the Postgres provider.
 
-    conn = PostgresHook.get_connection(conn_id)
+    If Airflow has no such connection anywhere (secrets backend, ``AIRFLOW_CONN_*``,
+    metadata DB) and ``CLEVER_EMBEDDED_WAREHOUSE_URL`` is set (``make sync``/``demo``/
+    ``airflow`` set it), the embedded warehouse is used; otherwise the lookup error stands.
+    """
+    from airflow.providers.postgres.hooks.postgres import PostgresHook
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    try:
+        conn = PostgresHook.get_connection(conn_id)
+    except AirflowNotFoundException:
+        embedded = os.environ.get(EMBEDDED_WAREHOUSE_ENV)
+        if conn_id != WAREHOUSE_CONN_ID or not embedded:
+            raise
+        log.info("no Airflow connection %r: using the embedded warehouse %s", conn_id, redacted(embedded))
+        return WarehouseTarget.from_conninfo(embedded)
     extra = conn.extra_dejson or {}
     return WarehouseTarget(
         host=conn.host or "127.0.0.1",

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +24,9 @@ from clever.endpoints import ENDPOINTS
 
 LANDING_SCHEMA = "clever_landing"
 WAREHOUSE_CONN_ID = "clever_warehouse"
+# Set by clever.runner for make sync/demo/airflow: the embedded warehouse's URL, which the
+# tasks use only when Airflow has no `clever_warehouse` connection at all.
+EMBEDDED_WAREHOUSE_ENV = "CLEVER_EMBEDDED_WAREHOUSE_URL"
 
 # Serialises DDL from parallel tasks (CREATE ... IF NOT EXISTS is not race-free).
 _DDL_LOCK_KEY = 0x0C1E7E12
@@ -141,18 +143,22 @@ CREATE INDEX IF NOT EXISTS {index} ON clever_landing.{table} (sync_run_id, cleve
 """
 
 
-def warehouse_url() -> str:
-    """The warehouse's connection string outside Airflow.
-
-    ``AIRFLOW_CONN_CLEVER_WAREHOUSE`` (a URI) wins, as it does inside Airflow; otherwise
-    the embedded server started by ``make db-up``.
+def warehouse_url(env: dict[str, str] | None = None) -> str:
+    """The warehouse's connection string outside Airflow tasks, found as the tasks of
+    ``make sync`` find it: ``AIRFLOW_CONN_CLEVER_WAREHOUSE``; else a ``clever_warehouse``
+    connection that Airflow holds (the local metadata DB or a secrets backend, asked
+    through ``airflow connections get``); else the embedded server of ``make db-up``.
     """
-    uri = os.environ.get("AIRFLOW_CONN_CLEVER_WAREHOUSE")
+    from clever.runner import airflow_env, stored_connection
+
+    env = airflow_env(env)
+    uri = env.get("AIRFLOW_CONN_CLEVER_WAREHOUSE")
     if uri:
         return normalise_postgres_uri(uri)
-    from clever.pg_local import default_url
-
-    return default_url()
+    stored = stored_connection(env, WAREHOUSE_CONN_ID)
+    if stored is not None:
+        return normalise_postgres_uri(json.dumps(stored))
+    return env[EMBEDDED_WAREHOUSE_ENV]
 
 
 def normalise_postgres_uri(uri: str) -> str:
