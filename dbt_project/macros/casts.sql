@@ -35,3 +35,10 @@ end $$;
 {% macro txt(path) -%}
     nullif({{ path }}, '')
 {%- endmacro %}
+
+{# The calendar date a value starts with (YYYY-MM-DD, as in '2025-08-13' or
+   '2025-08-13T00:00:00.000Z'), read as written: it never depends on the session's
+   time zone. Not a valid date: NULL. #}
+{% macro date_prefix(path) -%}
+    clever_staging.try_date(substring({{ path }} from '^\s*([0-9]{4}-[0-9]{2}-[0-9]{2})'), 'YYYY-MM-DD')
+{%- endmacro %}
