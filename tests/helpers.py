@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -47,3 +49,61 @@ def cast_functions_sql() -> str:
 
     macros = jinja2.Environment().from_string((DBT_PROJECT / "macros" / "casts.sql").read_text()).module
     return str(macros.create_cast_functions())
+
+
+_JSON_PATH = re.compile(r"\braw((?:\s*(?:#>>|#>|->>|->)\s*'[^']*')+)")
+_STEP = re.compile(r"(#>>|#>|->>|->)\s*'([^']*)'")
+
+
+def json_paths(expression: str) -> set[str]:
+    """Dotted paths of `raw` an SQL expression reads (`raw #>> '{a,b}'`, `raw -> 'a' ->> 'b'`...)."""
+    paths = set()
+    for chain in _JSON_PATH.findall(expression):
+        steps: list[str] = []
+        for operator, argument in _STEP.findall(chain):
+            steps += argument.strip("{}").split(",") if operator.startswith("#") else [argument]
+        paths.add(".".join(steps))
+    return paths
+
+
+def split_top_level(select_list: str) -> list[str]:
+    items, depth, quoted, current = [], 0, False, ""
+    for char in select_list:
+        if char == "'":
+            quoted = not quoted
+        elif not quoted and char in "([":
+            depth += 1
+        elif not quoted and char in ")]":
+            depth -= 1
+        if char == "," and depth == 0 and not quoted:
+            items.append(current)
+            current = ""
+        else:
+            current += char
+    return [*items, current]
+
+
+@functools.cache
+def staging_columns(endpoint: str) -> dict[str, set[str]]:
+    """The model's output columns, in order, with the `raw` paths each one reads."""
+    sql = render_staging_model(f"stg_clever__{endpoint}")
+    sql = re.sub(r"--[^\n]*", "", sql)
+    select_list = sql[sql.rindex("\nselect\n") + len("\nselect\n"): sql.rindex("\nfrom records")]
+    columns = {}
+    for item in split_top_level(select_list):
+        expression, _, alias = item.strip().rpartition(" as ")
+        columns[alias.strip()] = json_paths(expression or alias)
+    return columns
+
+
+def documented_models(layer: str) -> dict[str, dict]:
+    """dbt's docs of a model layer (``staging`` or ``marts``), by model name."""
+    import yaml
+
+    models = yaml.safe_load((DBT_PROJECT / "models" / layer / f"_{layer}.yml").read_text())["models"]
+    return {model["name"]: model for model in models}
+
+
+def documented_types(layer: str, model: str) -> dict[str, str]:
+    """Column name -> data_type, in documented order."""
+    return {c["name"]: c["data_type"] for c in documented_models(layer)[model]["columns"]}

@@ -7,9 +7,8 @@ import re
 from pathlib import Path
 
 import pytest
-import yaml
 
-from tests.helpers import DBT_PROJECT
+from tests.helpers import documented_models
 
 SCHEMA_MD = Path(__file__).resolve().parents[2] / "docs" / "SCHEMA.md"
 LIFECYCLE = ["is_archived", "archived_at", "first_seen_at", "last_seen_at", "version_valid_from",
@@ -28,9 +27,8 @@ def words(text: str) -> str:
 
 
 def yml_columns(layer: str, model: str) -> list[tuple[str, str, str]]:
-    models = yaml.safe_load((DBT_PROJECT / "models" / layer / f"_{layer}.yml").read_text())["models"]
-    (entry,) = [m for m in models if m["name"] == model]
-    return [(c["name"], c["data_type"], words(c.get("description", ""))) for c in entry["columns"]]
+    return [(c["name"], c["data_type"], words(c.get("description", "")))
+            for c in documented_models(layer)[model]["columns"]]
 
 
 def schema_md_columns(mart: str) -> list[tuple[str, str, str]]:

@@ -3,14 +3,12 @@ and the staging docs list exactly the columns the SQL selects."""
 
 from __future__ import annotations
 
-import re
-from functools import cache
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.helpers import DBT_PROJECT, render_staging_model
+from tests.helpers import documented_types, json_paths, staging_columns
 
 SPECS = Path(__file__).resolve().parents[2] / "expectations" / "openapi"
 DEFINITIONS = {"districts": "District", "schools": "School", "users": "User", "sections": "Section",
@@ -70,68 +68,16 @@ def expected_type(endpoint: str, path: str, schema: dict) -> str:
     return {"datetime": "timestamptz", "date-time": "timestamptz", "date": "date"}.get(schema.get("format"), "text")
 
 
-_JSON_PATH = re.compile(r"\braw((?:\s*(?:#>>|#>|->>|->)\s*'[^']*')+)")
-_STEP = re.compile(r"(#>>|#>|->>|->)\s*'([^']*)'")
-
-
-def json_paths(expression: str) -> set[str]:
-    """Dotted paths of `raw` an SQL expression reads (`raw #>> '{a,b}'`, `raw -> 'a' ->> 'b'`...)."""
-    paths = set()
-    for chain in _JSON_PATH.findall(expression):
-        steps: list[str] = []
-        for operator, argument in _STEP.findall(chain):
-            steps += argument.strip("{}").split(",") if operator.startswith("#") else [argument]
-        paths.add(".".join(steps))
-    return paths
-
-
-def split_top_level(select_list: str) -> list[str]:
-    items, depth, quoted, current = [], 0, False, ""
-    for char in select_list:
-        if char == "'":
-            quoted = not quoted
-        elif not quoted and char in "([":
-            depth += 1
-        elif not quoted and char in ")]":
-            depth -= 1
-        if char == "," and depth == 0 and not quoted:
-            items.append(current)
-            current = ""
-        else:
-            current += char
-    return [*items, current]
-
-
-@cache
-def staging_columns(endpoint: str) -> dict[str, set[str]]:
-    """The model's output columns, in order, with the `raw` paths each one reads."""
-    sql = render_staging_model(f"stg_clever__{endpoint}")
-    sql = re.sub(r"--[^\n]*", "", sql)
-    select_list = sql[sql.rindex("\nselect\n") + len("\nselect\n"): sql.rindex("\nfrom records")]
-    columns = {}
-    for item in split_top_level(select_list):
-        expression, _, alias = item.strip().rpartition(" as ")
-        columns[alias.strip()] = json_paths(expression or alias)
-    return columns
-
-
-@cache
-def documented_columns(model: str) -> dict[str, str]:
-    models = yaml.safe_load((DBT_PROJECT / "models" / "staging" / "_staging.yml").read_text())["models"]
-    (entry,) = [m for m in models if m["name"] == model]
-    return {column["name"]: column["data_type"] for column in entry["columns"]}
-
-
 @pytest.mark.parametrize("endpoint", DEFINITIONS)
 def test_staging_docs_list_exactly_the_columns_the_sql_selects(endpoint):
-    assert list(documented_columns(f"stg_clever__{endpoint}")) == list(staging_columns(endpoint))
+    assert list(documented_types("staging", f"stg_clever__{endpoint}")) == list(staging_columns(endpoint))
 
 
 @pytest.mark.parametrize("version", ["v3.0", "v3.1"])
 @pytest.mark.parametrize("endpoint", DEFINITIONS)
 def test_every_spec_field_has_a_typed_staging_column(version, endpoint):
     columns = staging_columns(endpoint)
-    types = documented_columns(f"stg_clever__{endpoint}")
+    types = documented_types("staging", f"stg_clever__{endpoint}")
     missing, mistyped = [], []
     for path, schema in spec_fields(version, endpoint).items():
         if (endpoint, path) in EXCLUDED:
