@@ -106,4 +106,4 @@ def documented_models(layer: str) -> dict[str, dict]:
 
 def documented_types(layer: str, model: str) -> dict[str, str]:
     """Column name -> data_type, in documented order."""
-    return {c["name"]: c["data_type"] for c in documented_models(layer)[model]["columns"]}
+    return {c["name"]: c.get("data_type") for c in documented_models(layer)[model]["columns"]}
