@@ -21,3 +21,19 @@ def write_records(district_dir: Path, api_version: str, endpoint: str, records: 
     staging = path.with_suffix(".json.tmp")
     staging.write_text(json.dumps(records, ensure_ascii=False, indent=1), encoding="utf-8")
     os.replace(staging, path)  # a new inode: the simulator cannot miss the change
+
+
+def sync_in_process(conninfo: str, district, base_url: str, token: str) -> dict[str, Any]:
+    """One whole sync of ``district`` (a DistrictConfig) through the pipeline's own steps
+    in this process, dbt included: for integration tests that need a built warehouse but
+    not Airflow (the e2e tests cover the DAG)."""
+    from clever import pipeline, validation
+    from clever.connections import WarehouseTarget
+
+    run_id = pipeline.start_run(conninfo, district, None)
+    for endpoint in district.endpoints:
+        pipeline.extract(conninfo, district, run_id, endpoint, base_url, token)
+    pipeline.close_extraction(conninfo, run_id)
+    validation.validate_run(conninfo, run_id)
+    pipeline.approve(conninfo, run_id, threshold=district.mass_archive_threshold, floor=district.mass_archive_floor)
+    return pipeline.build(WarehouseTarget.from_conninfo(conninfo), district=district)
