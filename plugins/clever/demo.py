@@ -1,9 +1,11 @@
 """`make demo`: the whole pipeline on the shipped sample district, end to end.
 
-Starts the Clever API simulator with the sample "Certification ISD", points the
-`clever_demo` connection at it (unless AIRFLOW_CONN_CLEVER_DEMO is already set), runs a
-real Airflow sync of the `demo` district into the embedded warehouse, builds the dbt
-docs, and prints what landed where.
+Seeds the application's own data (schema ``app``: the accounts, schools and progress the
+application had before Clever, and some admin edits) for the sample district, starts the
+Clever API simulator with the sample "Certification ISD", points the `clever_demo`
+connection at it (unless AIRFLOW_CONN_CLEVER_DEMO is already set), runs a real Airflow
+sync of the `demo` district into the embedded warehouse, builds the dbt docs, and
+prints what landed where and how the application's records matched.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 
 import psycopg
 
+from clever.demo_app_data import iter_summary_lines, seed_demo_app_data
 from clever.runner import BIN_DIR, REPO_ROOT, airflow_env, demo_simulator, run_dag
 from clever.warehouse import normalise_postgres_uri
 
@@ -53,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dbt docs: {build_dbt_docs(env)}")
         return 0
     started = time.monotonic()
+    conninfo = normalise_postgres_uri(env["AIRFLOW_CONN_CLEVER_WAREHOUSE"])
+    seeded = seed_demo_app_data(conninfo)
+    print("Application data (schema app): " + ", ".join(f"{n} new {table}" for table, n in seeded.items()))
     with demo_simulator(env, args.sim_port):
         result = run_dag("clever_sync_demo", env=env)
     if result.returncode != 0:
@@ -60,11 +66,13 @@ def main(argv: list[str] | None = None) -> int:
         return result.returncode
     docs = build_dbt_docs(env)
 
-    conninfo = normalise_postgres_uri(env["AIRFLOW_CONN_CLEVER_WAREHOUSE"])
     print("\n" + "=" * 72)
     print(f"Demo sync of the sample district finished in {time.monotonic() - started:.0f}s.")
     print(f"Warehouse: {conninfo}")
     print("\n".join(mart_summary(conninfo)))
+    print("Matching the application's records (clever_marts.rpt_match_summary; review: rpt_match_ambiguous, "
+          "rpt_match_unmatched):")
+    print("\n".join(iter_summary_lines(conninfo)))
     print(f"dbt docs:  {docs}   (serve: cd dbt_project && {BIN_DIR}/dbt docs serve "
           f"--target-path {docs.parent} --profiles-dir .)")
     print(f"Airflow:   `make airflow` opens the UI with this DAG (AIRFLOW_HOME={env['AIRFLOW_HOME']}).")

@@ -301,7 +301,7 @@ def iter_summary_lines(conninfo: str) -> Iterator[str]:
                ORDER BY district_slug NULLS LAST, array_position(array['district','school','user'], entity),
                         side, outcome, 5""").fetchall()
         for slug, entity, side, outcome, how, records in rows:
-            yield f"  {slug or '(no district)':<10} {entity:<9} {side:<7} {outcome:<17} {how:<24} {records:>5}"
+            yield f"  {slug or '(unlinked)':<10} {entity:<9} {side:<7} {outcome:<17} {how:<24} {records:>5}"
         linked, total = conn.execute(
             "SELECT count(*) FILTER (WHERE student_clever_id IS NOT NULL), count(*) "
             "FROM clever_marts.fct_student_progress").fetchone()
