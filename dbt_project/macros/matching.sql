@@ -16,6 +16,18 @@ language sql immutable parallel safe as $$
 $$;
 {% endmacro %}
 
+{# Post-hook: fresh statistics for a table the next models read (views are skipped). #}
+{% macro analyze_table() %}
+    {% if model.config.materialized == 'table' %}analyze {{ this }}{% endif %}
+{% endmacro %}
+
+{# Pre-hook of the matching models: every join there is an equi-join of two large sets,
+   so a nested loop is never the right plan, but the planner picks one when a chain of
+   CTEs makes it underestimate rows; SET LOCAL ends with the model's transaction. #}
+{% macro no_nested_loops() %}
+    set local enable_nestloop = off
+{% endmacro %}
+
 {# An identifier compared across systems (SIS, state, NCES IDs, school numbers). #}
 {% macro id_key(expr) -%}
     nullif(upper(btrim({{ expr }})), '')
@@ -135,6 +147,10 @@ decisions as (
    person_key), app_scope (app_id, district_slug: the districts an app record may be
    linked in), decisions (from match_decision_ctes). Ends with the CTE `effective`. #}
 {% macro effective_match_ctes(entity, clever_records, app_scope, decisions, links_snapshot) %}
+scope as (
+    select distinct app_id, district_slug from {{ app_scope }}
+),
+
 overrides as (
     select
         o.district_slug,
@@ -142,12 +158,11 @@ overrides as (
         c.person_key,
         o.app_id,
         o.created_at,
-        o.app_id is null or exists (
-            select 1 from {{ app_scope }} as s
-            where s.app_id = o.app_id and s.district_slug = o.district_slug) as is_valid
+        o.app_id is null or s.app_id is not null as is_valid
     from {{ source('app', 'match_overrides') }} as o
     join {{ clever_records }} as c
       on c.district_slug = o.district_slug and c.clever_id = o.clever_id
+    left join scope as s on s.app_id = o.app_id and s.district_slug = o.district_slug
     where o.entity = '{{ entity }}'
 ),
 
@@ -163,7 +178,7 @@ established as (
     from {{ ref(links_snapshot) }} as h
     join {{ clever_records }} as c
       on c.district_slug = h.district_slug and c.clever_id = h.clever_id
-    join {{ app_scope }} as s
+    join scope as s
       on s.app_id = h.app_id and s.district_slug = h.district_slug
     where h.dbt_is_deleted = 'False'
     order by h.district_slug, h.clever_id, h.dbt_valid_from, h.app_id

@@ -1,3 +1,4 @@
+{{ config(pre_hook=no_nested_loops()) }}
 {# One decision per Clever district that any rule finds an app district for: which
    app district, by which rule, or why it needs review (macro match_decision_ctes).
    Rules: clever_id, nces_id, name_state (normalised name and state; the state is the

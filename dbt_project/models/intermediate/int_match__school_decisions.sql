@@ -1,3 +1,4 @@
+{{ config(pre_hook=no_nested_loops()) }}
 {# One decision per Clever school that any rule finds an app school for, among the app
    schools of the app district its Clever district is linked to (district_matches):
    a school is never matched across districts. Rules: clever_id, nces_id, state_id,

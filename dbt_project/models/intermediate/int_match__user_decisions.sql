@@ -1,3 +1,4 @@
+{{ config(pre_hook=no_nested_loops()) }}
 {# One decision per Clever user that any rule finds an app account for, among the
    accounts of the app district its Clever district is linked to: never across
    districts. Rules: clever_id; sis_id and state_id for the same role (a student's

@@ -1,3 +1,4 @@
+{{ config(pre_hook=no_nested_loops()) }}
 {# Clever districts linked to the application's districts, one row per linked Clever
    district (see macro effective_match_ctes for override and history rules). #}
 with clever_records as (

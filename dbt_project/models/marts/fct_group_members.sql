@@ -24,6 +24,12 @@ members as (
         m.added_at
     from {{ source('app', 'group_members') }} as m
     left join {{ ref('int_app_user_records') }} as a on m.user_clever_id is null and a.app_user_id = m.app_user_id
+),
+
+active_rosters as (
+    select distinct district_slug, section_id, user_id
+    from {{ ref('fct_enrollments') }}
+    where not is_archived
 )
 
 select
@@ -39,11 +45,7 @@ select
     m.member_clever_id,
     m.member_link_source,
     u.is_archived as member_is_archived,
-    case when g.kind = 'section_subgroup' then exists (
-        select 1 from {{ ref('fct_enrollments') }} as e
-        where e.district_slug = g.district_slug and e.section_id = g.section_clever_id
-          and e.user_id = m.member_clever_id and not e.is_archived)
-    end as member_on_section_roster,
+    case when g.kind = 'section_subgroup' then r.user_id is not null end as member_on_section_roster,
     m.added_by,
     m.added_at
 from members as m
@@ -52,3 +54,5 @@ left join {{ ref('dim_sections') }} as sec
   on sec.district_slug = g.district_slug and sec.clever_id = g.section_clever_id
 left join {{ ref('dim_users') }} as u
   on u.district_slug = g.district_slug and u.clever_id = m.member_clever_id
+left join active_rosters as r
+  on r.district_slug = g.district_slug and r.section_id = g.section_clever_id and r.user_id = m.member_clever_id

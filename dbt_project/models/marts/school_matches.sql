@@ -1,3 +1,4 @@
+{{ config(pre_hook=no_nested_loops()) }}
 {# Clever schools linked to the application's schools, one row per linked Clever
    school; an app school may only be linked in the district its app district is linked
    to (see macro effective_match_ctes for override and history rules). #}

@@ -1,3 +1,4 @@
+{{ config(pre_hook=no_nested_loops()) }}
 {# Clever users linked to the application's accounts, one row per linked Clever user
    (archived ones included). The records of one person (dim_people) may share an
    account. See macro effective_match_ctes for override and history rules. #}

@@ -26,11 +26,11 @@ select
 from {{ ref(e.decisions) }} as d
 join {{ ref(e.clever) }} as c on c.district_slug = d.district_slug and c.clever_id = d.clever_id
 left join {{ ref(e.matches) }} as m on m.district_slug = d.district_slug and m.clever_id = d.clever_id
+left join {{ source('app', 'match_overrides') }} as o
+  on o.entity = '{{ e.entity }}' and o.district_slug = d.district_slug and o.clever_id = d.clever_id
 where (d.status <> 'matched' and m.clever_id is null)
    or (d.status = 'matched' and m.match_source <> 'override' and m.{{ e.app_key }} is distinct from d.app_id)
-   or (d.status = 'matched' and m.clever_id is null and not exists (
-        select 1 from {{ source('app', 'match_overrides') }} as o
-        where o.entity = '{{ e.entity }}' and o.district_slug = d.district_slug and o.clever_id = d.clever_id))
+   or (d.status = 'matched' and m.clever_id is null and o.clever_id is null)
 union all
 select
     '{{ e.entity }}',

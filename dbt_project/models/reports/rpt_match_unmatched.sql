@@ -17,8 +17,7 @@ select
     case
         when o.clever_id is not null then 'unlinked by an override'
         {% if e.entity != 'district' %}
-        when not exists (select 1 from {{ ref('district_matches') }} as dm where dm.district_slug = c.district_slug)
-            then 'its district is not linked to an app district'
+        when ld.district_slug is null then 'its district is not linked to an app district'
         {% endif %}
         else 'no app record matches any rule'
     end as reason
@@ -26,11 +25,11 @@ from {{ ref(e.clever) }} as c
 left join {{ source('app', 'match_overrides') }} as o
   on o.entity = '{{ e.entity }}' and o.district_slug = c.district_slug and o.clever_id = c.clever_id
  and o.app_id is null
+left join {{ ref(e.decisions) }} as d on d.district_slug = c.district_slug and d.clever_id = c.clever_id
+left join (select distinct district_slug from {{ ref('district_matches') }}) as ld on ld.district_slug = c.district_slug
 where not exists (select 1 from {{ ref(e.matches) }} as m
                   where m.district_slug = c.district_slug and m.clever_id = c.clever_id)
-  and (o.clever_id is not null or not exists (
-        select 1 from {{ ref(e.decisions) }} as d
-        where d.district_slug = c.district_slug and d.clever_id = c.clever_id))
+  and (o.clever_id is not null or d.clever_id is null)
 union all
 select
     '{{ e.entity }}',
