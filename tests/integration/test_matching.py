@@ -27,7 +27,7 @@ from clever.sample_district import generate
 from clever.simulator import CleverSimulator
 from clever.warehouse import ensure_landing_schema
 from tests.conftest import SAMPLE_DISTRICT, _admin_url
-from tests.helpers import load_records, sync_in_process, write_records
+from tests.helpers import land_and_build, load_records, write_records
 
 DEMO_TOKEN, NORTH_TOKEN = "matching-demo-token", "matching-north-token"
 
@@ -51,7 +51,7 @@ class World:
 
     def sync(self, slug: str) -> None:
         token = DEMO_TOKEN if slug == "demo" else NORTH_TOKEN
-        sync_in_process(self.url, self.districts[slug], self.sim.base_url, token)
+        land_and_build(self.url, self.districts[slug], self.sim.base_url, token)
 
     def query(self, sql: str, params: tuple = ()) -> list[tuple]:
         with psycopg.connect(self.url, autocommit=True) as conn:
