@@ -5,7 +5,8 @@ Two districts share one warehouse and one simulator: the sample "Certification I
 north) whose config drops its NCES rule and tries email before SIS IDs. Both use the
 same SIS, NCES and school numbering, so anything matched across districts would show.
 The tests read one built warehouse in order; the last one edits both sides and
-rebuilds to show that links are kept over time.
+rebuilds to show that links are kept over time. The same build also shows the sample's
+missing optional fields arriving as NULL (certification: non-guaranteed fields).
 """
 
 from __future__ import annotations
@@ -257,6 +258,21 @@ def test_co_teachers_sections_and_schools_have_no_maximum(world):
                           "clever_marts.fct_enrollments e WHERE e.district_slug = 'demo' AND e.user_id = clever_id) c "
                           "WHERE district_slug = 'demo'")
     assert several[0][0] >= 2 and several[0][1] >= 2 and several[0][2] >= 5
+
+
+def test_missing_optional_fields_are_null_and_never_break_matching(world):
+    # the sample's students with every optional field absent, null, and ""
+    bare = {"5acc50e5578cbd836c9571da", "cd280fb4d86e182ac678e1f6", "2c6b2f7b264862d71ff6047f"}
+    rows = world.query(
+        "SELECT clever_id, email, middle_name, student_dob, student_grade, student_state_id, student_gender "
+        "FROM clever_marts.dim_users WHERE district_slug = 'demo' AND clever_id = ANY (%s)", (list(bare),))
+    assert {r[0] for r in rows} == bare and all(value is None for r in rows for value in r[1:])
+    advisory = world.query("SELECT term_id, course_id FROM clever_marts.dim_sections "
+                           "WHERE clever_id = '911faa814b44d6b273d042c8'")
+    assert advisory == [(None, None)]
+    keys = world.query("SELECT email_key, name_key IS NOT NULL FROM clever_staging.stg_app__users "
+                       "WHERE app_user_id = 106")
+    assert keys == [(None, True)]  # an app account with no email is still matched by name
 
 
 def test_rebuilding_gives_the_same_matches(world):
