@@ -224,3 +224,20 @@ effective as (
       on d.district_slug = e.district_slug and d.clever_id = e.clever_id and d.status = 'matched'
 )
 {% endmacro %}
+
+{# The application's schools or accounts, each with the configured district its app
+   district is linked to (district_matches): the only district it may be matched in. #}
+{% macro in_linked_district(app_model) %}
+    select a.*, dm.district_slug
+    from {{ ref(app_model) }} as a
+    join {{ ref('district_matches') }} as dm on dm.app_district_id = a.app_district_id
+{% endmacro %}
+
+{# Clever user IDs the application stored, resolved to the configured district holding
+   them. Clever IDs are unique across Clever; if one district were configured twice, the
+   first slug wins. #}
+{% macro clever_user_districts() %}
+    select distinct on (clever_id) clever_id, district_slug
+    from {{ ref('dim_users') }}
+    order by clever_id, district_slug
+{% endmacro %}

@@ -3,6 +3,8 @@
    schools of the app district its Clever district is linked to (district_matches):
    a school is never matched across districts. Rules: clever_id, nces_id, state_id,
    sis_id, school_number, name (normalised). #}
+{% set key_columns = {'nces_id': 'nces_key', 'state_id': 'state_id_key', 'sis_id': 'sis_id_key',
+                      'school_number': 'school_number_key', 'name': 'name_key'} %}
 with rules as (
     select district_slug, rule, priority, confidence
     from {{ ref('stg_clever__match_rules') }}
@@ -23,37 +25,21 @@ clever as (
 
 clever_keys as (
     select district_slug, clever_id, 'clever_id' as rule, clever_id as key from clever
+    {% for rule, column in key_columns.items() %}
     union all
-    select district_slug, clever_id, 'nces_id', nces_key from clever where nces_key is not null
-    union all
-    select district_slug, clever_id, 'state_id', state_id_key from clever where state_id_key is not null
-    union all
-    select district_slug, clever_id, 'sis_id', sis_id_key from clever where sis_id_key is not null
-    union all
-    select district_slug, clever_id, 'school_number', school_number_key from clever where school_number_key is not null
-    union all
-    select district_slug, clever_id, 'name', name_key from clever where name_key is not null
+    select district_slug, clever_id, '{{ rule }}', {{ column }} from clever where {{ column }} is not null
+    {% endfor %}
 ),
 
-app as (
-    select s.*, dm.district_slug
-    from {{ ref('stg_app__schools') }} as s
-    join {{ ref('district_matches') }} as dm on dm.app_district_id = s.app_district_id
-),
+app as ({{ in_linked_district('stg_app__schools') }}),
 
 app_keys as (
     select district_slug, app_school_id as app_id, 'clever_id' as rule, clever_key as key from app
     where clever_key is not null
+    {% for rule, column in key_columns.items() %}
     union all
-    select district_slug, app_school_id, 'nces_id', nces_key from app where nces_key is not null
-    union all
-    select district_slug, app_school_id, 'state_id', state_id_key from app where state_id_key is not null
-    union all
-    select district_slug, app_school_id, 'sis_id', sis_id_key from app where sis_id_key is not null
-    union all
-    select district_slug, app_school_id, 'school_number', school_number_key from app where school_number_key is not null
-    union all
-    select district_slug, app_school_id, 'name', name_key from app where name_key is not null
+    select district_slug, app_school_id, '{{ rule }}', {{ column }} from app where {{ column }} is not null
+    {% endfor %}
 ),
 
 candidates as (

@@ -64,11 +64,7 @@ clever_keys as (
     where u.name_key is not null and s.school_id is not null
 ),
 
-app as (
-    select a.*, dm.district_slug
-    from {{ ref('stg_app__users') }} as a
-    join {{ ref('district_matches') }} as dm on dm.app_district_id = a.app_district_id
-),
+app as ({{ in_linked_district('stg_app__users') }}),
 
 app_keys as (
     select district_slug, app_user_id as app_id, role, 'clever_id' as rule, clever_key as key

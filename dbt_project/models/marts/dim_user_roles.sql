@@ -7,11 +7,7 @@ with users as (
     select district_slug, clever_id, roles, is_archived from {{ ref('dim_users') }}
 ),
 
-direct as (
-    select distinct on (clever_id) clever_id, district_slug
-    from users
-    order by clever_id, district_slug
-),
+direct as ({{ clever_user_districts() }}),
 
 grants as (
     select g.*, d.district_slug, g.user_clever_id as clever_id

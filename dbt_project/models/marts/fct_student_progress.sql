@@ -19,13 +19,7 @@ users as (
     select district_slug, clever_id, is_student, is_archived from {{ ref('dim_users') }}
 ),
 
--- Clever IDs are unique across Clever: a direct reference resolves to the configured
--- district holding it (the first slug if one district were configured twice).
-direct as (
-    select distinct on (clever_id) clever_id, district_slug
-    from users
-    order by clever_id, district_slug
-),
+direct as ({{ clever_user_districts() }}),
 
 resolved as (
     select

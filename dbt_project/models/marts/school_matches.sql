@@ -8,9 +8,7 @@ with clever_records as (
 ),
 
 app_scope as (
-    select s.app_school_id as app_id, dm.district_slug
-    from {{ ref('stg_app__schools') }} as s
-    join {{ ref('district_matches') }} as dm on dm.app_district_id = s.app_district_id
+    select app_school_id as app_id, district_slug from ({{ in_linked_district('stg_app__schools') }}) as s
 ),
 
 {{ effective_match_ctes('school', 'clever_records', 'app_scope', 'int_match__school_decisions',

@@ -8,9 +8,7 @@ with clever_records as (
 ),
 
 app_scope as (
-    select a.app_user_id as app_id, dm.district_slug
-    from {{ ref('stg_app__users') }} as a
-    join {{ ref('district_matches') }} as dm on dm.app_district_id = a.app_district_id
+    select app_user_id as app_id, district_slug from ({{ in_linked_district('stg_app__users') }}) as a
 ),
 
 {{ effective_match_ctes('user', 'clever_records', 'app_scope', 'int_match__user_decisions',
