@@ -239,6 +239,8 @@ def test_archive_on_unshare_and_restore_on_reappearance(airflow, district_dir, d
     assert schools[mover_progress_day1] == plan["old_school"] and schools[mover_progress_day2] == plan["new_school"]
     assert airflow.query("SELECT member_on_section_roster FROM clever_marts.fct_group_members WHERE group_id = %s",
                          (group,)) == [(True,)]
+    assert airflow.query("SELECT user_is_archived FROM clever_marts.dim_user_roles WHERE clever_id = %s "
+                         "AND role = 'peer_tutor'", (plan["student"],)) == [(False,)]  # restored, grant kept
     # The archived period stays in history: active → archived → active.
     history = [r[0] for r in airflow.query(
         "SELECT dbt_is_deleted FROM clever_snapshots.snap_clever__users WHERE clever_id = %s ORDER BY dbt_valid_from",
