@@ -107,3 +107,19 @@ def documented_models(layer: str) -> dict[str, dict]:
 def documented_types(layer: str, model: str) -> dict[str, str]:
     """Column name -> data_type, in documented order."""
     return {c["name"]: c.get("data_type") for c in documented_models(layer)[model]["columns"]}
+
+
+def land_and_build(conninfo: str, district, base_url: str, token: str) -> dict[str, Any]:
+    """Extract every endpoint of ``district`` (a DistrictConfig), approve the run and
+    build, with the pipeline's own steps in this process: for integration tests that need
+    a built warehouse but not Airflow. It skips the Great Expectations gate (the sample
+    data passes it; tests/integration/test_validation.py covers it) to keep them quick."""
+    from clever import pipeline
+    from clever.connections import WarehouseTarget
+
+    run_id = pipeline.start_run(conninfo, district, None)
+    for endpoint in district.endpoints:
+        pipeline.extract(conninfo, district, run_id, endpoint, base_url, token)
+    pipeline.close_extraction(conninfo, run_id)
+    pipeline.approve(conninfo, run_id, threshold=district.mass_archive_threshold, floor=district.mass_archive_floor)
+    return pipeline.build(WarehouseTarget.from_conninfo(conninfo), district=district)

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from clever.endpoints import MAX_PAGE_SIZE, check_api_version, check_endpoints
+from clever.match_rules import MatchingConfig, parse_matching
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DISTRICTS_FILE = REPO_ROOT / "config" / "districts.yml"
@@ -56,6 +57,7 @@ class DistrictConfig:
     extract_retries: int = 2  # Airflow retries of a whole endpoint extraction
     extract_retry_delay_seconds: int = 120
     build_lock_timeout_seconds: int = 3600  # wait for other districts' dbt builds
+    matching: MatchingConfig = field(default_factory=MatchingConfig)  # rule order for app matching
     options: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -84,6 +86,11 @@ def _district(entry: dict[str, Any], defaults: dict[str, Any], where: str) -> Di
     page_size = int(merged.pop("page_size"))
     if not 1 <= page_size <= MAX_PAGE_SIZE:
         raise ConfigError(f"{where} ({slug}): page_size must be 1..{MAX_PAGE_SIZE}")
+    try:
+        matching = parse_matching(defaults.get("matching"), entry.get("matching"), f"{where} ({slug})")
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    merged.pop("matching", None)
     threshold = float(merged.pop("mass_archive_threshold"))
     if not 0 < threshold <= 1:
         raise ConfigError(f"{where} ({slug}): mass_archive_threshold must be in (0, 1]")
@@ -106,6 +113,7 @@ def _district(entry: dict[str, Any], defaults: dict[str, Any], where: str) -> Di
         extract_retries=max(0, int(merged.pop("extract_retries"))),
         extract_retry_delay_seconds=max(0, int(merged.pop("extract_retry_delay_seconds"))),
         build_lock_timeout_seconds=max(1, int(merged.pop("build_lock_timeout_seconds"))),
+        matching=matching,
         options=merged,
     )
 

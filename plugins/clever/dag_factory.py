@@ -152,7 +152,7 @@ def build_district_dag(district: DistrictConfig) -> DAG:
             full_refresh = bool(get_current_context()["params"].get("full_refresh"))
             with _failing_run(target.conninfo, sync_run_id, "build"):
                 return pipeline.build(target, full_refresh=full_refresh,
-                                      lock_timeout_seconds=district.build_lock_timeout_seconds)
+                                      lock_timeout_seconds=district.build_lock_timeout_seconds, district=district)
 
         @task(trigger_rule=TriggerRule.ALL_DONE)
         def summarize(sync_run_id: int) -> dict[str, Any]:

@@ -1,10 +1,12 @@
 """`make demo`: the whole pipeline on the shipped sample district, end to end.
 
-Starts the Clever API simulator with the sample "Certification ISD", points the
-`clever_demo` connection at it (unless AIRFLOW_CONN_CLEVER_DEMO is already set), runs a
-real Airflow sync of the `demo` district into the warehouse (the embedded one unless a
+Seeds the application's own data (schema ``app``: the accounts, schools and progress the
+application had before Clever, and some admin edits) for the sample district, starts the
+Clever API simulator with the sample "Certification ISD", points the `clever_demo`
+connection at it (unless AIRFLOW_CONN_CLEVER_DEMO is already set), runs a real Airflow
+sync of the `demo` district into the warehouse (the embedded one unless a
 `clever_warehouse` connection is configured), builds the dbt docs, and prints what
-landed where.
+landed where and how the application's records matched.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 
 import psycopg
 
+from clever.demo_app_data import iter_summary_lines, seed_demo_app_data
 from clever.runner import BIN_DIR, REPO_ROOT, airflow_env, demo_simulator, run_dag
 from clever.warehouse import redacted, warehouse_url
 
@@ -42,6 +45,15 @@ def build_dbt_docs(conninfo: str) -> Path:
     return target_path() / "index.html"
 
 
+def latest_data_docs(conninfo: str, district_slug: str = "demo") -> str | None:
+    from clever.pipeline import data_docs_hint
+
+    with psycopg.connect(conninfo) as conn:
+        run = conn.execute("SELECT max(sync_run_id) FROM clever_landing.sync_runs WHERE district_slug = %s",
+                           (district_slug,)).fetchone()[0]
+    return data_docs_hint(district_slug, run) if run else None
+
+
 def print_summary(conninfo: str, docs: Path, seconds: float, airflow_home: str) -> None:
     """What landed where. The warehouse URL is printed without its password."""
     print("\n" + "=" * 72)
@@ -65,14 +77,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dbt docs: {build_dbt_docs(warehouse_url(env))}")
         return 0
     started = time.monotonic()
+    conninfo = warehouse_url(env)  # the one the run's tasks use
+    seeded = seed_demo_app_data(conninfo)
+    print("Application data (schema app): " + ", ".join(f"{n} new {table}" for table, n in seeded.items()))
     with demo_simulator(env, args.sim_port):
         result = run_dag("clever_sync_demo", env=env)
     if result.returncode != 0:
         print("\nDemo sync FAILED; the task logs above say why.", file=sys.stderr)
         return result.returncode
-    conninfo = warehouse_url(env)  # the one the run's tasks used
     docs = build_dbt_docs(conninfo)
     print_summary(conninfo, docs, time.monotonic() - started, env["AIRFLOW_HOME"])
+    print(f"Data Docs: {latest_data_docs(conninfo)}   (Great Expectations: this run's validation)")
+    print("Matching the application's records (clever_marts.rpt_match_summary; review: rpt_match_ambiguous, "
+          "rpt_match_unmatched):")
+    print("\n".join(iter_summary_lines(conninfo)))
     return 0
 
 

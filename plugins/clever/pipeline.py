@@ -162,12 +162,19 @@ def approve(conninfo: str, sync_run_id: int, *, threshold: float, floor: int,
     return approved
 
 
-def build(target: WarehouseTarget, full_refresh: bool = False, lock_timeout_seconds: int = 3600) -> dict[str, Any]:
-    """dbt build (staging, snapshots, marts, tests) under the warehouse-wide build lock."""
+def build(target: WarehouseTarget, full_refresh: bool = False, lock_timeout_seconds: int = 3600,
+          district: DistrictConfig | None = None) -> dict[str, Any]:
+    """dbt build (staging, snapshots, marts, matching, tests) under the warehouse-wide
+    build lock, after writing ``district``'s matching settings for it."""
     from clever.dbt_runner import build_lock, run_dbt
+    from clever.matching import write_match_settings
 
     args = ["build"] + (["--full-refresh"] if full_refresh else [])
     with build_lock(target.conninfo, timeout_seconds=lock_timeout_seconds):
+        if district is not None:
+            with psycopg.connect(target.conninfo, autocommit=True) as conn:
+                ensure_landing_schema(conn)
+                write_match_settings(conn, district)
         outcome = run_dbt(target, args)
     return {"started_at": outcome.started_at_epoch, "seconds": round(outcome.seconds, 1),
             "nodes": len(outcome.statuses)}

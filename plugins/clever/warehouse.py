@@ -20,6 +20,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
+from clever.app_schema import ensure_app_schema
 from clever.endpoints import ENDPOINTS
 
 LANDING_SCHEMA = "clever_landing"
@@ -117,6 +118,16 @@ CREATE TABLE IF NOT EXISTS clever_landing.guard_checks (
     overridden     boolean     NOT NULL DEFAULT false,
     checked_at     timestamptz NOT NULL DEFAULT clock_timestamp(),
     PRIMARY KEY (sync_run_id, data_type)
+);
+
+-- Each district's matching settings (config/districts.yml `matching:`), written by its
+-- sync's build step under the build lock; the dbt matching models read the rule order
+-- and confidences from here (one row per district, the last written wins).
+CREATE TABLE IF NOT EXISTS clever_landing.match_settings (
+    district_slug  text        PRIMARY KEY,
+    state          text,
+    rules          jsonb       NOT NULL,
+    written_at     timestamptz NOT NULL DEFAULT clock_timestamp()
 );
 
 -- One row per finished sync run: what it landed, archived, restored, and how long it took.
@@ -222,12 +233,14 @@ def landing_table(endpoint: str) -> sql.Composed:
 
 
 def ensure_landing_schema(conn: psycopg.Connection) -> None:
-    """Create the landing schema and run-tracking tables if missing (idempotent)."""
+    """Create the landing schema and run-tracking tables if missing (idempotent), and the
+    application's schema ``app``, which dbt reads as sources."""
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_DDL_LOCK_KEY,))
         conn.execute(_RUN_TABLES_DDL)
         for endpoint in ENDPOINTS:
             conn.execute(_LANDING_TABLE_DDL.format(table=endpoint, index=f"{endpoint}_run_idx"))
+    ensure_app_schema(conn)
 
 
 @dataclass(frozen=True)

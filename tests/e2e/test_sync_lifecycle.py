@@ -1,22 +1,31 @@
 """Secure Sync lifecycle through real Airflow runs: day 1 sync; day 2 Clever stops
 sharing a student, a teacher, a section, a term and a course and moves a student;
-day 3 they come back. Then an unchanged re-sync writes no history."""
+day 3 they come back. Then an unchanged re-sync writes no history.
+
+The application's own data (the demo's schema app: legacy accounts, progress, admin
+edits) rides along: every progress row stays tied to its student through archive and
+restore, the student who moved keeps history at both schools, and no sync changes a
+row an admin wrote."""
 
 from __future__ import annotations
 
 import copy
+import json
 from collections import Counter
 from datetime import date, datetime
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
+from clever.app_schema import APP_TABLES
+from clever.demo_app_data import seed_demo_app_data
 from clever.sample_district import Plan, edge_cases
 from clever.warehouse import warehouse_url as resolve_warehouse_url
 from tests.conftest import DEMO_TOKEN
 from tests.e2e.conftest import make_airflow
-from tests.helpers import documented_models, documented_types, load_records, staging_columns, write_records
+from tests.helpers import documented_types, load_records, staging_columns, write_records
 
 pytestmark = pytest.mark.e2e
 
@@ -72,7 +81,25 @@ def history_rows(airflow) -> Counter:
     counts = Counter()
     for table in ("districts", "schools", "users", "sections", "terms", "courses", "section_enrollments"):
         counts[table] = airflow.scalar(f"SELECT count(*) FROM clever_snapshots.snap_clever__{table}")
+    for table in ("district", "school", "user"):
+        counts[f"{table} links"] = airflow.scalar(f"SELECT count(*) FROM clever_snapshots.snap_match__{table}_links")
     return counts
+
+
+def app_tables(airflow) -> dict[str, list[tuple]]:
+    """Every row of the application's schema, as admins and the application wrote it."""
+    return {table: airflow.query(f"SELECT * FROM app.{table} ORDER BY 1, 2, 3") for table in APP_TABLES}
+
+
+def progress_of(airflow, student: str) -> list[tuple]:
+    return airflow.query(
+        "SELECT progress_event_id, link_source, school_id, student_is_archived FROM clever_marts.fct_student_progress "
+        "WHERE student_clever_id = %s ORDER BY progress_event_id", (student,))
+
+
+def assert_every_progress_row_kept(airflow) -> None:
+    assert airflow.scalar("SELECT count(*) FROM clever_marts.fct_student_progress") == \
+        airflow.scalar("SELECT count(*) FROM app.progress_events") > 0
 
 
 @pytest.fixture
@@ -137,7 +164,14 @@ def write_day2(district_dir, day1: dict[str, list[dict]], plan: dict) -> dict[st
     return day2
 
 
+def add_progress(airflow, student: str) -> int:
+    """Progress the application records now for a student provisioned from Clever."""
+    return airflow.scalar("INSERT INTO app.progress_events (student_clever_id, activity, score, occurred_at) "
+                          "VALUES (%s, 'Check-in quiz', 80, clock_timestamp()) RETURNING progress_event_id", (student,))
+
+
 def test_archive_on_unshare_and_restore_on_reappearance(airflow, district_dir, day1):
+    seed_demo_app_data(airflow.warehouse_url, district_dir)
     # Day 1: everything Clever shares lands, nothing archived.
     airflow.sync()
     for dim in DIMS:
@@ -147,12 +181,48 @@ def test_archive_on_unshare_and_restore_on_reappearance(airflow, district_dir, d
     assert set(enrollment_state(airflow)) == expected_enrollments(day1["sections"])
     first_seen = dict(airflow.query("SELECT clever_id, first_seen_at FROM clever_marts.dim_users"))
 
-    # Day 2: Clever stops sharing five records and moves a student.
+    # The application: legacy accounts of the student Clever will unshare and of the one
+    # who moves are linked; progress and admin edits are recorded before day 2.
     plan = plan_day2(day1)
+    linked = dict(airflow.query("SELECT clever_id, app_user_id FROM clever_marts.user_matches"))
+    assert plan["student"] in linked and plan["mover"] in linked
+    student_progress = progress_of(airflow, plan["student"])
+    assert {source for _, source, *_ in student_progress} == {"user_match"}
+    mover_progress_day1 = add_progress(airflow, plan["mover"])
+    add_progress(airflow, plan["student"])
+    airflow.query("INSERT INTO app.role_grants (user_clever_id, role, granted_by) "
+                  "VALUES (%s, 'peer_tutor', 'teacher') RETURNING 1", (plan["student"],))
+    group = airflow.scalar("INSERT INTO app.groups (app_district_id, name, kind, section_clever_id, created_by) "
+                           "VALUES (1, 'Table B', 'section_subgroup', %s, 'teacher') RETURNING group_id",
+                           (plan["old_section"],))
+    airflow.query("INSERT INTO app.group_members (group_id, app_user_id, added_by) VALUES (%s, %s, 'teacher') "
+                  "RETURNING 1", (group, linked[plan["mover"]]))
+    airflow.query("UPDATE app.users SET email = 'renamed@example.org' WHERE app_user_id = %s RETURNING 1",
+                  (linked[plan["mover"]],))
+    admin_state = app_tables(airflow)
+    student_events = airflow.query(
+        "SELECT progress_event_id FROM app.progress_events WHERE app_user_id = %s OR student_clever_id = %s "
+        "ORDER BY 1", (linked[plan["student"]], plan["student"]))
+    assert len(student_events) == len(student_progress) + 1
+
+    # Day 2: Clever stops sharing five records and moves a student.
     day2 = write_day2(district_dir, day1, plan)
     before_day2 = enrollment_state(airflow)
     versions_day1, rows_day1 = current_versions(airflow), history_rows(airflow)
     airflow.sync()
+    assert app_tables(airflow) == admin_state  # a sync never writes the application's tables
+    assert_every_progress_row_kept(airflow)
+    archived_progress = progress_of(airflow, plan["student"])
+    assert [(row[0],) for row in archived_progress] == student_events
+    assert {row[3] for row in archived_progress} == {True}  # archived, progress kept
+    assert airflow.query("SELECT app_user_id FROM clever_marts.user_matches WHERE clever_id = %s",
+                         (plan["student"],)) == [(linked[plan["student"]],)]
+    assert airflow.query("SELECT user_is_archived FROM clever_marts.dim_user_roles WHERE clever_id = %s "
+                         "AND role = 'peer_tutor'", (plan["student"],)) == [(True,)]
+    assert airflow.query("SELECT member_clever_id, member_on_section_roster FROM clever_marts.fct_group_members "
+                         "WHERE group_id = %s", (group,)) == [(plan["mover"], False)]  # left the section, kept
+    mover_progress_day2 = add_progress(airflow, plan["mover"])
+    admin_state = app_tables(airflow)
 
     # Nothing else touched: exactly the planned records, the mover and the rosters that
     # changed get a new version (one history row each); every other key keeps its day-1 one.
@@ -208,6 +278,18 @@ def test_archive_on_unshare_and_restore_on_reappearance(airflow, district_dir, d
         (plan["student"], plan["teacher"]))
     assert {(cid, seen) for cid, seen, _ in restored} == {(cid, first_seen[cid]) for cid, *_ in restored}
     assert all(a is None for *_, a in restored)
+    # The application's data came through archive, move and restore untouched.
+    assert app_tables(airflow) == admin_state
+    assert_every_progress_row_kept(airflow)
+    restored_progress = progress_of(airflow, plan["student"])
+    assert [row[:3] for row in restored_progress] == [row[:3] for row in archived_progress]
+    assert {row[3] for row in restored_progress} == {False}
+    schools = dict((event, school) for event, _, school, _ in progress_of(airflow, plan["mover"]))
+    assert schools[mover_progress_day1] == plan["old_school"] and schools[mover_progress_day2] == plan["new_school"]
+    assert airflow.query("SELECT member_on_section_roster FROM clever_marts.fct_group_members WHERE group_id = %s",
+                         (group,)) == [(True,)]
+    assert airflow.query("SELECT user_is_archived FROM clever_marts.dim_user_roles WHERE clever_id = %s "
+                         "AND role = 'peer_tutor'", (plan["student"],)) == [(False,)]  # restored, grant kept
     # The archived period stays in history: active → archived → active.
     history = [r[0] for r in airflow.query(
         "SELECT dbt_is_deleted FROM clever_snapshots.snap_clever__users WHERE clever_id = %s ORDER BY dbt_valid_from",
@@ -276,10 +358,17 @@ def check_columns_hold_their_fields(airflow, slug: str, endpoint: str, records: 
     return seen
 
 
-def all_documented_types() -> dict[tuple[str, str], dict[str, str]]:
-    return {(schema, model): documented_types(layer, model)
-            for layer, schema in (("staging", "clever_staging"), ("marts", "clever_marts"))
-            for model in documented_models(layer)}
+# Every schema dbt builds tables and views in (snapshots are dbt-managed history).
+BUILT_SCHEMAS = ("clever_staging", "clever_intermediate", "clever_marts", "clever_reports")
+
+
+def all_documented_types(airflow) -> dict[tuple[str, str], dict[str, str]]:
+    """Column types documented in the dbt docs, for every model the build materialised
+    (from the manifest the build wrote)."""
+    manifest = json.loads((Path(airflow.env["CLEVER_ARTIFACTS_DIR"]) / "dbt_target" / "manifest.json").read_text())
+    return {(node["schema"], node["alias"]): {name: column.get("data_type") for name, column in node["columns"].items()}
+            for node in manifest["nodes"].values()
+            if node["resource_type"] == "model" and node["config"]["materialized"] != "ephemeral"}
 
 
 def built_types(airflow) -> dict[tuple[str, str], dict[str, str]]:
@@ -287,8 +376,8 @@ def built_types(airflow) -> dict[tuple[str, str], dict[str, str]]:
     for schema, relation, column, kind in airflow.query(
             """SELECT n.nspname, c.relname, a.attname, format_type(a.atttypid, a.atttypmod)
                FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-               WHERE n.nspname IN ('clever_staging', 'clever_marts') AND c.relkind IN ('r', 'v')
-                 AND a.attnum > 0 AND NOT a.attisdropped"""):
+               WHERE n.nspname = ANY(%s) AND c.relkind IN ('r', 'v')
+                 AND a.attnum > 0 AND NOT a.attisdropped""", (list(BUILT_SCHEMAS),)):
         types.setdefault((schema, relation), {})[column] = kind.replace("timestamp with time zone", "timestamptz")
     return types
 
@@ -316,7 +405,7 @@ def test_v30_and_v31_syncs_hold_every_field_and_record_their_summaries(
         assert "Clever sync run" in outputs[slug] and "users" in outputs[slug]
 
     # The warehouse has exactly the documented columns and types.
-    assert built_types(airflow) == all_documented_types()
+    assert built_types(airflow) == all_documented_types(airflow)
 
     for slug, version in (("demo", "v3.0"), (V31, "v3.1")):
         seen = Counter()
