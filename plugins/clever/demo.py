@@ -2,8 +2,9 @@
 
 Starts the Clever API simulator with the sample "Certification ISD", points the
 `clever_demo` connection at it (unless AIRFLOW_CONN_CLEVER_DEMO is already set), runs a
-real Airflow sync of the `demo` district into the embedded warehouse, builds the dbt
-docs, and prints what landed where.
+real Airflow sync of the `demo` district into the embedded warehouse, renders the rollover
+report (the sample district spans the 2025-26 -> 2026-27 rollover) with the real
+`clever_rollover_report` DAG, builds the dbt docs, and prints what landed where.
 """
 
 from __future__ import annotations
@@ -58,13 +59,21 @@ def main(argv: list[str] | None = None) -> int:
     if result.returncode != 0:
         print("\nDemo sync FAILED; the task logs above say why.", file=sys.stderr)
         return result.returncode
+    report = run_dag("clever_rollover_report", conf={"districts": ["demo"]}, env=env)
+    if report.returncode != 0:
+        print("\nRollover report FAILED; the task logs above say why.", file=sys.stderr)
+        return report.returncode
     docs = build_dbt_docs(env)
+    from clever.rollover_report import REPORTS_DIR
 
     conninfo = normalise_postgres_uri(env["AIRFLOW_CONN_CLEVER_WAREHOUSE"])
     print("\n" + "=" * 72)
     print(f"Demo sync of the sample district finished in {time.monotonic() - started:.0f}s.")
     print(f"Warehouse: {conninfo}")
     print("\n".join(mart_summary(conninfo)))
+    print(f"Rollover:  {REPORTS_DIR / 'rollover_demo.html'}   (open it in a browser; `make report` renders it again)")
+    print("BI access: the read-only role clever_bi reads clever_marts and clever_reports "
+          "(GRANT clever_bi TO <your BI login>)")
     print(f"dbt docs:  {docs}   (serve: cd dbt_project && {BIN_DIR}/dbt docs serve "
           f"--target-path {docs.parent} --profiles-dir .)")
     print(f"Airflow:   `make airflow` opens the UI with this DAG (AIRFLOW_HOME={env['AIRFLOW_HOME']}).")
