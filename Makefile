@@ -12,6 +12,7 @@ export PYTHONPATH := $(CURDIR)/plugins
 export CLEVER_PG_PORT ?= 55432
 export SIM_PORT ?= 8765
 AIRFLOW_PORT ?= 8080
+DEMO_UI ?= 1
 PYTEST_ARGS ?=
 
 DISTRICT ?= demo
@@ -68,7 +69,7 @@ sample-data: setup  ## regenerate the shipped sample district (deterministic)
 	$(PY) -m clever.sample_district --out plugins/clever/sample_data/certification_isd
 
 demo: setup db-up  ## run the pipeline on the sample district and print a summary
-	$(PY) -m clever.demo --sim-port $(SIM_PORT)
+	$(PY) -m clever.demo --sim-port $(SIM_PORT) $(if $(filter 0,$(DEMO_UI)),--no-ui)
 
 sync: setup db-up  ## one full sync of DISTRICT (default demo) through a real Airflow run
 	$(PY) -m clever.runner sync --district $(DISTRICT)
