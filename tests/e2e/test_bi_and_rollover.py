@@ -382,3 +382,17 @@ def test_report_views_hold_no_raw_records_or_student_details(rollover_run):
     assert {"email", "first_name", "student_dob", "student_race"} <= personal
     leaks = {c for c in report_columns if c[1] in personal | {"raw", "error"} or c[2] in ("json", "jsonb")}
     assert report_columns and leaks == set()
+
+
+def test_the_reports_own_dbt_tests_pass(rollover_run):
+    # They only warn in a build (a report bug must not stop syncs), so check them here.
+    import json
+
+    airflow, _, _, _ = rollover_run
+    target = Path(airflow.env["CLEVER_ARTIFACTS_DIR"]) / "dbt_target"
+    manifest = json.loads((target / "manifest.json").read_text())
+    report_tests = {uid for uid, node in manifest["nodes"].items()
+                    if node["resource_type"] == "test" and node["fqn"][1] == "reports"}
+    statuses = {r["unique_id"]: r["status"] for r in json.loads((target / "run_results.json").read_text())["results"]}
+    assert len(report_tests) >= 20
+    assert {uid: statuses.get(uid) for uid in report_tests} == dict.fromkeys(report_tests, "pass")
