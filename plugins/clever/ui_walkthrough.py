@@ -170,11 +170,11 @@ def trigger_with_params(page: Any, base_url: str, dag_id: str, params: dict[str,
             field_input.fill("\n".join(str(v) for v in value))
         else:
             field_input.fill(str(value))
-    dialog.get_by_role("button", name="Advanced Options").click()
-    dialog.locator("[name='dagRunId']").fill(run_id)
-    if screenshot is not None:
+    if screenshot is not None:  # the filled-in params, before Advanced Options folds them away
         screenshot.parent.mkdir(parents=True, exist_ok=True)
         dialog.screenshot(path=str(screenshot))
+    dialog.get_by_role("button", name="Advanced Options").click()
+    dialog.locator("[name='dagRunId']").fill(run_id)
     dialog.get_by_role("button", name="Trigger").last.click()
     page.wait_for_url(re.compile(rf"/dags/{re.escape(dag_id)}/runs/{re.escape(run_id)}$"))
 
