@@ -32,31 +32,25 @@ students as (
 
 select
     s.district_slug,
-    s.clever_id as section_id,
-    s.name as section_name,
+    s.section_id,
+    s.section_name,
     s.school_id,
-    sc.name as school_name,
+    s.school_name,
     s.term_id,
-    t.term_name,
+    s.term_name,
     s.course_id,
-    c.name as course_name,
+    s.course_name,
     s.subject,
-    s.grade as section_grade,
+    s.section_grade,
     st.primary_teacher_id,
     st.primary_teacher_name,
     st.teacher_count,
     coalesce(st.co_teacher_ids, '{}') as co_teacher_ids,
     coalesce(st.co_teacher_names, '{}') as co_teacher_names,
     coalesce(stu.student_count, 0) as student_count
-from {{ ref('dim_sections') }} as s
+from {{ ref('int_reports__sections') }} as s
 join section_teachers as st
-  on st.district_slug = s.district_slug and st.section_id = s.clever_id
+  on st.district_slug = s.district_slug and st.section_id = s.section_id
 left join students as stu
-  on stu.district_slug = s.district_slug and stu.section_id = s.clever_id
-left join {{ ref('dim_schools') }} as sc
-  on sc.district_slug = s.district_slug and sc.clever_id = s.school_id
-left join {{ ref('int_reports__terms') }} as t
-  on t.district_slug = s.district_slug and t.term_id = s.term_id
-left join {{ ref('dim_courses') }} as c
-  on c.district_slug = s.district_slug and c.clever_id = s.course_id
+  on stu.district_slug = s.district_slug and stu.section_id = s.section_id
 where not s.is_archived

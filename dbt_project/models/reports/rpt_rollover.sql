@@ -22,57 +22,39 @@ student_periods as (
     select * from {{ ref('int_rollover__student_periods') }}
 ),
 
-sections as (
-    select district_slug, clever_id as section_id, is_archived
-    from {{ ref('dim_sections') }}
+{# archived now, and whether ever archived (so active now = restored) #}
+{% for cte, mart, snapshot in [('section_state', 'dim_sections', 'snap_clever__sections'),
+                               ('user_state', 'dim_users', 'snap_clever__users')] %}
+{{ cte }} as (
+    select m.district_slug, m.clever_id, m.is_archived, coalesce(h.ever_archived, false) as ever_archived
+    from {{ ref(mart) }} as m
+    left join (
+        select district_slug, clever_id, bool_or(dbt_is_deleted = 'True') as ever_archived
+        from {{ ref(snapshot) }}
+        group by district_slug, clever_id
+    ) as h on h.district_slug = m.district_slug and h.clever_id = m.clever_id
 ),
+{% endfor %}
 
-section_history as (
-    select district_slug, clever_id as section_id, bool_or(dbt_is_deleted = 'True') as ever_archived
-    from {{ ref('snap_clever__sections') }}
-    group by district_slug, clever_id
-),
-
-users as (
-    select district_slug, clever_id as user_id, is_archived
-    from {{ ref('dim_users') }}
-),
-
-user_history as (
-    select district_slug, clever_id as user_id, bool_or(dbt_is_deleted = 'True') as ever_archived
-    from {{ ref('snap_clever__users') }}
-    group by district_slug, clever_id
-),
-
--- one row per (pair, section) that ran in either period
-pair_sections as (
+{# one row per (pair, section) that ran in either period, and per (pair, school,
+   student) enrolled there in either period #}
+{% for cte, rows, member, from_flag, to_flag in [
+    ('pair_sections', 'section_periods', 'section_id', 'in_from', 'in_to'),
+    ('pair_student_schools', 'student_periods', 'student_id', 'at_school_from', 'at_school_to')] %}
+{{ cte }} as (
     select
         {% for k in pair_keys %}p.{{ k }},{% endfor %}
-        sp.school_id,
-        sp.section_id,
-        bool_or(sp.period_key = p.from_period) as in_from,
-        bool_or(sp.period_key = p.to_period) as in_to
+        m.school_id,
+        m.{{ member }},
+        bool_or(m.period_key = p.from_period) as {{ from_flag }},
+        bool_or(m.period_key = p.to_period) as {{ to_flag }}
     from pairs as p
-    join section_periods as sp
-      on sp.district_slug = p.district_slug and sp.comparison = p.comparison
-     and sp.period_key in (p.from_period, p.to_period)
-    group by {% for k in pair_keys %}p.{{ k }}, {% endfor %}sp.school_id, sp.section_id
+    join {{ rows }} as m
+      on m.district_slug = p.district_slug and m.comparison = p.comparison
+     and m.period_key in (p.from_period, p.to_period)
+    group by {% for k in pair_keys %}p.{{ k }}, {% endfor %}m.school_id, m.{{ member }}
 ),
-
--- one row per (pair, school, student) enrolled there in either period
-pair_student_schools as (
-    select
-        {% for k in pair_keys %}p.{{ k }},{% endfor %}
-        st.school_id,
-        st.student_id,
-        bool_or(st.period_key = p.from_period) as at_school_from,
-        bool_or(st.period_key = p.to_period) as at_school_to
-    from pairs as p
-    join student_periods as st
-      on st.district_slug = p.district_slug and st.comparison = p.comparison
-     and st.period_key in (p.from_period, p.to_period)
-    group by {% for k in pair_keys %}p.{{ k }}, {% endfor %}st.school_id, st.student_id
-),
+{% endfor %}
 
 -- one row per (pair, student): enrolled anywhere in the district in each period
 pair_students as (
@@ -87,26 +69,23 @@ pair_students as (
 ),
 
 section_facts as (
-    select ps.*, sec.is_archived, coalesce(h.ever_archived, false) as ever_archived
+    select ps.*, st.is_archived, coalesce(st.ever_archived, false) as ever_archived
     from pair_sections as ps
-    left join sections as sec on sec.district_slug = ps.district_slug and sec.section_id = ps.section_id
-    left join section_history as h on h.district_slug = ps.district_slug and h.section_id = ps.section_id
+    left join section_state as st on st.district_slug = ps.district_slug and st.clever_id = ps.section_id
 ),
 
 student_school_facts as (
-    select pss.*, s.in_from, s.in_to, u.is_archived, coalesce(h.ever_archived, false) as ever_archived
+    select pss.*, s.in_from, s.in_to, u.is_archived, coalesce(u.ever_archived, false) as ever_archived
     from pair_student_schools as pss
     join pair_students as s
       on {% for k in pair_keys %}s.{{ k }} = pss.{{ k }} and {% endfor %}s.student_id = pss.student_id
-    left join users as u on u.district_slug = pss.district_slug and u.user_id = pss.student_id
-    left join user_history as h on h.district_slug = pss.district_slug and h.user_id = pss.student_id
+    left join user_state as u on u.district_slug = pss.district_slug and u.clever_id = pss.student_id
 ),
 
 student_facts as (
-    select s.*, u.is_archived, coalesce(h.ever_archived, false) as ever_archived
+    select s.*, u.is_archived, coalesce(u.ever_archived, false) as ever_archived
     from pair_students as s
-    left join users as u on u.district_slug = s.district_slug and u.user_id = s.student_id
-    left join user_history as h on h.district_slug = s.district_slug and h.user_id = s.student_id
+    left join user_state as u on u.district_slug = s.district_slug and u.clever_id = s.student_id
 ),
 
 {% set section_measures %}

@@ -16,12 +16,6 @@ section_teachers as (
     select district_slug, section_id, count(*) as teacher_count
     from teacher_enrollments
     group by district_slug, section_id
-),
-
-sections as (
-    select district_slug, clever_id as section_id, school_id, term_id
-    from {{ ref('dim_sections') }}
-    where not is_archived
 )
 
 select
@@ -30,28 +24,24 @@ select
     concat_ws(' ', u.first_name, u.last_name) as teacher_name,
     u.is_archived as teacher_is_archived,
     s.school_id,
-    sc.name as school_name,
+    s.school_name,
     s.term_id,
-    t.term_name,
-    t.start_date as term_start_date,
-    t.end_date as term_end_date,
+    s.term_name,
+    s.term_start_date,
+    s.term_end_date,
     count(distinct te.section_id) as sections,
     count(distinct te.section_id) filter (where te.is_primary_teacher) as primary_sections,
     count(distinct te.section_id) filter (where st.teacher_count > 1) as co_taught_sections,
     count(se.student_id) as student_enrollments,
     count(distinct se.student_id) as distinct_students
 from teacher_enrollments as te
-join sections as s
-  on s.district_slug = te.district_slug and s.section_id = te.section_id
+join {{ ref('int_reports__sections') }} as s
+  on s.district_slug = te.district_slug and s.section_id = te.section_id and not s.is_archived
 join section_teachers as st
   on st.district_slug = te.district_slug and st.section_id = te.section_id
 left join student_enrollments as se
   on se.district_slug = te.district_slug and se.section_id = te.section_id
 left join {{ ref('dim_users') }} as u
   on u.district_slug = te.district_slug and u.clever_id = te.teacher_id
-left join {{ ref('dim_schools') }} as sc
-  on sc.district_slug = s.district_slug and sc.clever_id = s.school_id
-left join {{ ref('int_reports__terms') }} as t
-  on t.district_slug = s.district_slug and t.term_id = s.term_id
-group by te.district_slug, te.teacher_id, u.first_name, u.last_name, u.is_archived, s.school_id, sc.name,
-         s.term_id, t.term_name, t.start_date, t.end_date
+group by te.district_slug, te.teacher_id, u.first_name, u.last_name, u.is_archived, s.school_id, s.school_name,
+         s.term_id, s.term_name, s.term_start_date, s.term_end_date
