@@ -1,5 +1,5 @@
 {# Sync health, one row per sync run: outcome, durations, rows landed, failed step and
-   endpoints, guard trips, quarantined records and history written. A view, so a run is
+   endpoints, guard trips, quarantined records, failed validation rules and history written. A view, so a run is
    visible while it runs and after it fails, not only after the next build.
    It runs with its owner's privileges: clever_bi reads it without any access to
    clever_landing. Error messages are left out on purpose (an HTTP error quotes Clever's
@@ -33,6 +33,16 @@ guard as (
 quarantined as (
     select sync_run_id, count(*) as quarantined_records
     from {{ source('clever_landing', 'quarantine') }}
+    group by sync_run_id
+),
+
+-- counts only: the results' examples can hold student values
+validation as (
+    select
+        sync_run_id,
+        count(*) filter (where not success and severity = 'critical') as validation_rules_failed,
+        count(*) filter (where not success and severity <> 'critical') as validation_warnings
+    from {{ source('clever_landing', 'validation_results') }}
     group by sync_run_id
 ),
 
@@ -96,6 +106,8 @@ select
     coalesce(g.guard_overrides, 0) as guard_overrides,
     coalesce(g.guard_tripped_data_types, '{}') as guard_tripped_data_types,
     coalesce(q.quarantined_records, 0) as quarantined_records,
+    coalesce(v.validation_rules_failed, 0) as validation_rules_failed,
+    coalesce(v.validation_warnings, 0) as validation_warnings,
     c.records_added,
     c.records_changed,
     c.records_archived,
@@ -106,3 +118,4 @@ from classified as c
 left join endpoints as e on e.sync_run_id = c.sync_run_id
 left join guard as g on g.sync_run_id = c.sync_run_id
 left join quarantined as q on q.sync_run_id = c.sync_run_id
+left join validation as v on v.sync_run_id = c.sync_run_id
