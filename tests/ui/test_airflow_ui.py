@@ -56,6 +56,7 @@ def test_trigger_a_district_sync_from_the_ui_with_params(tmp_path, warehouse_url
         seen = walk_through(chromium, base_url, password, "clever_sync_demo",
                             {"full_refresh": True, "endpoints": endpoints}, run_id, ARTIFACTS,
                             expected_dags={f"clever_sync_{slug}" for slug in DISTRICTS})
+        assert seen.run_state == "success", f"run {run_id} ended {seen.run_state}; see {ARTIFACTS}"
         # the build's asset event schedules the rollover report for the district just built
         report = tmp_path / "artifacts" / "reports" / "rollover_demo.html"
         deadline = time.monotonic() + 300
@@ -63,7 +64,6 @@ def test_trigger_a_district_sync_from_the_ui_with_params(tmp_path, warehouse_url
             time.sleep(2)
 
     assert [d for d in seen.dag_ids if d.startswith("clever_sync_")] == sorted(f"clever_sync_{s}" for s in DISTRICTS)
-    assert seen.run_state == "success", f"run {run_id} ended {seen.run_state}; see {ARTIFACTS}"
     assert all(path.stat().st_size > 10_000 for path in seen.screenshots)
     assert "Rollover report: Certification ISD" in report.read_text(encoding="utf-8")
 
