@@ -12,14 +12,16 @@ export PYTHONPATH := $(CURDIR)/plugins
 export CLEVER_PG_PORT ?= 55432
 export SIM_PORT ?= 8765
 AIRFLOW_PORT ?= 8080
+DEMO_UI ?= 1
 PYTEST_ARGS ?=
 
 DISTRICT ?= demo
 
-.PHONY: help setup test lint db-up db-down db-status simulator sample-data expectations constraints demo sync airflow docs clean
+.PHONY: help setup test test-ui test-tools lint db-up db-down db-status simulator sample-data expectations \
+	constraints demo sync airflow docs report compose-config clean
 
 help:  ## list targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
 $(STAMP): requirements.txt constraints.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,8 +37,17 @@ constraints:  ## re-pin every transitive package after changing requirements.txt
 	{ sed -n '1,2p' constraints.txt; $(PY) -m pip freeze --exclude-editable; } > constraints.txt.new
 	mv constraints.txt.new constraints.txt
 
-test: setup  ## run every test (starts its own throwaway PostgreSQL and simulator)
+test: setup test-tools  ## run every test, the browser test too (starts its own PostgreSQL, simulator, Airflow)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-ui: setup test-tools  ## only the Airflow UI test in headless Chromium (screenshots in test-artifacts/ui)
+	$(PY) -m pytest -m ui $(PYTEST_ARGS)
+
+# Debian's chromium (Playwright drives it) and docker-compose (validates docker-compose.yaml),
+# installed with apt-get when missing and we are root. Not fatal: the tests that need them
+# fail saying what to install.
+test-tools: setup
+	-@$(PY) -m clever.system_tools chromium docker-compose
 
 lint: setup  ## ruff, including Airflow 3 rules on the DAGs
 	$(VENV)/bin/ruff check plugins tests dags
@@ -61,16 +72,23 @@ expectations: setup  ## regenerate the Great Expectations suites from Clever's O
 	GX_ANALYTICS_ENABLED=false $(PY) -m clever.expectations
 
 demo: setup db-up  ## run the pipeline on the sample district and print a summary
-	$(PY) -m clever.demo --sim-port $(SIM_PORT)
+	$(PY) -m clever.demo --sim-port $(SIM_PORT) $(if $(filter 0,$(DEMO_UI)),--no-ui)
 
 sync: setup db-up  ## one full sync of DISTRICT (default demo) through a real Airflow run
 	$(PY) -m clever.runner sync --district $(DISTRICT)
 
-airflow: setup db-up  ## airflow standalone (UI on localhost:AIRFLOW_PORT, default 8080); prints how to log in
+airflow: setup db-up  ## airflow standalone with every district's DAG on AIRFLOW_PORT (8080); prints how to log in
 	$(PY) -m clever.runner airflow --port $(AIRFLOW_PORT)
 
 docs: setup db-up  ## build dbt docs (dbt_project docs into .local/artifacts/dbt_target)
 	$(PY) -m clever.demo --docs-only
+
+report: setup db-up  ## rollover report (HTML with charts) per configured district into .local/artifacts/reports
+	$(PY) -m clever.rollover_report
+
+compose-config: setup  ## validate docker-compose.yaml (docker-compose config -q, offline)
+	@$(PY) -m clever.system_tools docker-compose >/dev/null
+	docker-compose -f docker-compose.yaml config -q && echo "docker-compose.yaml is valid"
 
 clean:  ## stop the warehouse and remove .venv and local state
 	-$(PY) -m clever.pg_local destroy

@@ -33,6 +33,8 @@ _DEFAULTS: dict[str, Any] = {
     "extract_retries": 2,
     "extract_retry_delay_seconds": 120,
     "build_lock_timeout_seconds": 3600,
+    "extract_pool": "default_pool",
+    "build_pool": "default_pool",
 }
 
 
@@ -58,6 +60,8 @@ class DistrictConfig:
     extract_retry_delay_seconds: int = 120
     build_lock_timeout_seconds: int = 3600  # wait for other districts' dbt builds
     matching: MatchingConfig = field(default_factory=MatchingConfig)  # rule order for app matching
+    extract_pool: str = "default_pool"  # Airflow pool of the extract tasks
+    build_pool: str = "default_pool"  # Airflow pool of approve and build (they queue on the build lock)
     options: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -114,6 +118,8 @@ def _district(entry: dict[str, Any], defaults: dict[str, Any], where: str) -> Di
         extract_retry_delay_seconds=max(0, int(merged.pop("extract_retry_delay_seconds"))),
         build_lock_timeout_seconds=max(1, int(merged.pop("build_lock_timeout_seconds"))),
         matching=matching,
+        extract_pool=str(merged.pop("extract_pool")),
+        build_pool=str(merged.pop("build_pool")),
         options=merged,
     )
 

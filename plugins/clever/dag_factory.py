@@ -18,6 +18,7 @@ from typing import Any
 
 from airflow.sdk import DAG, Param, TriggerRule, get_current_context, task
 
+from clever.assets import MARTS
 from clever.config import DistrictConfig, load_districts
 from clever.endpoints import ENDPOINTS
 
@@ -94,7 +95,7 @@ def build_district_dag(district: DistrictConfig) -> DAG:
 
         @task(retries=district.extract_retries,
               retry_delay=timedelta(seconds=district.extract_retry_delay_seconds),
-              map_index_template="{{ endpoint }}")
+              map_index_template="{{ endpoint }}", pool=district.extract_pool)
         def extract(endpoint: str, sync_run_id: int) -> dict[str, Any]:
             from airflow.sdk.exceptions import AirflowFailException
 
@@ -131,7 +132,7 @@ def build_district_dag(district: DistrictConfig) -> DAG:
                                                quarantine_threshold=district.quarantine_threshold,
                                                quarantine_floor=district.quarantine_floor)
 
-        @task
+        @task(pool=district.build_pool)
         def approve(sync_run_id: int) -> list[str]:
             from clever import pipeline
             from clever.connections import warehouse_target
@@ -143,16 +144,19 @@ def build_district_dag(district: DistrictConfig) -> DAG:
                                         floor=district.mass_archive_floor, allow_mass_archive=allow,
                                         lock_timeout_seconds=district.build_lock_timeout_seconds)
 
-        @task
+        @task(pool=district.build_pool, outlets=[MARTS])  # success schedules clever_rollover_report
         def build(sync_run_id: int) -> dict[str, Any]:
             from clever import pipeline
             from clever.connections import warehouse_target
 
             target = warehouse_target()
-            full_refresh = bool(get_current_context()["params"].get("full_refresh"))
+            context = get_current_context()
+            full_refresh = bool(context["params"].get("full_refresh"))
             with _failing_run(target.conninfo, sync_run_id, "build"):
-                return pipeline.build(target, full_refresh=full_refresh,
-                                      lock_timeout_seconds=district.build_lock_timeout_seconds, district=district)
+                result = pipeline.build(target, full_refresh=full_refresh,
+                                        lock_timeout_seconds=district.build_lock_timeout_seconds, district=district)
+            context["outlet_events"][MARTS].extra = {"district": district.slug, "sync_run_id": sync_run_id}
+            return result
 
         @task(trigger_rule=TriggerRule.ALL_DONE)
         def summarize(sync_run_id: int) -> dict[str, Any]:

@@ -5,8 +5,11 @@ application had before Clever, and some admin edits) for the sample district, st
 Clever API simulator with the sample "Certification ISD", points the `clever_demo`
 connection at it (unless AIRFLOW_CONN_CLEVER_DEMO is already set), runs a real Airflow
 sync of the `demo` district into the warehouse (the embedded one unless a
-`clever_warehouse` connection is configured), builds the dbt docs, and prints what
-landed where and how the application's records matched.
+`clever_warehouse` connection is configured), renders the rollover report (the sample
+district spans the 2025-26 -> 2026-27 rollover) with the real `clever_rollover_report`
+DAG, triggers one more sync from the Airflow UI in headless Chromium and screenshots it
+(`--no-ui` skips that), builds the dbt docs, and prints what landed where and how the
+application's records matched.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
@@ -66,10 +70,45 @@ def print_summary(conninfo: str, docs: Path, seconds: float, airflow_home: str) 
     print(f"Re-run:    make sync DISTRICT=demo    Schema docs: {REPO_ROOT / 'docs' / 'SCHEMA.md'}")
 
 
+def ui_walkthrough(env: dict[str, str]) -> list[Path] | None:
+    """The on-demand sync a person starts from the Airflow UI: `airflow standalone` on a
+    free port, headless Chromium logs in, triggers clever_sync_demo from its form and waits
+    for it. Returns the screenshots ([] when no browser can be had), None if the run failed."""
+    from clever.dbt_runner import ARTIFACTS_DIR
+    from clever.pg_local import free_port
+    from clever.system_tools import ToolMissing, find_or_install
+    from clever.ui_walkthrough import AirflowUIError, admin_password, running_airflow, walk_through
+
+    try:
+        chromium = find_or_install("chromium")
+    except ToolMissing as exc:
+        print(f"Skipping the Airflow UI walkthrough: {exc}", file=sys.stderr)
+        return []
+    out_dir = ARTIFACTS_DIR / "screenshots"
+    run_id = f"demo_ui_{datetime.now(UTC):%Y%m%dT%H%M%S}"
+    # Only the triggered run: no scheduled (or asset-triggered) run competes with it.
+    ui_env = {**env, "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False", "AIRFLOW__CORE__PARALLELISM": "4"}
+    print(f"\nAirflow UI walkthrough: starting airflow standalone (log: {out_dir / 'airflow_standalone.log'})",
+          flush=True)
+    try:
+        with running_airflow(free_port(), ui_env, out_dir / "airflow_standalone.log") as base_url:
+            seen = walk_through(chromium, base_url, admin_password(Path(env["AIRFLOW_HOME"])), "clever_sync_demo",
+                                {"full_refresh": False}, run_id, out_dir, expected_dags={"clever_sync_demo"})
+    except AirflowUIError as exc:
+        print(f"Airflow UI walkthrough FAILED: {exc}", file=sys.stderr)
+        return None
+    if seen.run_state != "success":
+        print(f"Airflow UI walkthrough: run {run_id} ended {seen.run_state}; see {out_dir}", file=sys.stderr)
+        return None
+    return seen.screenshots
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="clever-demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--sim-port", type=int, default=8765)
     parser.add_argument("--docs-only", action="store_true", help="only build the dbt docs")
+    parser.add_argument("--no-ui", action="store_true",
+                        help="skip the Airflow UI walkthrough (airflow standalone + headless Chromium)")
     args = parser.parse_args(argv)
 
     env = airflow_env()
@@ -82,12 +121,26 @@ def main(argv: list[str] | None = None) -> int:
     print("Application data (schema app): " + ", ".join(f"{n} new {table}" for table, n in seeded.items()))
     with demo_simulator(env, args.sim_port):
         result = run_dag("clever_sync_demo", env=env)
-    if result.returncode != 0:
-        print("\nDemo sync FAILED; the task logs above say why.", file=sys.stderr)
-        return result.returncode
+        if result.returncode != 0:
+            print("\nDemo sync FAILED; the task logs above say why.", file=sys.stderr)
+            return result.returncode
+        report = run_dag("clever_rollover_report", conf={"districts": ["demo"]}, env=env)
+        if report.returncode != 0:
+            print("\nRollover report FAILED; the task logs above say why.", file=sys.stderr)
+            return report.returncode
+        screenshots = [] if args.no_ui else ui_walkthrough(env)
+        if screenshots is None:
+            return 1
+    from clever.rollover_report import REPORTS_DIR
+
     docs = build_dbt_docs(conninfo)
     print_summary(conninfo, docs, time.monotonic() - started, env["AIRFLOW_HOME"])
     print(f"Data Docs: {latest_data_docs(conninfo)}   (Great Expectations: this run's validation)")
+    print(f"Rollover:  {REPORTS_DIR / 'rollover_demo.html'}   (open it in a browser; `make report` renders it again)")
+    for shot in screenshots:
+        print(f"Screenshot: {shot}")
+    print("BI access: the read-only role clever_bi reads clever_marts and clever_reports "
+          "(GRANT clever_bi TO <your BI login>)")
     print("Matching the application's records (clever_marts.rpt_match_summary; review: rpt_match_ambiguous, "
           "rpt_match_unmatched):")
     print("\n".join(iter_summary_lines(conninfo)))

@@ -119,7 +119,15 @@ def standalone(port: int) -> int:
     """`airflow standalone` on this repo, with the demo district's simulator running."""
     env = airflow_env()
     env["AIRFLOW__API__PORT"] = str(port)
+    env.setdefault("AIRFLOW__API__HOST", "127.0.0.1")
+    # Tasks report to the execution API of *this* api-server; the default (:8080) could be
+    # another Airflow on the same machine.
+    env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] = f"http://127.0.0.1:{port}/execution/"
     env.setdefault("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", "admin:admin")
+    # One machine runs every component: under load the api-server can answer a task's
+    # first call after Airflow's 5 s default, which fails the task before it starts.
+    env.setdefault("AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT", "60")
+    env.setdefault("AIRFLOW__WORKERS__EXECUTION_API_RETRIES", "10")
     ensure_metadata_db(env)
     passwords = Path(env["AIRFLOW_HOME"]) / "simple_auth_manager_passwords.json.generated"
     print(f"Airflow UI: http://localhost:{port}  user: admin  password: in {passwords} "

@@ -17,12 +17,15 @@ import json, sys
 from airflow.dag_processing.dagbag import DagBag
 bag = DagBag(dag_folder=sys.argv[1])
 heavy = sorted({m.split('.')[0] for m in sys.modules
-                if m.split('.')[0] in {'dbt', 'great_expectations', 'pandas', 'psycopg', 'requests'}})
+                if m.split('.')[0] in {'dbt', 'great_expectations', 'pandas', 'psycopg', 'requests', 'matplotlib'}})
 dags = {}
 for dag_id, dag in bag.dags.items():
     dags[dag_id] = {
         "tasks": sorted(t.task_id for t in dag.tasks),
         "schedule": getattr(dag.timetable, "expression", None),
+        "assets": sorted(a.name for a in getattr(getattr(dag.timetable, "asset_condition", None), "objects", ())),
+        "outlets": {t.task_id: sorted(a.name for a in t.outlets) for t in dag.tasks if t.outlets},
+        "pools": {t.task_id: t.pool for t in dag.tasks},
         "catchup": dag.catchup,
         "max_active_runs": dag.max_active_runs,
         "params": {k: dag.params.get_param(k).value for k in dag.params},
@@ -48,7 +51,7 @@ def test_one_dag_per_configured_district(tmp_path):
         {"slug": "springfield", "api_version": "v3.1", "schedule": "30 2 * * *", "endpoints": ["users", "sections"]},
     ])
     assert parsed["errors"] == {}
-    assert set(parsed["dags"]) == {"clever_sync_demo", "clever_sync_springfield"}
+    assert set(parsed["dags"]) == {"clever_sync_demo", "clever_sync_springfield", "clever_rollover_report"}
     demo = parsed["dags"]["clever_sync_demo"]
     assert demo["schedule"] == "0 0 * * *"  # @daily
     assert demo["catchup"] is False and demo["max_active_runs"] == 1
@@ -56,10 +59,28 @@ def test_one_dag_per_configured_district(tmp_path):
                               "endpoints": ["districts", "schools", "users", "sections", "terms", "courses"]}
     assert demo["tasks"] == sorted(["plan_endpoints", "start_run", "extract", "close_extraction", "validate",
                                     "approve", "build", "summarize"])
+    assert demo["outlets"] == {"build": ["clever_marts"]}  # a successful build schedules the report
+    assert set(demo["pools"].values()) == {"default_pool"}
     springfield = parsed["dags"]["clever_sync_springfield"]
     assert springfield["schedule"] == "30 2 * * *"
     assert springfield["params"]["endpoints"] == ["users", "sections"]
     assert "district:springfield" in springfield["tags"]
+
+
+def test_pools_from_config_hold_extracts_and_builds(tmp_path):
+    dags = parse_dags(tmp_path, [{"slug": "demo", "extract_pool": "clever_extract", "build_pool": "clever_build"}])
+    pools = dags["dags"]["clever_sync_demo"]["pools"]
+    assert pools["extract"] == "clever_extract"
+    assert pools["approve"] == pools["build"] == "clever_build"
+    assert pools["summarize"] == "default_pool"
+
+
+def test_rollover_report_dag_runs_on_rebuilt_marts_for_any_configured_district(tmp_path):
+    report = parse_dags(tmp_path, [{"slug": "demo"}, {"slug": "springfield"}])["dags"]["clever_rollover_report"]
+    assert report["assets"] == ["clever_marts"]
+    assert report["tasks"] == ["plan_districts", "render"]
+    assert report["params"] == {"districts": [], "comparison": "school_year", "from_period": None}
+    assert report["catchup"] is False and report["max_active_runs"] == 1
 
 
 def test_parsing_imports_no_heavy_library(tmp_path):
@@ -74,7 +95,8 @@ def test_bad_config_is_an_import_error_naming_the_problem(tmp_path):
 
 def test_dags_pass_airflow_3_lint():
     result = subprocess.run([str(Path(sys.executable).parent / "ruff"), "check", "--select", "AIR3",
-                             str(REPO_ROOT / "dags"), str(REPO_ROOT / "plugins" / "clever" / "dag_factory.py")],
+                             str(REPO_ROOT / "dags"), str(REPO_ROOT / "plugins" / "clever" / "dag_factory.py"),
+                             str(REPO_ROOT / "plugins" / "clever" / "report_dag.py")],
                             capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout
 
