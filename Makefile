@@ -12,10 +12,12 @@ export PYTHONPATH := $(CURDIR)/plugins
 export CLEVER_PG_PORT ?= 55432
 export SIM_PORT ?= 8765
 PYTEST_ARGS ?=
+SIZE ?= 20000
+BENCH_ARGS ?=
 
 DISTRICT ?= demo
 
-.PHONY: help setup test lint db-up db-down db-status simulator sample-data constraints demo sync airflow docs clean
+.PHONY: help setup test lint db-up db-down db-status simulator sample-data constraints demo sync airflow docs bench clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -67,6 +69,10 @@ airflow: setup db-up  ## airflow standalone with every district's DAG; prints ho
 
 docs: setup db-up  ## build dbt docs (dbt_project docs into .local/artifacts/dbt_target)
 	$(PY) -m clever.demo --docs-only
+
+bench: setup  ## benchmark a SIZE-student district (default 20000; SIZE=1000000 is the full run; see docs/PERFORMANCE.md)
+	$(PY) -m clever.bench --size $(SIZE) $(if $(PROFILE),--profile) $(if $(KEEP_DATA),--keep-data) \
+		$(if $(RECORD),--record) $(BENCH_ARGS)
 
 clean:  ## stop the warehouse and remove .venv and local state
 	-$(PY) -m clever.pg_local destroy
