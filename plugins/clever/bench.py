@@ -199,7 +199,7 @@ def warehouse(work_dir: Path, db_url: str | None, keep_db: bool = False):
 
     if db_url:
         admin = db_url
-        name = "bench"
+        name = "bench" if keep_db else f"bench_{os.getpid()}"
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             conn.execute(f'CREATE DATABASE "{name}"')
@@ -293,24 +293,25 @@ def _ancestors(process: Any) -> set[int]:
         return set()
 
 
-PROFILE_DIR: Path | None = None  # set by --profile: py-spy flame graphs of each measured worker
-
-
-def _measure(name: str, rows: int, command: list[str], env: dict[str, str], sim_pid: int,
-             postmaster_pid: int | None) -> tuple[Scenario, str]:
-    if PROFILE_DIR is not None:
-        PROFILE_DIR.mkdir(parents=True, exist_ok=True)
+def _measure(ctx: BenchContext, name: str, command: list[str]) -> tuple[Scenario, str]:
+    if ctx.profile_dir is not None:  # py-spy samples the worker and its children, unchanged
+        ctx.profile_dir.mkdir(parents=True, exist_ok=True)
         command = [str(Path(sys.executable).parent / "py-spy"), "record", "--subprocesses", "--nonblocking",
-                   "--rate", "20", "--format", "speedscope", "--output", str(PROFILE_DIR / f"{name}.speedscope.json"),
-                   "--", *command]
-    with ProcessSampler(_roles(os.getpid(), sim_pid, postmaster_pid)) as sampler:
+                   "--rate", "20", "--format", "speedscope",
+                   "--output", str(ctx.profile_dir / f"{name}.speedscope.json"), "--", *command]
+    with ProcessSampler(_roles(os.getpid(), ctx.sim_pid, ctx.postmaster_pid)) as sampler:
         started = time.monotonic()
-        result = subprocess.run(command, env=env, text=True, capture_output=True, check=False)
+        result = subprocess.run(command, env=ctx.env, text=True, capture_output=True, check=False)
         wall = time.monotonic() - started
     if result.returncode != 0:
         raise RuntimeError(f"{name} failed ({result.returncode}):\n{(result.stdout + result.stderr)[-8000:]}")
-    return Scenario(name, round(wall, 2), rows, sampler.by_role(), round(sampler.machine_cpu_seconds, 1)), \
+    return Scenario(name, round(wall, 2), ctx.records, sampler.by_role(), round(sampler.machine_cpu_seconds, 1)), \
         result.stdout
+
+
+def _worker_result(stdout: str) -> dict[str, Any]:
+    """The JSON line a worker printed last (py-spy, when profiling, prints after it)."""
+    return json.loads(next(line for line in reversed(stdout.splitlines()) if line.startswith("{")))
 
 
 def _python(*args: str) -> list[str]:
@@ -318,18 +319,16 @@ def _python(*args: str) -> list[str]:
 
 
 def run_floor(ctx: BenchContext) -> Scenario:
-    scenario, out = _measure("floor", ctx.records, _python("_floor", "--api", ctx.api_url, "--db", ctx.db_url),
-                             ctx.env, ctx.sim_pid, ctx.postmaster_pid)
-    scenario.detail = json.loads(out.strip().splitlines()[-1])
+    scenario, out = _measure(ctx, "floor", _python("_floor", "--api", ctx.api_url, "--db", ctx.db_url))
+    scenario.detail = _worker_result(out)
     return scenario
 
 
 def run_naive(ctx: BenchContext, max_rows: int) -> Scenario:
     fraction = min(1.0, max_rows / ctx.records)
-    scenario, out = _measure("naive", ctx.records, _python("_naive", "--api", ctx.api_url, "--db", ctx.db_url,
-                                                           "--fraction", repr(fraction)),
-                             ctx.env, ctx.sim_pid, ctx.postmaster_pid)
-    detail = json.loads(out.strip().splitlines()[-1])
+    scenario, out = _measure(ctx, "naive", _python("_naive", "--api", ctx.api_url, "--db", ctx.db_url,
+                                                   "--fraction", repr(fraction)))
+    detail = _worker_result(out)
     measured = scenario.wall_seconds
     scenario.detail = {**detail, "fraction": round(fraction, 4), "measured_wall_seconds": measured,
                        "measured_rows": detail["rows"], "extrapolated": fraction < 1.0}
@@ -351,7 +350,7 @@ def run_sync(ctx: BenchContext, name: str) -> Scenario:
     else:
         command = _python("_steps", "--api", ctx.api_url, "--db", ctx.db_url)
     ctx.sync_count += 1
-    scenario, out = _measure(name, ctx.records, command, ctx.env, ctx.sim_pid, ctx.postmaster_pid)
+    scenario, out = _measure(ctx, name, command)
     with psycopg.connect(ctx.db_url, autocommit=True) as conn:
         run_id, external_run_id, summary = conn.execute(
             """SELECT r.sync_run_id, r.external_run_id, s.summary FROM clever_landing.sync_runs r
@@ -369,8 +368,7 @@ def run_sync(ctx: BenchContext, name: str) -> Scenario:
         "history_rows": sum(h["history_rows"] for h in history.values()),
         "history": {k: {m: v for m, v in h.items() if v} for k, h in history.items()},
         "active_in_marts": marts,
-        "steps": _step_seconds(ctx, external_run_id) if ctx.runner == "airflow" else json.loads(
-            out.strip().splitlines()[-1])["steps"],
+        "steps": _step_seconds(ctx, external_run_id) if ctx.runner == "airflow" else _worker_result(out)["steps"],
     }
     if ctx.runner == "airflow":
         steps = scenario.detail["steps"]
@@ -418,7 +416,7 @@ def floor_main(api_url: str, db_url: str) -> dict[str, Any]:
     return {"rows": rows}
 
 
-def naive_main(api_url: str, db_url: str, fraction: float) -> dict[str, Any]:
+def naive_main(api_url: str, db_url: str, fraction: float, counts: dict[str, int]) -> dict[str, Any]:
     """What a user might write: fetch every page with requests, build a DataFrame, to_sql.
 
     It keeps an endpoint's records in memory (columns differ between records, so it
@@ -435,7 +433,7 @@ def naive_main(api_url: str, db_url: str, fraction: float) -> dict[str, Any]:
     session.headers["Authorization"] = f"Bearer {os.environ[TOKEN_ENV]}"
     rows = 0
     for endpoint in ENDPOINTS:
-        budget = _naive_budget(endpoint, fraction) if fraction < 1 else math.inf
+        budget = max(1, math.ceil(counts.get(endpoint, 0) * fraction)) if fraction < 1 else math.inf
         url: str | None = f"{api_url}/{API_VERSION}/{endpoint}?limit=10000"
         records: list[dict[str, Any]] = []
         while url and len(records) < budget:
@@ -452,13 +450,6 @@ def naive_main(api_url: str, db_url: str, fraction: float) -> dict[str, Any]:
         frame.to_sql(endpoint, engine, schema="bench_naive", if_exists="replace", index=False)
         rows += len(frame)
     return {"rows": rows}
-
-
-_NAIVE_COUNTS: dict[str, int] = {}
-
-
-def _naive_budget(endpoint: str, fraction: float) -> int:
-    return max(1, math.ceil(_NAIVE_COUNTS.get(endpoint, 0) * fraction))
 
 
 def steps_main(api_url: str, db_url: str) -> dict[str, Any]:
@@ -499,6 +490,7 @@ class BenchContext:
     postmaster_pid: int | None
     env: dict[str, str]
     runner: str
+    profile_dir: Path | None = None
     logical_date: datetime = field(default_factory=lambda: datetime.now(UTC).replace(microsecond=0))
     sync_count: int = 0
 
@@ -678,8 +670,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if args.runner == "airflow":
             env = airflow_env(env)
             ensure_metadata_db(env)
-        ctx = BenchContext(manifest["records"], api_url, db_url, sim_pid, postmaster_pid, env, args.runner)
-        _NAIVE_COUNTS.update(manifest["counts"])
+        ctx = BenchContext(manifest["records"], api_url, db_url, sim_pid, postmaster_pid, env, args.runner,
+                           profile_dir=work / "profiles" if args.profile else None)
         plan = [s for s in ("floor", "naive", "full", "resync", "change") if s not in args.skip]
         for name in plan:
             print(f"running {name} ...", flush=True)
@@ -735,16 +727,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "_floor":
             out = floor_main(args.api, args.db)
         elif args.command == "_naive":
-            _NAIVE_COUNTS.update(json.loads(os.environ.get("CLEVER_BENCH_NAIVE_COUNTS", "{}")))
-            out = naive_main(args.api, args.db, args.fraction)
+            out = naive_main(args.api, args.db, args.fraction, json.loads(os.environ["CLEVER_BENCH_NAIVE_COUNTS"]))
         else:
             out = steps_main(args.api, args.db)
         print(json.dumps(out))
         return 0
 
-    global PROFILE_DIR
-    if args.profile:
-        PROFILE_DIR = Path(args.work_dir) / "profiles"
     if args.size < 112:
         parser.error("--size must be at least 112 (the sample district's edge cases)")
     results = run(args)
