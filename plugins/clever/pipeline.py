@@ -169,7 +169,9 @@ def history_changes(conn: psycopg.Connection, district_slug: str, since: datetim
         key_match = sql.SQL(" AND ").join(
             sql.SQL("e.{k} = r.{k}").format(k=sql.Identifier(k)) for k in keys)
         # Only the keys written since `since` are looked up in the older history: one
-        # scan of the snapshot, and a hash join on those few keys (no index needed).
+        # scan of the snapshot, and a hash join on those few keys (no index needed). A
+        # previous version was closed when the next was written, so only closed versions
+        # (dbt_valid_to set) can be one: on a first sync there are none to join.
         query = sql.SQL("""
             WITH recent AS (
                 SELECT {keys}, dbt_valid_from, dbt_is_deleted FROM {t}
@@ -179,6 +181,7 @@ def history_changes(conn: psycopg.Connection, district_slug: str, since: datetim
                 SELECT DISTINCT ON ({r_keys}, r.dbt_valid_from) {r_keys}, r.dbt_valid_from,
                        e.dbt_is_deleted AS previous_is_deleted
                 FROM recent AS r JOIN {t} AS e ON {km} AND e.dbt_valid_from < r.dbt_valid_from
+                WHERE e.dbt_valid_to IS NOT NULL
                 ORDER BY {r_keys}, r.dbt_valid_from, e.dbt_valid_from DESC
             )
             SELECT
