@@ -17,7 +17,7 @@ BENCH_ARGS ?=
 
 DISTRICT ?= demo
 
-.PHONY: help setup test lint db-up db-down db-status simulator sample-data constraints demo sync airflow docs bench clean
+.PHONY: help setup test lint db-up db-down db-status simulator sample-data expectations constraints demo sync airflow docs bench clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -57,6 +57,9 @@ simulator: setup  ## serve the sample district on 127.0.0.1:SIM_PORT (default 87
 
 sample-data: setup  ## regenerate the shipped sample district (deterministic)
 	$(PY) -m clever.sample_district --out plugins/clever/sample_data/certification_isd
+
+expectations: setup  ## regenerate the Great Expectations suites from Clever's OpenAPI specs
+	GX_ANALYTICS_ENABLED=false $(PY) -m clever.expectations
 
 demo: setup db-up  ## run the pipeline on the sample district and print a summary
 	$(PY) -m clever.demo --sim-port $(SIM_PORT)

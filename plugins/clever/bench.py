@@ -368,6 +368,8 @@ def run_sync(ctx: BenchContext, name: str) -> Scenario:
         "history_rows": sum(h["history_rows"] for h in history.values()),
         "history": {k: {m: v for m, v in h.items() if v} for k, h in history.items()},
         "active_in_marts": marts,
+        "quarantined": summary.get("quarantined", {}),
+        "validation_warnings": summary.get("validation_warnings", {}),
         "steps": _step_seconds(ctx, external_run_id) if ctx.runner == "airflow" else _worker_result(out)["steps"],
     }
     if ctx.runner == "airflow":
@@ -472,7 +474,8 @@ def steps_main(api_url: str, db_url: str) -> dict[str, Any]:
     for endpoint in district.endpoints:
         timed("extract", pipeline.extract, db_url, district, run_id, endpoint, api_url, token)
     timed("close_extraction", pipeline.close_extraction, db_url, run_id)
-    timed("validate", validation.validate_run, db_url, run_id)
+    timed("validate", validation.validate_run, db_url, run_id, quarantine_threshold=district.quarantine_threshold,
+          quarantine_floor=district.quarantine_floor)
     timed("approve", pipeline.approve, db_url, run_id, threshold=district.mass_archive_threshold,
           floor=district.mass_archive_floor)
     built = timed("build", pipeline.build, WarehouseTarget.from_conninfo(db_url))
@@ -529,6 +532,8 @@ def check(results: dict[str, Any], manifest: dict[str, Any]) -> list[str]:
             continue
         if scenario["rows"] != manifest["records"]:
             problems.append(f"{name}: extracted {scenario['rows']} rows, expected {manifest['records']}")
+        if scenario["detail"]["quarantined"]:
+            problems.append(f"{name}: validation quarantined {scenario['detail']['quarantined']}")
         active = scenario["detail"]["active_in_marts"]
         expected = {"users": counts["users"], "sections": counts["sections"], "enrollments": manifest["enrollments"]}
         if name == "change":

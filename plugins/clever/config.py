@@ -25,6 +25,8 @@ _DEFAULTS: dict[str, Any] = {
     "endpoints": ["districts", "schools", "users", "sections", "terms", "courses"],
     "mass_archive_threshold": 0.20,
     "mass_archive_floor": 10,
+    "quarantine_threshold": 0.05,
+    "quarantine_floor": 10,
     "http_max_attempts": 8,
     "http_backoff_max_seconds": 60.0,
     "extract_retries": 2,
@@ -47,6 +49,8 @@ class DistrictConfig:
     endpoints: tuple[str, ...]
     mass_archive_threshold: float
     mass_archive_floor: int
+    quarantine_threshold: float = 0.05  # share of an endpoint's records validation may quarantine
+    quarantine_floor: int = 10
     http_max_attempts: int = 8  # per request, for 429/5xx/time-outs (tenacity)
     http_backoff_max_seconds: float = 60.0
     extract_retries: int = 2  # Airflow retries of a whole endpoint extraction
@@ -83,6 +87,9 @@ def _district(entry: dict[str, Any], defaults: dict[str, Any], where: str) -> Di
     threshold = float(merged.pop("mass_archive_threshold"))
     if not 0 < threshold <= 1:
         raise ConfigError(f"{where} ({slug}): mass_archive_threshold must be in (0, 1]")
+    quarantine_threshold = float(merged.pop("quarantine_threshold"))
+    if not 0 <= quarantine_threshold <= 1:
+        raise ConfigError(f"{where} ({slug}): quarantine_threshold must be in [0, 1]")
     return DistrictConfig(
         slug=slug,
         name=str(merged.pop("name", slug)),
@@ -92,6 +99,8 @@ def _district(entry: dict[str, Any], defaults: dict[str, Any], where: str) -> Di
         endpoints=endpoints,
         mass_archive_threshold=threshold,
         mass_archive_floor=int(merged.pop("mass_archive_floor")),
+        quarantine_threshold=quarantine_threshold,
+        quarantine_floor=max(0, int(merged.pop("quarantine_floor"))),
         http_max_attempts=max(1, int(merged.pop("http_max_attempts"))),
         http_backoff_max_seconds=float(merged.pop("http_backoff_max_seconds")),
         extract_retries=max(0, int(merged.pop("extract_retries"))),

@@ -127,7 +127,9 @@ def build_district_dag(district: DistrictConfig) -> DAG:
 
             conninfo = warehouse_target().conninfo
             with _failing_run(conninfo, sync_run_id, "validate"):
-                return validation.validate_run(conninfo, sync_run_id)
+                return validation.validate_run(conninfo, sync_run_id,
+                                               quarantine_threshold=district.quarantine_threshold,
+                                               quarantine_floor=district.quarantine_floor)
 
         @task
         def approve(sync_run_id: int) -> list[str]:
@@ -159,11 +161,13 @@ def build_district_dag(district: DistrictConfig) -> DAG:
             from clever import pipeline
             from clever.connections import warehouse_target
 
-            # Pulled, not passed: a failed build leaves no XCom and summarize must still run.
-            build_result = get_current_context()["ti"].xcom_pull(task_ids="build")
+            # Pulled, not passed: a failed step leaves no XCom and summarize must still run.
+            ti = get_current_context()["ti"]
+            build_result = ti.xcom_pull(task_ids="build")
             started = (build_result or {}).get("started_at")
+            data_docs = pipeline.data_docs_hint(district.slug, sync_run_id)
             summary = pipeline.summarize(warehouse_target().conninfo, sync_run_id, started,
-                                         extra={"dbt_docs": pipeline.dbt_docs_hint()})
+                                         extra={"data_docs": data_docs, "dbt_docs": pipeline.dbt_docs_hint()})
             print(pipeline.format_summary(summary))
             if started is None:
                 if summary["approved_endpoints"]:

@@ -49,6 +49,11 @@ class RunNotComplete(RuntimeError):
     """The run's extraction did not complete; nothing from it may be archived."""
 
 
+class StaleRun(RuntimeError):
+    """A newer run of the district is already approved; approving an older one would
+    roll the district back (archive what the newer run added)."""
+
+
 def start_run(conninfo: str, district: DistrictConfig, endpoints: list[str] | None,
               external_run_id: str | None = None, params: dict[str, Any] | None = None) -> int:
     requested = list(endpoints or district.endpoints)
@@ -133,6 +138,17 @@ def approve(conninfo: str, sync_run_id: int, *, threshold: float, floor: int,
                                   (sync_run_id,)).fetchone()[0]
             if status != "completed":  # failed by another step meanwhile
                 raise RunNotComplete(f"sync run {sync_run_id} is {status}; refusing to approve it")
+            newer = conn.execute(
+                """SELECT a.endpoint, max(a.sync_run_id) FROM clever_landing.approved_extractions AS a
+                   JOIN clever_landing.endpoint_runs AS e ON e.endpoint = a.endpoint AND e.sync_run_id = %s
+                   WHERE a.district_slug = %s AND a.sync_run_id > %s AND e.status = 'completed'
+                   GROUP BY a.endpoint ORDER BY a.endpoint""",
+                (sync_run_id, district_slug, sync_run_id)).fetchall()
+            if newer:
+                raise StaleRun(
+                    f"district {district_slug!r}: sync run {sync_run_id} is older than the approved extraction of "
+                    + ", ".join(f"{endpoint} (run {run})" for endpoint, run in newer)
+                    + "; approving it would roll the district back. Trigger a new run instead.")
             rows = conn.execute(
                 """INSERT INTO clever_landing.approved_extractions (district_slug, endpoint, sync_run_id, synced_at)
                    SELECT %s, endpoint, sync_run_id, started_at FROM clever_landing.endpoint_runs
@@ -229,6 +245,12 @@ def summarize(conninfo: str, sync_run_id: int, build_started_at: float | None,
                 "SELECT endpoint, rule, count(*) FROM clever_landing.quarantine WHERE sync_run_id = %s "
                 "GROUP BY endpoint, rule ORDER BY endpoint, rule", (sync_run_id,))
         }
+        warnings = {
+            f"{endpoint}: {description}": n for endpoint, description, n in conn.execute(
+                "SELECT endpoint, description, unexpected_count FROM clever_landing.validation_results "
+                "WHERE sync_run_id = %s AND NOT success AND severity <> 'critical' ORDER BY endpoint, description",
+                (sync_run_id,))
+        }
         changes = {}
         if build_started_at is not None:
             changes = history_changes(conn, run[0], datetime.fromtimestamp(build_started_at, UTC))
@@ -237,7 +259,7 @@ def summarize(conninfo: str, sync_run_id: int, build_started_at: float | None,
             "extraction_status": run[2], "error": run[3],
             "started_at": run[4].isoformat(), "extraction_finished_at": run[5].isoformat() if run[5] else None,
             "endpoints": endpoints, "approved_endpoints": approved, "history": changes,
-            "guard": guard_checks, "quarantined": quarantined,
+            "guard": guard_checks, "quarantined": quarantined, "validation_warnings": warnings,
             "built": build_started_at is not None, **(extra or {}),
         }
         status = "succeeded" if build_started_at is not None else "failed"
@@ -250,6 +272,13 @@ def summarize(conninfo: str, sync_run_id: int, build_started_at: float | None,
                 (sync_run_id, run[0], status, json.dumps(summary)),
             )
     return summary
+
+
+def data_docs_hint(district_slug: str, sync_run_id: int) -> str | None:
+    from clever.validation import data_docs_index
+
+    index = data_docs_index(district_slug, sync_run_id)
+    return str(index) if index.exists() else None
 
 
 def dbt_docs_hint() -> str:
@@ -273,6 +302,8 @@ def format_summary(summary: dict[str, Any]) -> str:
                          f"{check['active_before']} (limit {check['limit']}): {verdict}")
     for rule, count in summary.get("quarantined", {}).items():
         lines.append(f"  quarantined {count} record(s): {rule}")
+    for rule, count in summary.get("validation_warnings", {}).items():
+        lines.append(f"  warning, {count} record(s): {rule}")
     for data_type, change in summary.get("history", {}).items():
         lines.append(f"  {data_type:<12} +{change['added']} new, {change['changed']} changed, "
                      f"{change['archived']} archived, {change['restored']} restored")

@@ -1,53 +1,374 @@
-"""Validation of a run's landed records before anything is approved for the snapshots.
+"""Validation of a run's landed records with Great Expectations, before anything is approved.
 
-Checks the rules a snapshot cannot survive without: every record has a Clever ID and
-no ID appears twice in one extraction. A run that breaks them stops here, naming the
-district, endpoint and records, and nothing from it is archived.
+For every endpoint the run completed:
+
+1. one pass over its landing rows writes a flattened, unlogged copy with exactly the
+   columns its suite needs (``clever.expectations`` defines the column grammar);
+2. GX runs the endpoint's suite (expectations/<version>/<endpoint>.json) on that table
+   inside PostgreSQL, so a million users never pass through Python, and builds Data Docs
+   for the run;
+3. every record that breaks a critical rule is quarantined: kept in
+   clever_landing.quarantine with the rule it broke and its raw JSON. Staging then uses
+   the record's last clean version, so a quarantined record is never archived as if
+   Clever had deleted it. Warnings are reported only.
+
+The run stops (nothing approved, nothing archived) if an endpoint quarantines more than
+the district allows, because that means something systemic (a Clever schema change, a
+broken extraction), not a few bad records. Every expectation's outcome is kept in
+clever_landing.validation_results.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
+from clever.expectations import ColumnSpec, SuiteError, load_suite_document, parse_column
 from clever.warehouse import completed_endpoints, get_sync_run, landing_table
 
 log = logging.getLogger(__name__)
+
+VALIDATION_SCHEMA = "clever_validation"
 _EXAMPLES = 5
 
 
 class ValidationFailed(RuntimeError):
-    """A run's data breaks a rule that makes it unsafe to snapshot."""
+    """A run's data is unsafe to snapshot; nothing from it is approved."""
 
 
-def validate_run(conninfo: str, sync_run_id: int) -> dict[str, Any]:
-    problems: list[str] = []
-    checked: dict[str, int] = {}
+@dataclass
+class EndpointOutcome:
+    endpoint: str
+    records: int
+    quarantined: int = 0
+    failed_rules: dict[str, int] = field(default_factory=dict)  # description -> unexpected rows
+    warnings: dict[str, int] = field(default_factory=dict)
+
+
+def data_docs_index(district_slug: str, sync_run_id: int) -> Path:
+    """Where a run's GX Data Docs are built."""
+    from clever.dbt_runner import ARTIFACTS_DIR
+
+    return ARTIFACTS_DIR / "data_docs" / district_slug / f"run_{sync_run_id}" / "index.html"
+
+
+def quarantine_limit(records: int, threshold: float, floor: int) -> int:
+    return max(floor, math.floor(records * threshold))
+
+
+# -- flattening ---------------------------------------------------------------------------------------
+def _path(spec: ColumnSpec) -> sql.Composable:
+    return sql.Literal("{" + ",".join(spec.path) + "}")
+
+
+def column_expression(spec: ColumnSpec, reference_runs: dict[str, int | None]) -> sql.Composable:
+    """SQL computing one validation column from landing row ``l``."""
+    if spec.kind == "clever_id":
+        return sql.SQL("l.clever_id")
+    value = sql.SQL("(l.raw #> {})").format(_path(spec))
+    if spec.kind == "json_type":
+        return sql.SQL("coalesce(jsonb_typeof({}), 'missing')").format(value)
+    if spec.kind == "text":
+        return sql.SQL("(l.raw #>> {})").format(_path(spec))
+    if spec.kind == "all_strings":
+        return sql.SQL("""CASE WHEN jsonb_typeof({v}) = 'array'
+                          THEN NOT jsonb_path_exists({v}, '$[*] ? (@.type() != "string")') END""").format(v=value)
+    target = landing_table(spec.references)
+    run = sql.Literal(reference_runs.get(spec.references))
+    if spec.kind == "resolves_to":
+        return sql.SQL("""CASE WHEN jsonb_typeof({v}) = 'string' THEN EXISTS (
+                              SELECT 1 FROM {t} AS r WHERE r.sync_run_id = {run} AND r.clever_id = {v} #>> '{{}}') END
+                       """).format(v=value, t=target, run=run)
+    if spec.kind == "all_resolve_to":
+        return sql.SQL("""CASE WHEN jsonb_typeof({v}) = 'array' THEN NOT EXISTS (
+                              SELECT 1 FROM jsonb_array_elements_text({v}) AS m(id)
+                              WHERE NOT EXISTS (SELECT 1 FROM {t} AS r
+                                                WHERE r.sync_run_id = {run} AND r.clever_id = m.id)) END
+                       """).format(v=value, t=target, run=run)
+    raise SuiteError(f"no SQL for validation column kind {spec.kind!r}")
+
+
+def suite_columns(suite: dict[str, Any]) -> list[ColumnSpec]:
+    names: dict[str, None] = {"clever_id": None}
+    for expectation in suite["expectations"]:
+        names[expectation["kwargs"]["column"]] = None
+        condition = expectation["kwargs"].get("row_condition")
+        if condition:
+            names[condition["column"]["name"]] = None
+    return [parse_column(n) for n in names]
+
+
+def validation_table(endpoint: str, sync_run_id: int) -> sql.Identifier:
+    return sql.Identifier(VALIDATION_SCHEMA, f"{endpoint}_run_{sync_run_id}")
+
+
+def flatten(conn: psycopg.Connection, endpoint: str, sync_run_id: int, suite: dict[str, Any],
+            reference_runs: dict[str, int | None]) -> int:
+    """Write the run's flattened copy of ``endpoint`` for its suite; return its row count."""
+    table = validation_table(endpoint, sync_run_id)
+    columns = sql.SQL(", ").join(
+        sql.SQL("{} AS {}").format(column_expression(spec, reference_runs), sql.Identifier(spec.name))
+        for spec in suite_columns(suite))
+    conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(table))
+    conn.execute(sql.SQL("CREATE UNLOGGED TABLE {t} AS SELECT l.ctid::text AS landing_row, {c} "
+                         "FROM {l} AS l WHERE l.sync_run_id = %s").format(
+        t=table, c=columns, l=landing_table(endpoint)), (sync_run_id,))
+    conn.execute(sql.SQL("ANALYZE {}").format(table))
+    return conn.execute(sql.SQL("SELECT count(*) FROM {}").format(table)).fetchone()[0]
+
+
+# -- quarantine -------------------------------------------------------------------------------------
+def _condition_sql(kwargs: dict[str, Any]) -> sql.Composable:
+    condition = kwargs.get("row_condition")
+    if not condition:
+        return sql.SQL("true")
+    if condition.get("type") != "comparison" or condition.get("operator") != "==":
+        raise SuiteError(f"unsupported row_condition {condition!r}")
+    return sql.SQL("f.{} = {}").format(sql.Identifier(condition["column"]["name"]),
+                                       sql.Literal(condition["parameter"]))
+
+
+def unexpected_rows_predicate(expectation: dict[str, Any], table: sql.Identifier) -> sql.Composable:
+    """Rows of flattened table ``f`` that break ``expectation``, as GX counts them."""
+    kwargs = expectation["kwargs"]
+    column = sql.Identifier(kwargs["column"])
+    kind = expectation["type"]
+    if kind == "expect_column_values_to_not_be_null":
+        broken = sql.SQL("f.{} IS NULL").format(column)
+    elif kind == "expect_column_values_to_be_in_set":
+        allowed = [str(v).lower() if isinstance(v, bool) else str(v) for v in kwargs["value_set"]]
+        broken = sql.SQL("f.{c} IS NOT NULL AND f.{c}::text <> ALL({s}::text[])").format(
+            c=column, s=sql.Literal(allowed))
+    elif kind == "expect_column_values_to_be_unique":
+        broken = sql.SQL("f.{c} IN (SELECT {c} FROM {t} WHERE {c} IS NOT NULL GROUP BY {c} HAVING count(*) > 1)"
+                         ).format(c=column, t=table)
+    else:
+        raise SuiteError(f"{kind} cannot be a critical (quarantining) rule")
+    return sql.SQL("({}) AND ({})").format(_condition_sql(kwargs), broken)
+
+
+def quarantine(conn: psycopg.Connection, endpoint: str, sync_run_id: int, expectation: dict[str, Any],
+               gx_unexpected: int) -> int:
+    """Quarantine the records that broke a critical expectation; return how many."""
+    table = validation_table(endpoint, sync_run_id)
+    detail = f"{expectation['type']}({expectation['kwargs']['column']})"
+    inserted = conn.execute(sql.SQL("""
+        INSERT INTO clever_landing.quarantine (sync_run_id, endpoint, clever_id, rule, detail, raw)
+        SELECT %s, %s, f.clever_id, %s, %s, l.raw
+        FROM {t} AS f JOIN {l} AS l ON l.ctid = f.landing_row::tid AND l.sync_run_id = %s
+        WHERE {p}""").format(t=table, l=landing_table(endpoint), p=unexpected_rows_predicate(expectation, table)),
+        (sync_run_id, endpoint, expectation["description"], detail, sync_run_id)).rowcount
+    if inserted != gx_unexpected:
+        raise SuiteError(f"endpoint {endpoint!r}: GX counted {gx_unexpected} record(s) breaking "
+                         f"{expectation['description']!r} but {inserted} were found to quarantine")
+    return inserted
+
+
+# -- Great Expectations --------------------------------------------------------------------------------
+_PASSWORD_VARIABLE = "CLEVER_GX_WAREHOUSE_PASSWORD"
+
+
+def _sqlalchemy_url(conninfo: str) -> str:
+    """SQLAlchemy URL for GX, resolving table names in the validation schema. The
+    password stays out of GX's config: GX substitutes it from the environment."""
+    from urllib.parse import quote_plus
+
+    from sqlalchemy.engine import URL
+
+    params = psycopg.conninfo.conninfo_to_dict(conninfo)
+    query = {k: str(v) for k, v in params.items() if k not in {"host", "port", "dbname", "user", "password"}}
+    query["options"] = f"{query.get('options', '')} -c search_path={VALIDATION_SCHEMA}".strip()
+    url = URL.create("postgresql+psycopg", username=params.get("user"), host=params.get("host"),
+                     port=int(params["port"]) if params.get("port") else None, database=params.get("dbname"),
+                     query=query).render_as_string(hide_password=False)
+    if not params.get("password"):
+        return url
+    os.environ[_PASSWORD_VARIABLE] = quote_plus(str(params["password"]))
+    user = quote_plus(str(params.get("user") or ""))
+    return url.replace(f"://{user}@", f"://{user}:${{{_PASSWORD_VARIABLE}}}@", 1)
+
+
+def run_suites(conninfo: str, sync_run_id: int, suites: dict[str, dict[str, Any]], docs_dir: Path
+               ) -> dict[str, list[tuple[dict[str, Any], Any]]]:
+    """Run each endpoint's suite on its flattened table; build the run's Data Docs.
+
+    Returns, per endpoint, (expectation document, GX result) pairs."""
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")  # no phoning home from workers
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import (
+        DataContextConfig,
+        InMemoryStoreBackendDefaults,
+        ProgressBarsConfig,
+    )
+
+    config = DataContextConfig(
+        store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
+        analytics_enabled=False,
+        progress_bars=ProgressBarsConfig(globally=False),
+        data_docs_sites={"run": {
+            "class_name": "SiteBuilder",
+            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)},
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+        }},
+    )
+    context = gx.get_context(project_config=config, mode="ephemeral")
+    source = context.data_sources.add_postgres("clever_warehouse", connection_string=_sqlalchemy_url(conninfo))
+    definitions = []
+    for endpoint, document in suites.items():
+        asset = source.add_table_asset(f"{endpoint}_run_{sync_run_id}", table_name=f"{endpoint}_run_{sync_run_id}")
+        suite = context.suites.add(gx.ExpectationSuite(
+            name=document["name"], meta=document.get("meta") or {},
+            expectations=[dict(e) for e in document["expectations"]]))
+        definitions.append(context.validation_definitions.add(gx.ValidationDefinition(
+            name=f"{endpoint}_run_{sync_run_id}", data=asset.add_batch_definition_whole_table("extraction"),
+            suite=suite)))
+    checkpoint = context.checkpoints.add(gx.Checkpoint(
+        name=f"sync_run_{sync_run_id}", validation_definitions=definitions,
+        actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs", site_names=["run"])],
+        result_format={"result_format": "SUMMARY", "partial_unexpected_count": _EXAMPLES}))
+    result = checkpoint.run()
+    endpoint_of_suite = {document["name"]: endpoint for endpoint, document in suites.items()}
+    outcomes: dict[str, list[tuple[dict[str, Any], Any]]] = {}
+    for validation in result.run_results.values():
+        endpoint = endpoint_of_suite[validation.suite_name]
+        documents = {expectation_key(e): e for e in suites[endpoint]["expectations"]}
+        pairs = [(documents.get(expectation_key(r.expectation_config.to_json_dict())), r) for r in validation.results]
+        if len(pairs) != len(documents) or any(document is None for document, _ in pairs):
+            raise SuiteError(f"endpoint {endpoint!r}: GX results do not match the suite's expectations")
+        outcomes[endpoint] = pairs
+    source.get_engine().dispose()
+    return outcomes
+
+
+def expectation_key(expectation: dict[str, Any]) -> tuple[str, str]:
+    """What identifies an expectation within a suite (a test keeps it unique)."""
+    return expectation["type"], expectation["kwargs"]["column"]
+
+
+# -- the step -------------------------------------------------------------------------------------------
+def reference_runs(conn: psycopg.Connection, district_slug: str, sync_run_id: int,
+                   completed: set[str]) -> dict[str, int | None]:
+    """Per endpoint, the extraction references resolve in: this run's if it has one,
+    else the district's latest approved one."""
+    from clever.endpoints import ENDPOINTS
+
+    runs: dict[str, int | None] = {}
+    for endpoint in ENDPOINTS:
+        if endpoint in completed:
+            runs[endpoint] = sync_run_id
+            continue
+        row = conn.execute(
+            """SELECT sync_run_id FROM clever_landing.approved_extractions
+               WHERE district_slug = %s AND endpoint = %s ORDER BY approved_at DESC, sync_run_id DESC LIMIT 1""",
+            (district_slug, endpoint)).fetchone()
+        runs[endpoint] = row[0] if row else None
+    return runs
+
+
+def drop_abandoned_copies(conn: psycopg.Connection, district_slug: str, sync_run_id: int) -> None:
+    """Drop flattened copies a killed validation left behind (older runs of the district;
+    one run per district is active at a time)."""
+    stale = conn.execute(
+        """SELECT t.tablename FROM pg_tables AS t
+           JOIN clever_landing.sync_runs AS r
+             ON r.sync_run_id = substring(t.tablename FROM '_run_([0-9]+)$')::bigint
+           WHERE t.schemaname = %s AND r.district_slug = %s AND r.sync_run_id < %s""",
+        (VALIDATION_SCHEMA, district_slug, sync_run_id)).fetchall()
+    for (table,) in stale:
+        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(VALIDATION_SCHEMA, table)))
+
+
+def validate_run(conninfo: str, sync_run_id: int, *, quarantine_threshold: float = 0.05,
+                 quarantine_floor: int = 10, docs_dir: Path | None = None) -> dict[str, Any]:
+    """Validate every completed endpoint of a run; quarantine what breaks a critical rule.
+
+    Raises ValidationFailed when an endpoint quarantines more records than the limit."""
     with psycopg.connect(conninfo, autocommit=True) as conn:
         run = get_sync_run(conn, sync_run_id)
-        for endpoint in sorted(completed_endpoints(conn, sync_run_id)):
-            table = landing_table(endpoint)
-            missing = conn.execute(
-                sql.SQL("SELECT count(*) FROM {} WHERE sync_run_id = %s AND clever_id IS NULL").format(table),
-                (sync_run_id,)).fetchone()[0]
-            if missing:
-                problems.append(f"{endpoint}: {missing} record(s) without an 'id'")
-            duplicates = conn.execute(
-                sql.SQL("""SELECT clever_id, count(*) FROM {} WHERE sync_run_id = %s AND clever_id IS NOT NULL
-                           GROUP BY clever_id HAVING count(*) > 1 ORDER BY clever_id LIMIT %s""").format(table),
-                (sync_run_id, _EXAMPLES)).fetchall()
-            if duplicates:
-                ids = ", ".join(f"{cid} (x{n})" for cid, n in duplicates)
-                problems.append(f"{endpoint}: duplicate Clever IDs in one extraction: {ids}")
-            checked[endpoint] = conn.execute(
-                sql.SQL("SELECT count(*) FROM {} WHERE sync_run_id = %s").format(table), (sync_run_id,)
-            ).fetchone()[0]
-    if problems:
+        docs_dir = docs_dir or data_docs_index(run.district_slug, sync_run_id).parent
+        completed = completed_endpoints(conn, sync_run_id)
+        endpoints = [e for e in run.endpoints if e in completed]
+        suites = {e: load_suite_document(run.api_version, e) for e in endpoints}
+        references = reference_runs(conn, run.district_slug, sync_run_id, completed)
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(VALIDATION_SCHEMA)))
+        drop_abandoned_copies(conn, run.district_slug, sync_run_id)
+        try:
+            counts = {e: flatten(conn, e, sync_run_id, suites[e], references) for e in endpoints}
+            results = run_suites(conninfo, sync_run_id, suites, docs_dir) if suites else {}
+            outcomes = {e: EndpointOutcome(e, counts[e]) for e in endpoints}
+            with conn.transaction():
+                conn.execute("DELETE FROM clever_landing.quarantine WHERE sync_run_id = %s", (sync_run_id,))
+                conn.execute("DELETE FROM clever_landing.validation_results WHERE sync_run_id = %s", (sync_run_id,))
+                for endpoint, pairs in results.items():
+                    _record(conn, sync_run_id, endpoint, pairs, outcomes[endpoint])
+                for outcome in outcomes.values():
+                    outcome.quarantined = conn.execute(
+                        """SELECT count(DISTINCT coalesce(clever_id, raw::text)) FROM clever_landing.quarantine
+                           WHERE sync_run_id = %s AND endpoint = %s""",
+                        (sync_run_id, outcome.endpoint)).fetchone()[0]
+        finally:
+            for endpoint in endpoints:
+                conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(validation_table(endpoint, sync_run_id)))
+
+    index = docs_dir / "index.html"
+    summary = {
+        "records_checked": {e: o.records for e, o in outcomes.items()},
+        "quarantined": {e: o.quarantined for e, o in outcomes.items() if o.quarantined},
+        "failed_rules": {e: o.failed_rules for e, o in outcomes.items() if o.failed_rules},
+        "warnings": {e: o.warnings for e, o in outcomes.items() if o.warnings},
+        "data_docs": str(index) if index.exists() else None,
+    }
+    for outcome in outcomes.values():
+        for rule, n in outcome.failed_rules.items():
+            log.warning("district %s, run %d, endpoint %s: %d record(s) quarantined: %s",
+                        run.district_slug, sync_run_id, outcome.endpoint, n, rule)
+        for rule, n in outcome.warnings.items():
+            log.info("district %s, run %d, endpoint %s: warning, %d record(s): %s",
+                     run.district_slug, sync_run_id, outcome.endpoint, n, rule)
+    over = [o for o in outcomes.values()
+            if o.quarantined > quarantine_limit(o.records, quarantine_threshold, quarantine_floor)]
+    if over:
+        detail = "; ".join(
+            f"{o.endpoint}: {o.quarantined} of {o.records} records quarantined (limit "
+            f"{quarantine_limit(o.records, quarantine_threshold, quarantine_floor)}): "
+            + ", ".join(f"{rule} ({n})" for rule, n in sorted(o.failed_rules.items(), key=lambda kv: -kv[1])[:3])
+            for o in over)
         raise ValidationFailed(
             f"district {run.district_slug!r}, sync run {sync_run_id}: validation failed; nothing will be "
-            "archived: " + "; ".join(problems))
-    log.info("district %s, run %d: validated %s", run.district_slug, sync_run_id, checked)
-    return {"records_checked": checked}
+            f"approved or archived: {detail}. Data Docs: {summary['data_docs']}")
+    log.info("district %s, run %d: validated %s; data docs %s", run.district_slug, sync_run_id,
+             summary["records_checked"], summary["data_docs"])
+    return summary
+
+
+def _record(conn: psycopg.Connection, sync_run_id: int, endpoint: str,
+            pairs: list[tuple[dict[str, Any], Any]], outcome: EndpointOutcome) -> None:
+    for expectation, result in pairs:
+        details = result.result or {}
+        if not result.success and "unexpected_count" not in details:
+            # GX reports a metric it could not compute as a failed result without counts.
+            raise SuiteError(f"endpoint {endpoint!r}: GX could not evaluate {expectation['description']!r}: "
+                             f"{str(result.exception_info)[:500]}")
+        unexpected = int(details.get("unexpected_count") or 0)
+        severity = expectation.get("severity", "critical")
+        if not result.success:
+            if severity == "critical":
+                quarantine(conn, endpoint, sync_run_id, expectation, unexpected)
+                outcome.failed_rules[expectation["description"]] = unexpected
+            else:
+                outcome.warnings[expectation["description"]] = unexpected
+        conn.execute(
+            """INSERT INTO clever_landing.validation_results
+               (sync_run_id, endpoint, expectation_type, column_name, description, severity, success,
+                element_count, unexpected_count, examples)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+            (sync_run_id, endpoint, expectation["type"], expectation["kwargs"]["column"], expectation["description"],
+             severity, bool(result.success), details.get("element_count"), unexpected,
+             psycopg.types.json.Jsonb(details.get("partial_unexpected_list") or [])))

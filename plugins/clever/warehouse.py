@@ -85,6 +85,22 @@ CREATE TABLE IF NOT EXISTS clever_landing.quarantine (
 );
 CREATE INDEX IF NOT EXISTS quarantine_run_idx ON clever_landing.quarantine (sync_run_id, endpoint, clever_id);
 
+-- Outcome of every Great Expectations expectation a run's extraction was validated with.
+CREATE TABLE IF NOT EXISTS clever_landing.validation_results (
+    sync_run_id       bigint      NOT NULL REFERENCES clever_landing.sync_runs ON DELETE CASCADE,
+    endpoint          text        NOT NULL,
+    expectation_type  text        NOT NULL,
+    column_name       text        NOT NULL,
+    description       text        NOT NULL,
+    severity          text        NOT NULL,
+    success           boolean     NOT NULL,
+    element_count     bigint,
+    unexpected_count  bigint      NOT NULL,
+    examples          jsonb       NOT NULL DEFAULT '[]'::jsonb,
+    validated_at      timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+CREATE INDEX IF NOT EXISTS validation_results_run_idx ON clever_landing.validation_results (sync_run_id, endpoint);
+
 -- Mass-archive guard decisions: what a run would have archived, per data type.
 CREATE TABLE IF NOT EXISTS clever_landing.guard_checks (
     sync_run_id    bigint      NOT NULL REFERENCES clever_landing.sync_runs ON DELETE CASCADE,

@@ -63,3 +63,23 @@ def test_failed_extraction_archives_nothing_and_keeps_earlier_data(airflow, simu
     assert airflow.query("SELECT status FROM clever_landing.run_summaries ORDER BY sync_run_id") == [
         ("succeeded",), ("failed",)]
     assert airflow.scalar("SELECT count(*) FROM clever_landing.approved_extractions WHERE sync_run_id = 2") == 0
+
+
+ENROLLMENTS = "SELECT section_id, user_id, role, is_archived FROM clever_marts.fct_enrollments ORDER BY 1, 2, 3"
+
+
+def test_a_run_of_some_endpoints_archives_nothing_of_the_others(airflow, district_dir):
+    airflow.sync()
+    before = mart_state(airflow, "demo")
+    enrollments = airflow.query(ENROLLMENTS)
+    users = load_records(district_dir, "v3.0", "users")
+    sections = load_records(district_dir, "v3.0", "sections")
+    write_records(district_dir, "v3.0", "users", users[1:])
+    write_records(district_dir, "v3.0", "sections", sections[5:])  # not extracted by this run
+    airflow.sync(conf={"endpoints": ["users"]})
+    after = mart_state(airflow, "demo")
+    assert {cid for cid, archived in after["users"] if archived} == {users[0]["id"]}
+    assert {k: v for k, v in after.items() if k != "users"} == {k: v for k, v in before.items() if k != "users"}
+    assert airflow.query(ENROLLMENTS) == enrollments, "associations follow the (untouched) sections"
+    assert airflow.query("SELECT endpoint FROM clever_landing.approved_extractions WHERE sync_run_id = 2") == [
+        ("users",)]

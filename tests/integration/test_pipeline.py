@@ -56,3 +56,23 @@ def test_approval_never_lands_while_a_build_is_running(conn, warehouse_url):
         running_build.execute("SELECT pg_advisory_unlock(%s)", (_BUILD_LOCK_KEY,))
     assert conn.execute("SELECT count(*) FROM clever_landing.guard_checks").fetchone() == (0,)
     pipeline.approve(warehouse_url, run.sync_run_id, threshold=0.2, floor=10, lock_timeout_seconds=1)
+
+
+def test_an_older_run_is_never_approved_after_a_newer_one(conn, warehouse_url):
+    older = start_sync_run(conn, "demo", "v3.0", [])
+    newer = start_sync_run(conn, "demo", "v3.0", [])
+    for run in (older, newer):
+        conn.execute("INSERT INTO clever_landing.endpoint_runs (sync_run_id, endpoint, status) "
+                     "VALUES (%s, 'users', 'completed')", (run.sync_run_id,))
+        assert pipeline.close_extraction(warehouse_url, run.sync_run_id) == "completed"
+    other = start_sync_run(conn, "other", "v3.0", [])  # other districts' runs do not count
+    conn.execute("INSERT INTO clever_landing.endpoint_runs (sync_run_id, endpoint, status) "
+                 "VALUES (%s, 'users', 'completed')", (other.sync_run_id,))
+    pipeline.close_extraction(warehouse_url, other.sync_run_id)
+    pipeline.approve(warehouse_url, other.sync_run_id, threshold=0.2, floor=10)
+    assert pipeline.approve(warehouse_url, newer.sync_run_id, threshold=0.2, floor=10) == ["users"]
+    stale = rf"older than the approved extraction of users \(run {newer.sync_run_id}\)"
+    with pytest.raises(pipeline.StaleRun, match=stale):
+        pipeline.approve(warehouse_url, older.sync_run_id, threshold=0.2, floor=10)
+    assert conn.execute("SELECT sync_run_id FROM clever_landing.approved_extractions WHERE district_slug = 'demo'"
+                        ).fetchall() == [(newer.sync_run_id,)]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections import Counter, defaultdict
 from functools import cache
@@ -14,6 +13,7 @@ import pytest
 import yaml
 
 from clever.endpoints import API_VERSIONS, ENDPOINTS
+from clever.expectations import SPEC_DIR  # Clever's OpenAPI specs, kept in the repository
 from clever.sample_district import (
     DEFAULT_STUDENTS,
     HOSTILE_SECTION_NAME,
@@ -361,13 +361,6 @@ def test_v31_only_fields_appear_only_in_v31():
 
 
 # -- conformance to Clever's OpenAPI definitions -------------------------------------------------------
-def openapi_dir() -> Path | None:
-    for candidate in (os.environ.get("CLEVER_OPENAPI_DIR"), REPO_ROOT.parent / "shared" / "clever-openapi"):
-        if candidate and (Path(candidate) / "v3.0.yml").exists():
-            return Path(candidate)
-    return None
-
-
 DEFINITION_OF = {"districts": "District", "schools": "School", "users": "User", "sections": "Section",
                  "terms": "Term", "courses": "Course", "resources": "Resource"}
 
@@ -407,10 +400,7 @@ def conformance_errors(value: Any, schema: dict[str, Any], definitions: dict[str
 
 @pytest.mark.parametrize("version", API_VERSIONS)
 def test_records_conform_to_the_clever_openapi_definitions(any_dir, version):
-    spec_dir = openapi_dir()
-    if spec_dir is None:
-        pytest.skip("Clever OpenAPI specs not found (set CLEVER_OPENAPI_DIR)")
-    definitions = yaml.safe_load((spec_dir / f"{version}.yml").read_text(encoding="utf-8"))["definitions"]
+    definitions = yaml.safe_load((SPEC_DIR / f"{version}.yml").read_text(encoding="utf-8"))["definitions"]
     d = load(any_dir, version)
     errors = [e for endpoint, definition in DEFINITION_OF.items() for record in d.records[endpoint]
               for e in conformance_errors(record, definitions[definition], definitions,

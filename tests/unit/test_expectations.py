@@ -1,0 +1,101 @@
+"""The Great Expectations suites: generated from Clever's OpenAPI specs, committed, and
+runnable by the validator (every column in its grammar, every critical rule quarantinable)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+from psycopg import sql
+
+from clever.endpoints import API_VERSIONS, ENDPOINTS
+from clever.expectations import (
+    CONDITIONAL_FIELDS,
+    SPEC_DIR,
+    build_suite,
+    load_suite_document,
+    parse_column,
+    render,
+)
+from clever.validation import expectation_key, suite_columns, unexpected_rows_predicate
+
+SUITES = [(v, e) for v in API_VERSIONS for e in ENDPOINTS]
+
+
+@pytest.mark.parametrize(("api_version", "endpoint"), SUITES)
+def test_committed_suite_is_what_the_generator_makes_from_the_spec(api_version, endpoint):
+    committed = (SPEC_DIR.parent / api_version / f"{endpoint}.json").read_text(encoding="utf-8")
+    assert committed == render(build_suite(api_version, endpoint)), "run `make expectations` and commit"
+
+
+@pytest.mark.parametrize(("api_version", "endpoint"), SUITES)
+def test_every_suite_runs_in_the_validator(api_version, endpoint):
+    suite = load_suite_document(api_version, endpoint)
+    keys = [expectation_key(e) for e in suite["expectations"]]
+    assert len(keys) == len(set(keys)), "results are matched to expectations by (type, column)"
+    assert {c.name for c in suite_columns(suite)} >= {"clever_id"}
+    table = sql.Identifier("clever_validation", "t")
+    for expectation in suite["expectations"]:
+        assert expectation["severity"] in {"critical", "warning"}
+        assert expectation["description"]
+        if expectation["severity"] == "critical":
+            unexpected_rows_predicate(expectation, table)  # raises if it could not be quarantined
+
+
+def rules(api_version, endpoint):
+    suite = load_suite_document(api_version, endpoint)
+    return {(e["kwargs"]["column"], e["severity"]): e for e in suite["expectations"]}
+
+
+@pytest.mark.parametrize("api_version", API_VERSIONS)
+def test_guaranteed_fields_are_critical_and_nullable_ones_are_not(api_version):
+    users, sections = rules(api_version, "users"), rules(api_version, "sections")
+    for column in ("district__json_type", "name__json_type", "roles__json_type", "district__resolves_to_districts"):
+        assert (column, "critical") in users, column
+    suite = load_suite_document(api_version, "users")
+    assert {e["type"] for e in suite["expectations"] if e["kwargs"]["column"] == "clever_id"} == {
+        "expect_column_values_to_not_be_null", "expect_column_values_to_be_unique"}
+    for column in ("school__json_type", "students__json_type", "teachers__json_type",
+                   "students__all_strings", "school__resolves_to_schools"):
+        assert (column, "critical") in sections, column
+    # x-nullable: may be missing or null, and only reported when it has the wrong type
+    for column in ("email__json_type", "name__first__json_type"):
+        assert users[(column, "warning")]["kwargs"]["value_set"] == ["missing", "null", "string"]
+    for column in ("term_id__json_type", "course__json_type", "teacher__json_type"):
+        assert (column, "warning") in sections
+    spec = yaml.safe_load((SPEC_DIR / f"{api_version}.yml").read_text(encoding="utf-8"))["definitions"]
+    nullable_student = {k for k, v in spec["Student"]["properties"].items() if v.get("x-nullable")}
+    critical_student = {parse_column(c).path[2] for c, s in users if s == "critical"
+                        and c.startswith("roles__student__") and c.count("__") == 3}
+    assert nullable_student and not nullable_student & critical_student
+    assert not set(CONDITIONAL_FIELDS) & critical_student
+
+
+@pytest.mark.parametrize("api_version", API_VERSIONS)
+def test_role_fields_apply_only_to_users_with_the_role(api_version):
+    users = rules(api_version, "users")
+    school = users[("roles__student__school__json_type", "critical")]
+    assert school["kwargs"]["row_condition"] == {
+        "type": "comparison", "column": {"name": "roles__student__json_type"}, "operator": "==",
+        "parameter": "object"}
+    assert users[("roles__teacher__school__resolves_to_schools", "critical")]["kwargs"]["row_condition"][
+        "column"]["name"] == "roles__teacher__json_type"
+    assert users[("roles__student__json_type", "warning")]["kwargs"]["value_set"] == ["missing", "null", "object"]
+
+
+def test_suites_are_plain_gx_documents():
+    import great_expectations as gx
+
+    document = json.loads(render(build_suite("v3.1", "sections")))
+    suite = gx.ExpectationSuite(name=document["name"], expectations=document["expectations"])
+    assert len(suite.expectations) == len(document["expectations"])
+
+
+def test_unknown_columns_are_refused():
+    from clever.expectations import SuiteError
+
+    for bad in ("school__resolves_to", "school__resolves_to_nowhere", "school", "School__text"):
+        with pytest.raises(SuiteError):
+            parse_column(bad)
+    assert parse_column("roles__district_admin__title__json_type").path == ("roles", "district_admin", "title")
