@@ -93,12 +93,7 @@
 
         select
             'insert' as dbt_change_type,
-            {% for col in source_cols %}{{ adapter.quote(col) }},
-            {% endfor -%}
-            {% for key in key_names %}{{ key }},
-            {% endfor -%}
-            {{ strategy.updated_at }} as {{ columns.dbt_updated_at }},
-            {{ strategy.updated_at }} as {{ columns.dbt_valid_from }},
+            {{ new_version_columns(source_cols, key_names, strategy, columns) }}
             {{ get_dbt_valid_to_current(strategy, columns) }},
             {{ strategy.scd_id }} as {{ columns.dbt_scd_id }},
             'False' as {{ columns.dbt_is_deleted }}
@@ -110,12 +105,7 @@
 
         select
             'update' as dbt_change_type,
-            {% for col in source_cols %}{{ adapter.quote(col) }},
-            {% endfor -%}
-            {% for key in key_names %}{{ key }},
-            {% endfor -%}
-            {{ strategy.updated_at }} as {{ columns.dbt_updated_at }},
-            {{ strategy.updated_at }} as {{ columns.dbt_valid_from }},
+            {{ new_version_columns(source_cols, key_names, strategy, columns) }}
             {{ strategy.updated_at }} as {{ columns.dbt_valid_to }},
             dbt_target_scd_id as {{ columns.dbt_scd_id }},
             dbt_target_is_deleted as {{ columns.dbt_is_deleted }}
@@ -168,4 +158,13 @@
     select * from deletes
     union all
     select * from deletion_records
+{%- endmacro %}
+
+{# A changed or new source row's columns up to dbt_valid_from, as dbt's
+   insertions_source_data and updates_source_data have them. #}
+{% macro new_version_columns(source_cols, key_names, strategy, columns) -%}
+    {% for col in source_cols %}{{ adapter.quote(col) }}, {% endfor -%}
+    {% for key in key_names %}{{ key }}, {% endfor -%}
+    {{ strategy.updated_at }} as {{ columns.dbt_updated_at }},
+    {{ strategy.updated_at }} as {{ columns.dbt_valid_from }},
 {%- endmacro %}
