@@ -11,6 +11,7 @@ STAMP := $(VENV)/.installed
 export PYTHONPATH := $(CURDIR)/plugins
 export CLEVER_PG_PORT ?= 55432
 export SIM_PORT ?= 8765
+AIRFLOW_PORT ?= 8080
 PYTEST_ARGS ?=
 SIZE ?= 20000
 BENCH_ARGS ?=
@@ -67,8 +68,8 @@ demo: setup db-up  ## run the pipeline on the sample district and print a summar
 sync: setup db-up  ## one full sync of DISTRICT (default demo) through a real Airflow run
 	$(PY) -m clever.runner sync --district $(DISTRICT)
 
-airflow: setup db-up  ## airflow standalone with every district's DAG; prints how to log in
-	$(PY) -m clever.runner airflow
+airflow: setup db-up  ## airflow standalone (UI on localhost:AIRFLOW_PORT, default 8080); prints how to log in
+	$(PY) -m clever.runner airflow --port $(AIRFLOW_PORT)
 
 docs: setup db-up  ## build dbt docs (dbt_project docs into .local/artifacts/dbt_target)
 	$(PY) -m clever.demo --docs-only

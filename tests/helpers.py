@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -21,3 +23,87 @@ def write_records(district_dir: Path, api_version: str, endpoint: str, records: 
     staging = path.with_suffix(".json.tmp")
     staging.write_text(json.dumps(records, ensure_ascii=False, indent=1), encoding="utf-8")
     os.replace(staging, path)  # a new inode: the simulator cannot miss the change
+
+
+DBT_PROJECT = Path(__file__).resolve().parents[1] / "dbt_project"
+
+
+def render_staging_model(model: str, records_sql: str = "select * from records_under_test") -> str:
+    """A staging model's SQL as dbt would compile it, but reading ``current_records(...)``
+    from ``records_sql`` (columns district_slug, district_id, clever_id, sync_run_id,
+    synced_at, raw, record_hash), so it can run on any rows without a dbt build."""
+    import jinja2
+
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined)
+    macros = env.from_string((DBT_PROJECT / "macros" / "casts.sql").read_text()).module
+    context = {name: value for name, value in vars(macros).items() if not name.startswith("_")}
+    context.update(current_records=lambda endpoint: records_sql,
+                   ref=lambda name: f"clever_staging.{name}", source=lambda schema, table: f"{schema}.{table}")
+    sql = (DBT_PROJECT / "models" / "staging" / f"{model}.sql").read_text()
+    return env.from_string(sql).render(**context)
+
+
+def cast_functions_sql() -> str:
+    """The DDL of dbt's on-run-start hook (create_cast_functions in casts.sql)."""
+    import jinja2
+
+    macros = jinja2.Environment().from_string((DBT_PROJECT / "macros" / "casts.sql").read_text()).module
+    return str(macros.create_cast_functions())
+
+
+_JSON_PATH = re.compile(r"\braw((?:\s*(?:#>>|#>|->>|->)\s*'[^']*')+)")
+_STEP = re.compile(r"(#>>|#>|->>|->)\s*'([^']*)'")
+
+
+def json_paths(expression: str) -> set[str]:
+    """Dotted paths of `raw` an SQL expression reads (`raw #>> '{a,b}'`, `raw -> 'a' ->> 'b'`...)."""
+    paths = set()
+    for chain in _JSON_PATH.findall(expression):
+        steps: list[str] = []
+        for operator, argument in _STEP.findall(chain):
+            steps += argument.strip("{}").split(",") if operator.startswith("#") else [argument]
+        paths.add(".".join(steps))
+    return paths
+
+
+def split_top_level(select_list: str) -> list[str]:
+    items, depth, quoted, current = [], 0, False, ""
+    for char in select_list:
+        if char == "'":
+            quoted = not quoted
+        elif not quoted and char in "([":
+            depth += 1
+        elif not quoted and char in ")]":
+            depth -= 1
+        if char == "," and depth == 0 and not quoted:
+            items.append(current)
+            current = ""
+        else:
+            current += char
+    return [*items, current]
+
+
+@functools.cache
+def staging_columns(endpoint: str) -> dict[str, set[str]]:
+    """The model's output columns, in order, with the `raw` paths each one reads."""
+    sql = render_staging_model(f"stg_clever__{endpoint}")
+    sql = re.sub(r"--[^\n]*", "", sql)
+    select_list = sql[sql.rindex("\nselect\n") + len("\nselect\n"): sql.rindex("\nfrom records")]
+    columns = {}
+    for item in split_top_level(select_list):
+        expression, _, alias = item.strip().rpartition(" as ")
+        columns[alias.strip()] = json_paths(expression or alias)
+    return columns
+
+
+def documented_models(layer: str) -> dict[str, dict]:
+    """dbt's docs of a model layer (``staging`` or ``marts``), by model name."""
+    import yaml
+
+    models = yaml.safe_load((DBT_PROJECT / "models" / layer / f"_{layer}.yml").read_text())["models"]
+    return {model["name"]: model for model in models}
+
+
+def documented_types(layer: str, model: str) -> dict[str, str]:
+    """Column name -> data_type, in documented order."""
+    return {c["name"]: c.get("data_type") for c in documented_models(layer)[model]["columns"]}

@@ -35,3 +35,26 @@ end $$;
 {% macro txt(path) -%}
     nullif({{ path }}, '')
 {%- endmacro %}
+
+{# A nested JSON object or array (enrollments, ext, ...) as jsonb; JSON null is NULL. #}
+{% macro json_or_null(json_expr) -%}
+    nullif({{ json_expr }}, 'null'::jsonb)
+{%- endmacro %}
+
+{# A decimal number sent as a string (lat/lon); anything else is NULL. One regex, no
+   exception handler: cheap enough for every user row. #}
+{% macro num(path) -%}
+    substring({{ path }} from '^\s*([-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))\s*$')::numeric
+{%- endmacro %}
+
+{# A JSON boolean read as text (`#>>`); anything else is NULL. #}
+{% macro bool_or_null(path) -%}
+    case {{ path }} when 'true' then true when 'false' then false end
+{%- endmacro %}
+
+{# The calendar date a value starts with (YYYY-MM-DD, as in '2025-08-13' or
+   '2025-08-13T00:00:00.000Z'), read as written: it never depends on the session's
+   time zone. Not a valid date: NULL. #}
+{% macro date_prefix(path) -%}
+    clever_staging.try_date(substring({{ path }} from '^\s*([0-9]{4}-[0-9]{2}-[0-9]{2})'), 'YYYY-MM-DD')
+{%- endmacro %}

@@ -8,13 +8,22 @@ a message. Airflow is imported inside the functions: this module is used by task
 
 from __future__ import annotations
 
+import logging
+import os
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from clever.config import DistrictConfig
-from clever.warehouse import WAREHOUSE_CONN_ID
+from clever.warehouse import EMBEDDED_WAREHOUSE_ENV, WAREHOUSE_CONN_ID, redacted
+
+log = logging.getLogger(__name__)
+
+# libpq's SSL settings, read from the `clever_warehouse` connection's extra (or a URL's
+# query). These four are what dbt-postgres accepts, so the tasks (psycopg) and dbt always
+# connect the same way.
+SSL_SETTINGS = ("sslmode", "sslrootcert", "sslcert", "sslkey")
 
 
 @dataclass(frozen=True)
@@ -25,25 +34,32 @@ class WarehouseTarget:
     dbname: str
     password: str = field(default="", repr=False)
     sslmode: str | None = None
+    sslrootcert: str | None = None
+    sslcert: str | None = None
+    sslkey: str | None = None
+
+    def ssl_settings(self) -> dict[str, str]:
+        return {name: value for name in SSL_SETTINGS if (value := getattr(self, name))}
 
     @property
     def conninfo(self) -> str:
         params = dict(host=self.host, port=self.port, user=self.user, dbname=self.dbname)
         if self.password:
             params["password"] = self.password
-        if self.sslmode:
-            params["sslmode"] = self.sslmode
+        params.update(self.ssl_settings())
         return make_conninfo(**params)
 
     def dbt_env(self) -> dict[str, str]:
         """Variables read by dbt_project/profiles.yml (the password under DBT_ENV_SECRET_,
-        which dbt scrubs from its logs)."""
+        which dbt scrubs from its logs). An unset SSL setting is "", which libpq treats as
+        unset and dbt-postgres does not pass for sslmode."""
         return {
             "CLEVER_WAREHOUSE_HOST": self.host,
             "CLEVER_WAREHOUSE_PORT": str(self.port),
             "CLEVER_WAREHOUSE_USER": self.user,
             "CLEVER_WAREHOUSE_DBNAME": self.dbname,
             "DBT_ENV_SECRET_WAREHOUSE_PASSWORD": self.password,
+            **{f"CLEVER_WAREHOUSE_{name.upper()}": getattr(self, name) or "" for name in SSL_SETTINGS},
             # Snapshot times are `timestamp without time zone` taken in the session's zone:
             # pin it so they always mean UTC, whatever the server's default.
             "PGTZ": "UTC",
@@ -58,15 +74,28 @@ class WarehouseTarget:
             user=str(params.get("user") or "postgres"),
             dbname=str(params.get("dbname") or "postgres"),
             password=str(params.get("password") or ""),
-            sslmode=params.get("sslmode"),  # type: ignore[arg-type]
+            **{name: str(params[name]) for name in SSL_SETTINGS if params.get(name)},
         )
 
 
 def warehouse_target(conn_id: str = WAREHOUSE_CONN_ID) -> WarehouseTarget:
-    """The warehouse from the Airflow postgres connection, via the Postgres provider."""
-    from airflow.providers.postgres.hooks.postgres import PostgresHook
+    """The warehouse from the Airflow postgres connection, via the Postgres provider.
 
-    conn = PostgresHook.get_connection(conn_id)
+    If Airflow has no such connection anywhere (secrets backend, ``AIRFLOW_CONN_*``,
+    metadata DB) and ``CLEVER_EMBEDDED_WAREHOUSE_URL`` is set (``make sync``/``demo``/
+    ``airflow`` set it), the embedded warehouse is used; otherwise the lookup error stands.
+    """
+    from airflow.providers.postgres.hooks.postgres import PostgresHook
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    try:
+        conn = PostgresHook.get_connection(conn_id)
+    except AirflowNotFoundException:
+        embedded = os.environ.get(EMBEDDED_WAREHOUSE_ENV)
+        if conn_id != WAREHOUSE_CONN_ID or not embedded:
+            raise
+        log.info("no Airflow connection %r: using the embedded warehouse %s", conn_id, redacted(embedded))
+        return WarehouseTarget.from_conninfo(embedded)
     extra = conn.extra_dejson or {}
     return WarehouseTarget(
         host=conn.host or "127.0.0.1",
@@ -74,7 +103,7 @@ def warehouse_target(conn_id: str = WAREHOUSE_CONN_ID) -> WarehouseTarget:
         user=conn.login or "postgres",
         dbname=conn.schema or "postgres",
         password=conn.password or "",
-        sslmode=extra.get("sslmode"),
+        **{name: str(extra[name]) for name in SSL_SETTINGS if extra.get(name)},
     )
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,6 +28,9 @@ from clever.warehouse import SyncRun, landing_table
 log = logging.getLogger(__name__)
 
 _COPY_COLUMNS = ("sync_run_id", "district_id", "clever_id", "api_version", "raw", "extracted_at")
+# json.dumps writes U+0000 as the escape \u0000 and a literal backslash as \\, so the
+# escape is a real NUL only when an even number of backslashes (escaped ones) precede it.
+_ESCAPED_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 
 class ExtractionError(RuntimeError):
@@ -53,7 +57,7 @@ def _district_of(endpoint: str, record: dict[str, Any]) -> str | None:
 def _serialise(record: dict[str, Any], run: SyncRun, endpoint: str, page: int, position: int) -> str:
     text = json.dumps(record, ensure_ascii=False, separators=(",", ":"))
     # PostgreSQL's jsonb cannot store U+0000; refuse loudly instead of altering data.
-    if "\\u0000" in text:
+    if "\\u0000" in text and _ESCAPED_NUL.search(text):
         raise BadRecordError(
             f"Clever district {run.district_slug!r}, endpoint {endpoint!r}: record "
             f"{record.get('id', '<no id>')!r} (page {page}, item {position}) contains a NUL character, "

@@ -23,7 +23,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -174,6 +174,17 @@ class LocalPostgres:
         return self._run(str(self.bin_dir / "pg_ctl"), "-D", str(self._real_data_dir()), "status",
                          check=False).returncode == 0
 
+    def running_port(self) -> int | None:
+        """The port the running server listens on (line 4 of postmaster.pid), which may
+        differ from ``port`` if it was started with another one; None if not running."""
+        if not self.running():
+            return None
+        try:
+            lines = (self._real_data_dir() / "postmaster.pid").read_text().splitlines()
+            return int(lines[3])
+        except (OSError, IndexError, ValueError):
+            return None
+
     def start(self, timeout: int = 60) -> None:
         self.init()
         if self.running():
@@ -247,6 +258,13 @@ def main(argv: list[str] | None = None) -> int:
         print("AIRFLOW_CONN_CLEVER_WAREHOUSE is set: using that warehouse, no local server started.")
         return 0
     pg = LocalPostgres(data_dir=args.data_dir, port=args.port)
+    actual_port = pg.running_port() if args.action in {"up", "status", "url"} else None
+    if actual_port is not None and actual_port != args.port:
+        print(f"The embedded warehouse is already running on port {actual_port}, not on the requested "
+              f"port {args.port} (CLEVER_PG_PORT): its URL is {replace(pg, port=actual_port).url}. "
+              f"Use CLEVER_PG_PORT={actual_port}, or stop it with `make db-down` and start it again.",
+              file=sys.stderr)
+        return 2
     if args.action == "up":
         pg.start()
         print(f"Local warehouse running: {pg.url}  (data: {args.data_dir}, log: {pg.log_file})")

@@ -3,7 +3,8 @@
 Uses ``airflow dags test`` (a full DAG run in one process, no scheduler needed) with
 this repository's dags/ and plugins/, initialising Airflow's metadata database on first
 use. ``AIRFLOW_CONN_*`` and ``CLEVER_DISTRICTS_FILE`` in the environment are honoured;
-when no warehouse connection is configured the embedded one (``make db-up``) is used.
+when Airflow has no ``clever_warehouse`` connection (environment, secrets backend or
+metadata DB) the embedded one (``make db-up``) is used.
 
     python -m clever.runner sync --district demo [--conf '{"allow_mass_archive": true}']
 """
@@ -21,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from clever.pg_local import default_url
+from clever.warehouse import EMBEDDED_WAREHOUSE_ENV
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BIN_DIR = Path(sys.executable).parent
@@ -38,11 +40,27 @@ def airflow_env(base: dict[str, str] | None = None, airflow_home: Path | None = 
     env.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
     env.setdefault("AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION", "False")
     env.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO")
-    env.setdefault("AIRFLOW_CONN_CLEVER_WAREHOUSE", default_url())
+    # Not AIRFLOW_CONN_CLEVER_WAREHOUSE: a variable would shadow a clever_warehouse
+    # connection stored in the metadata DB. The tasks fall back to this one only when
+    # Airflow finds no such connection anywhere (clever.connections.warehouse_target).
+    env.setdefault(EMBEDDED_WAREHOUSE_ENV, default_url())
     paths = [str(REPO_ROOT / "plugins"), env.get("PYTHONPATH", "")]
     env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
     env["PATH"] = os.pathsep.join([str(BIN_DIR), env.get("PATH", "")])
     return env
+
+
+def stored_connection(env: dict[str, str], conn_id: str) -> dict | None:
+    """Connection ``conn_id`` as Airflow resolves it for ``env`` (secrets backend, environment,
+    metadata DB), as Airflow's JSON connection format; None if Airflow has none (or no
+    metadata DB yet). Its password stays in this process."""
+    found = subprocess.run([str(BIN_DIR / "airflow"), "connections", "get", conn_id, "-o", "json"],
+                           env=env, capture_output=True, text=True, check=False)
+    if found.returncode != 0:
+        return None
+    (conn,) = json.loads(found.stdout)
+    return {"conn_type": conn["conn_type"], "host": conn["host"], "port": conn["port"], "login": conn["login"],
+            "password": conn["password"], "schema": conn["schema"], "extra": conn["extra_dejson"] or {}}
 
 
 def ensure_metadata_db(env: dict[str, str]) -> None:

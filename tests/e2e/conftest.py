@@ -6,6 +6,8 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import subprocess
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,7 +15,7 @@ import psycopg
 import pytest
 import yaml
 
-from clever.runner import airflow_env, ensure_metadata_db, run_dag
+from clever.runner import BIN_DIR, airflow_env, ensure_metadata_db, run_dag
 from tests.conftest import DEMO_TOKEN
 
 _logical_dates = itertools.count()
@@ -65,10 +67,22 @@ def clever_connection(simulator, token: str) -> str:
     return json.dumps({"conn_type": "http", "host": simulator.base_url, "password": token})
 
 
+# The embedded-warehouse fallback when a test stores its warehouse connection in the
+# metadata DB: nothing listens there, so a run that wrongly fell back would fail.
+UNREACHABLE_WAREHOUSE = "postgresql://nobody@127.0.0.1:9/must_not_be_used"
+
+
 def make_airflow(airflow_home: Path, warehouse_url: str, tmp_path: Path, simulator,
-                 tokens: dict[str, str], district_options: dict | None = None) -> Airflow:
-    """Airflow set up for the given districts ({slug: token}) served by ``simulator``."""
-    districts = [{"slug": slug, **(district_options or {})} for slug in tokens]
+                 tokens: dict[str, str], district_options: dict | None = None,
+                 per_district: dict[str, dict] | None = None, warehouse_in_environment: bool = True) -> Airflow:
+    """Airflow set up for the given districts ({slug: token}) served by ``simulator``.
+
+    ``per_district`` adds options to single districts ({slug: {"api_version": "v3.1"}}).
+    With ``warehouse_in_environment=False`` the warehouse is not given as
+    AIRFLOW_CONN_CLEVER_WAREHOUSE: the test stores it in the metadata DB instead
+    (``stored_warehouse_connection``)."""
+    districts = [{"slug": slug, **(district_options or {}), **(per_district or {}).get(slug, {})}
+                 for slug in tokens]
     env = {
         **os.environ,
         "AIRFLOW_HOME": str(airflow_home),
@@ -76,9 +90,27 @@ def make_airflow(airflow_home: Path, warehouse_url: str, tmp_path: Path, simulat
         "CLEVER_DISTRICTS_FILE": str(write_districts_file(tmp_path / "districts.yml", districts)),
         "CLEVER_ARTIFACTS_DIR": str(tmp_path / "artifacts"),
     }
+    if not warehouse_in_environment:
+        del env["AIRFLOW_CONN_CLEVER_WAREHOUSE"]
+        env["CLEVER_EMBEDDED_WAREHOUSE_URL"] = UNREACHABLE_WAREHOUSE
     for slug, token in tokens.items():
         env[f"AIRFLOW_CONN_CLEVER_{slug.upper()}"] = clever_connection(simulator, token)
     return Airflow(airflow_env(env), warehouse_url)
+
+
+@pytest.fixture
+def stored_warehouse_connection(airflow_home, warehouse_url) -> Iterator[None]:
+    """The warehouse as a `clever_warehouse` connection in the session's metadata DB
+    (as `airflow connections add` or the UI store it), removed afterwards."""
+    env = airflow_env({k: v for k, v in os.environ.items() if k != "AIRFLOW_CONN_CLEVER_WAREHOUSE"}
+                      | {"AIRFLOW_HOME": str(airflow_home)})
+    airflow = [str(BIN_DIR / "airflow"), "connections"]
+    subprocess.run([*airflow, "add", "clever_warehouse", "--conn-uri", warehouse_url], env=env, check=True,
+                   capture_output=True)
+    try:
+        yield
+    finally:
+        subprocess.run([*airflow, "delete", "clever_warehouse"], env=env, check=False, capture_output=True)
 
 
 @pytest.fixture

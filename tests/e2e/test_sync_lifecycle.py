@@ -6,24 +6,36 @@ from __future__ import annotations
 
 import copy
 from collections import Counter
+from datetime import date, datetime
+from decimal import Decimal
 
 import pytest
+from psycopg.conninfo import conninfo_to_dict
 
-from tests.helpers import load_records, write_records
+from clever.sample_district import Plan, edge_cases
+from clever.warehouse import warehouse_url as resolve_warehouse_url
+from tests.conftest import DEMO_TOKEN
+from tests.e2e.conftest import make_airflow
+from tests.helpers import documented_models, documented_types, load_records, staging_columns, write_records
 
 pytestmark = pytest.mark.e2e
 
 DIMS = ("districts", "schools", "users", "sections", "terms", "courses")
 
 
-def expected_enrollments(sections: list[dict]) -> set[tuple[str, str, str]]:
-    pairs = set()
+def enrollments_with_primary(sections: list[dict]) -> dict[tuple[str, str, str], bool]:
+    """(section, user, role) -> is_primary_teacher, as Clever's sections define them."""
+    pairs = {}
     for section in sections:
         for teacher in set(section.get("teachers") or []) | ({section["teacher"]} if section.get("teacher") else set()):
-            pairs.add((section["id"], teacher, "teacher"))
+            pairs[(section["id"], teacher, "teacher")] = teacher == section.get("teacher")
         for student in section.get("students") or []:
-            pairs.add((section["id"], student, "student"))
+            pairs[(section["id"], student, "student")] = False
     return pairs
+
+
+def expected_enrollments(sections: list[dict]) -> set[tuple[str, str, str]]:
+    return set(enrollments_with_primary(sections))
 
 
 def archived_ids(airflow, dim: str) -> set[str]:
@@ -33,6 +45,27 @@ def archived_ids(airflow, dim: str) -> set[str]:
 def enrollment_state(airflow) -> dict[tuple[str, str, str], bool]:
     return {(s, u, r): archived for s, u, r, archived in airflow.query(
         "SELECT section_id, user_id, role, is_archived FROM clever_marts.fct_enrollments")}
+
+
+def current_versions(airflow) -> dict[str, dict]:
+    """When each record's current version started, per data type (enrollments by key)."""
+    versions = {dim: dict(airflow.query(f"SELECT clever_id, version_valid_from FROM clever_marts.dim_{dim}"))
+                for dim in DIMS}
+    versions["section_enrollments"] = {(s, u, r): valid_from for s, u, r, valid_from in airflow.query(
+        "SELECT section_id, user_id, role, version_valid_from FROM clever_marts.fct_enrollments")}
+    return versions
+
+
+def expected_new_versions(before: dict[str, list[dict]], after: dict[str, list[dict]]) -> dict[str, set]:
+    """The keys a sync from ``before`` to ``after`` must write a version for: archived,
+    added or changed records and enrollments. Every other key must keep its version."""
+    keys = {}
+    for dim in DIMS:
+        old, new = ({r["id"]: r for r in records[dim]} for records in (before, after))
+        keys[dim] = {cid for cid in old.keys() | new.keys() if old.get(cid) != new.get(cid)}
+    old, new = (enrollments_with_primary(records["sections"]) for records in (before, after))
+    keys["section_enrollments"] = {k for k in old.keys() | new.keys() if old.get(k) != new.get(k)}
+    return keys
 
 
 def history_rows(airflow) -> Counter:
@@ -118,7 +151,21 @@ def test_archive_on_unshare_and_restore_on_reappearance(airflow, district_dir, d
     plan = plan_day2(day1)
     day2 = write_day2(district_dir, day1, plan)
     before_day2 = enrollment_state(airflow)
+    versions_day1, rows_day1 = current_versions(airflow), history_rows(airflow)
     airflow.sync()
+
+    # Nothing else touched: exactly the planned records, the mover and the rosters that
+    # changed get a new version (one history row each); every other key keeps its day-1 one.
+    touched = expected_new_versions(day1, day2)
+    assert touched["users"] == {plan["student"], plan["teacher"], plan["mover"]}
+    assert {plan["section"], plan["old_section"], plan["new_section"]} <= touched["sections"]
+    assert touched["terms"] == {plan["term"]} and touched["courses"] == {plan["course"]}
+    assert touched["schools"] == touched["districts"] == set()
+    versions_day2, rows_day2 = current_versions(airflow), history_rows(airflow)
+    for data_type, versions in versions_day2.items():
+        kept = {key for key, valid_from in versions.items() if versions_day1[data_type].get(key) == valid_from}
+        assert set(versions) - kept == touched[data_type], data_type
+        assert rows_day2[data_type] - rows_day1[data_type] == len(touched[data_type]), data_type
 
     assert archived_ids(airflow, "users") == {plan["student"], plan["teacher"]}
     assert archived_ids(airflow, "sections") == {plan["section"]}
@@ -177,9 +224,125 @@ def test_archive_on_unshare_and_restore_on_reappearance(airflow, district_dir, d
     assert history_rows(airflow) == rows_before
 
 
-def test_run_summary_is_recorded(airflow):
-    output = airflow.sync()
-    summary = airflow.query("SELECT status, summary FROM clever_landing.run_summaries")
-    assert len(summary) == 1 and summary[0][0] == "succeeded"
-    assert summary[0][1]["history"]["users"]["added"] == summary[0][1]["endpoints"]["users"]["rows"]
-    assert "Clever sync run" in output and "users" in output
+V31 = "demo_v31"  # the sample district again, read through API v3.1
+# Columns computed from a field rather than holding it.
+DERIVED = {"roles", "is_student", "is_teacher", "is_staff", "is_district_admin", "is_contact", "contact_student_ids"}
+# Required fields kept exactly as returned (see docs/SCHEMA.md, Missing values).
+KEPT_AS_RETURNED = {("districts", "name"), ("schools", "name"), ("sections", "name"), ("sections", "school_id")}
+MISSING = object()
+
+
+def field(record: dict, path: str):
+    value = record
+    for step in path.split("."):
+        if not isinstance(value, dict) or step not in value:
+            return MISSING
+        value = value[step]
+    return value
+
+
+def typed(endpoint: str, column: str, kind: str, raw):
+    """What a column must hold for Clever's value ``raw``."""
+    if kind == "numeric":
+        return Decimal(raw.strip())
+    if kind == "timestamptz":
+        return datetime.fromisoformat(raw)
+    if kind == "date":
+        return (datetime.strptime(raw, "%m/%d/%Y").date() if column == "student_dob"
+                else date.fromisoformat(raw[:10]))
+    return raw
+
+
+def check_columns_hold_their_fields(airflow, slug: str, endpoint: str, records: list[dict]) -> Counter:
+    """Every mart column holding one Clever field has that field's value, typed, and NULL
+    (arrays of IDs: empty) when Clever left it out, sent null or sent "". Returns how many
+    values of each kind were checked, so the check cannot pass on nothing."""
+    kinds = documented_types("staging", f"stg_clever__{endpoint}")
+    columns = {name: next(iter(paths)) for name, paths in staging_columns(endpoint).items()
+               if len(paths) == 1 and name not in DERIVED}
+    rows = {row[0]: dict(zip(columns, row[1:], strict=True)) for row in airflow.query(
+        f"SELECT clever_id, {', '.join(columns)} FROM clever_marts.dim_{endpoint} WHERE district_slug = %s", (slug,))}
+    assert set(rows) == {r["id"] for r in records}
+    seen = Counter()
+    for record in records:
+        for column, path in columns.items():
+            raw, value, kind = field(record, path), rows[record["id"]][column], kinds[column]
+            if raw is MISSING or raw is None or (raw == "" and (endpoint, column) not in KEPT_AS_RETURNED):
+                seen["missing" if raw is MISSING else "null" if raw is None else "empty"] += 1
+                assert value == ([] if kind == "text[]" else None), (slug, record["id"], column, raw)
+            else:
+                seen["value"] += 1
+                assert value == typed(endpoint, column, kind, raw), (slug, record["id"], column, raw)
+    return seen
+
+
+def all_documented_types() -> dict[tuple[str, str], dict[str, str]]:
+    return {(schema, model): documented_types(layer, model)
+            for layer, schema in (("staging", "clever_staging"), ("marts", "clever_marts"))
+            for model in documented_models(layer)}
+
+
+def built_types(airflow) -> dict[tuple[str, str], dict[str, str]]:
+    types: dict[tuple[str, str], dict[str, str]] = {}
+    for schema, relation, column, kind in airflow.query(
+            """SELECT n.nspname, c.relname, a.attname, format_type(a.atttypid, a.atttypmod)
+               FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+               WHERE n.nspname IN ('clever_staging', 'clever_marts') AND c.relkind IN ('r', 'v')
+                 AND a.attnum > 0 AND NOT a.attisdropped"""):
+        types.setdefault((schema, relation), {})[column] = kind.replace("timestamp with time zone", "timestamptz")
+    return types
+
+
+def example_ids(key: str) -> list[str]:
+    return [cid for cid, _ in next(c for c in edge_cases(Plan()) if c.key == key).examples]
+
+
+def test_v30_and_v31_syncs_hold_every_field_and_record_their_summaries(
+        airflow_home, warehouse_url, simulator, district_dir, tmp_path, stored_warehouse_connection):
+    # The warehouse connection lives only in the metadata DB: the runs must use it, not the
+    # embedded-warehouse fallback (pointed at nothing here).
+    airflow = make_airflow(airflow_home, warehouse_url, tmp_path, simulator, {"demo": DEMO_TOKEN, V31: DEMO_TOKEN},
+                           per_district={V31: {"api_version": "v3.1"}}, warehouse_in_environment=False)
+    assert "AIRFLOW_CONN_CLEVER_WAREHOUSE" not in airflow.env
+    outputs = {slug: airflow.sync(slug) for slug in ("demo", V31)}
+    assert conninfo_to_dict(resolve_warehouse_url(airflow.env)) == conninfo_to_dict(warehouse_url)
+
+    summaries = dict((slug, (status, summary)) for slug, status, summary in airflow.query(
+        "SELECT district_slug, status, summary FROM clever_landing.run_summaries ORDER BY sync_run_id"))
+    assert set(summaries) == {"demo", V31}
+    for slug, (status, summary) in summaries.items():
+        assert status == "succeeded" and summary["api_version"] == ("v3.1" if slug == V31 else "v3.0")
+        assert summary["history"]["users"]["added"] == summary["endpoints"]["users"]["rows"]
+        assert "Clever sync run" in outputs[slug] and "users" in outputs[slug]
+
+    # The warehouse has exactly the documented columns and types.
+    assert built_types(airflow) == all_documented_types()
+
+    for slug, version in (("demo", "v3.0"), (V31, "v3.1")):
+        seen = Counter()
+        for endpoint in DIMS:
+            records = load_records(district_dir, version, endpoint)
+            seen += check_columns_hold_their_fields(airflow, slug, endpoint, records)
+        assert min(seen[k] for k in ("missing", "null", "empty", "value")) > 0, (slug, seen)
+
+        # A co-taught section: every teacher on the roster, one of them primary.
+        (team,) = example_ids("team_taught_section")
+        section = next(s for s in load_records(district_dir, version, "sections") if s["id"] == team)
+        teachers = dict(airflow.query(
+            "SELECT user_id, is_primary_teacher FROM clever_marts.fct_enrollments "
+            "WHERE district_slug = %s AND section_id = %s AND role = 'teacher'", (slug, team)))
+        roster = {*section["teachers"], section["teacher"]}
+        assert len(teachers) >= 4 and teachers == {t: t == section["teacher"] for t in roster}
+
+    # v3.1: the teacher who is also a district admin is one user with both roles' fields;
+    # in v3.0 the same person is two users.
+    (dana,) = example_ids("teacher_admin_v31")
+    raw = next(u for u in load_records(district_dir, "v3.1", "users") if u["id"] == dana)
+    rows = airflow.query("SELECT roles, is_teacher, is_district_admin, teacher_school_id, teacher_sis_id, "
+                         "district_admin_title FROM clever_marts.dim_users WHERE district_slug = %s AND clever_id = %s",
+                         (V31, dana))
+    assert rows == [(["district_admin", "teacher"], True, True, raw["roles"]["teacher"]["school"],
+                     raw["roles"]["teacher"]["sis_id"], raw["roles"]["district_admin"]["title"])]
+    v30_roles = dict(airflow.query("SELECT clever_id, roles FROM clever_marts.dim_users WHERE district_slug = 'demo' "
+                                   "AND clever_id = ANY(%s)", (example_ids("teacher_admin_v30"),)))
+    assert sorted(v30_roles.values()) == [["district_admin"], ["teacher"]]

@@ -136,9 +136,31 @@ def test_unicode_and_hostile_strings_land_byte_for_byte(conn, simulator, distric
     assert conn.execute("SELECT count(*) FROM clever_landing.users").fetchone() == (0,)  # table still there
 
 
-def test_record_that_cannot_be_stored_names_the_record(conn, simulator, district_dir):
+def test_text_that_only_looks_like_an_escaped_nul_lands_byte_for_byte(conn, simulator, district_dir):
+    # Literal backslashes before "u0000" (what a JSON escape of NUL looks like) are data.
+    literal = ["C:\\u0000\\dir", "\\\\u0000", "a\\\\\\\\u0000b", "\\u00000"]
     terms = load_records(district_dir, "v3.0", "terms")
-    terms[-1]["name"] = "nul\u0000byte"
+    for term, text in zip(terms, literal, strict=False):
+        term["name"] = text
+    terms[-1]["ext"] = {"note\\u0000key": literal[0]}
+    write_records(district_dir, "v3.0", "terms", terms)
+    run = start_sync_run(conn, "demo", "v3.0", ["terms"])
+    extract_endpoint(conn, client_for(simulator), run, "terms")
+    assert [r[1] for r in landed(conn, "terms", run.sync_run_id)] == terms
+    names = conn.execute("SELECT raw ->> 'name' FROM clever_landing.terms WHERE sync_run_id = %s ORDER BY clever_id",
+                         (run.sync_run_id,)).fetchall()
+    assert [n[0] for n in names][: len(literal)] == literal
+
+
+@pytest.mark.parametrize("where", ["value", "after_escaped_backslash", "key"])
+def test_record_that_cannot_be_stored_names_the_record(conn, simulator, district_dir, where):
+    terms = load_records(district_dir, "v3.0", "terms")
+    if where == "value":
+        terms[-1]["name"] = "nul\u0000byte"
+    elif where == "after_escaped_backslash":  # backslash, then a real NUL
+        terms[-1]["name"] = "back\\\u0000slash"
+    else:
+        terms[-1]["ext"] = {"k\u0000": "v"}
     write_records(district_dir, "v3.0", "terms", terms)
     run = start_sync_run(conn, "demo", "v3.0", ["terms"])
     with pytest.raises(ExtractionError, match=terms[-1]["id"]) as info:

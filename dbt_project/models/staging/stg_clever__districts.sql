@@ -19,5 +19,14 @@ select
     {{ txt("raw #>> '{district_contact,email}'") }} as contact_email,
     {{ txt("raw #>> '{district_contact,name,first}'") }} as contact_first_name,
     {{ txt("raw #>> '{district_contact,name,last}'") }} as contact_last_name,
-    {{ txt("raw #>> '{district_contact,title}'") }} as contact_title
+    {{ txt("raw #>> '{district_contact,title}'") }} as contact_title,
+    {{ txt("raw #>> '{district_contact,id}'") }} as contact_id,
+    {{ txt("raw #>> '{district_contact,name,middle}'") }} as contact_middle_name,
+    {{ txt("raw ->> 'error'") }} as sync_error,
+    {{ ts("raw ->> 'pause_start'") }} as pause_start,
+    {{ ts("raw ->> 'pause_end'") }} as pause_end,
+    -- v3.1
+    {{ txt("raw ->> 'lms_state'") }} as lms_state,
+    {{ txt("raw ->> 'lms_type'") }} as lms_type,
+    {{ ts("raw ->> 'last_attendance_sync'") }} as clever_last_attendance_sync
 from records

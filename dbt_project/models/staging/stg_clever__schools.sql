@@ -23,5 +23,8 @@ select
     {{ txt("raw #>> '{location,state}'") }} as state,
     {{ txt("raw #>> '{location,zip}'") }} as zip,
     {{ ts("raw ->> 'created'") }} as clever_created_at,
-    {{ ts("raw ->> 'last_modified'") }} as clever_last_modified_at
+    {{ ts("raw ->> 'last_modified'") }} as clever_last_modified_at,
+    {{ num("raw #>> '{location,lat}'") }} as lat,
+    {{ num("raw #>> '{location,lon}'") }} as lon,
+    {{ json_or_null("raw -> 'ext'") }} as ext
 from records

@@ -20,5 +20,8 @@ select
     {{ txt("raw ->> 'subject'") }} as subject,
     {{ txt("raw ->> 'grade'") }} as grade,
     {{ ts("raw ->> 'created'") }} as clever_created_at,
-    {{ ts("raw ->> 'last_modified'") }} as clever_last_modified_at
+    {{ ts("raw ->> 'last_modified'") }} as clever_last_modified_at,
+    {{ json_or_null("raw -> 'ext'") }} as ext,
+    -- v3.1
+    {{ bool_or_null("raw #>> '{lms_status,synced_in_lms}'") }} as synced_in_lms
 from records

@@ -8,6 +8,7 @@ select
     record_hash,
     raw,
     {{ txt("raw ->> 'name'") }} as name,
-    ({{ ts("raw ->> 'start_date'") }} at time zone 'UTC')::date as start_date,
-    ({{ ts("raw ->> 'end_date'") }} at time zone 'UTC')::date as end_date
+    -- the date part as written: parsing as a timestamp would shift it by the session's zone
+    {{ date_prefix("raw ->> 'start_date'") }} as start_date,
+    {{ date_prefix("raw ->> 'end_date'") }} as end_date
 from records
