@@ -14,11 +14,13 @@ export SIM_PORT ?= 8765
 AIRFLOW_PORT ?= 8080
 DEMO_UI ?= 1
 PYTEST_ARGS ?=
+SIZE ?= 20000
+BENCH_ARGS ?=
 
 DISTRICT ?= demo
 
 .PHONY: help setup test test-ui test-tools lint db-up db-down db-status simulator sample-data expectations \
-	constraints demo sync airflow docs report compose-config clean
+	constraints demo sync airflow docs report compose-config bench clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -89,6 +91,10 @@ report: setup db-up  ## rollover report (HTML with charts) per configured distri
 compose-config: setup  ## validate docker-compose.yaml (docker-compose config -q, offline)
 	@$(PY) -m clever.system_tools docker-compose >/dev/null
 	docker-compose -f docker-compose.yaml config -q && echo "docker-compose.yaml is valid"
+
+bench: setup  ## benchmark a SIZE-student district (default 20000; SIZE=1000000 is the full run; see docs/PERFORMANCE.md)
+	$(PY) -m clever.bench --size $(SIZE) $(if $(PROFILE),--profile) $(if $(KEEP_DATA),--keep-data) \
+		$(if $(RECORD),--record) $(BENCH_ARGS)
 
 clean:  ## stop the warehouse and remove .venv and local state
 	-$(PY) -m clever.pg_local destroy

@@ -28,23 +28,24 @@ GUARDED_TYPES: dict[str, tuple[str, str]] = {
     "enrollments": ("sections", "snap_clever__section_enrollments"),
 }
 
+# Written as anti-joins (NOT EXISTS in WHERE), which PostgreSQL runs as one hash join;
+# inside an aggregate's FILTER it would probe the landing table once per active record.
 _ENTITY_WOULD_ARCHIVE = """
-SELECT count(*) AS active,
-       count(*) FILTER (WHERE NOT EXISTS (
+WITH active AS (
+    SELECT clever_id FROM {snapshot}
+    WHERE district_slug = %(district)s AND dbt_valid_to IS NULL AND dbt_is_deleted = 'False'
+)
+SELECT (SELECT count(*) FROM active),
+       (SELECT count(*) FROM active AS s WHERE NOT EXISTS (
            SELECT 1 FROM {landing} AS l WHERE l.sync_run_id = %(run)s AND l.clever_id = s.clever_id))
-FROM {snapshot} AS s
-WHERE s.district_slug = %(district)s AND s.dbt_valid_to IS NULL AND s.dbt_is_deleted = 'False'
 """
 
 # An association is present if this run's sections list it; the sections of quarantined
 # records keep their last clean version, so their associations count as present.
 _ENROLLMENTS_WOULD_ARCHIVE = """
-WITH run_sections AS (
-    SELECT clever_id, raw FROM clever_landing.sections WHERE sync_run_id = %(run)s AND clever_id IS NOT NULL
-),
-present AS (
+WITH present AS (
     SELECT s.clever_id AS section_id, member.user_id, member.role
-    FROM run_sections AS s
+    FROM clever_landing.sections AS s
     CROSS JOIN LATERAL (
         SELECT jsonb_array_elements_text(CASE WHEN jsonb_typeof(s.raw -> 'students') = 'array'
                                               THEN s.raw -> 'students' ELSE '[]' END), 'student'
@@ -54,16 +55,18 @@ present AS (
         UNION ALL
         SELECT s.raw ->> 'teacher', 'teacher' WHERE s.raw ->> 'teacher' IS NOT NULL
     ) AS member(user_id, role)
+    WHERE s.sync_run_id = %(run)s AND s.clever_id IS NOT NULL
+),
+active AS (
+    SELECT section_id, user_id, role FROM {snapshot}
+    WHERE district_slug = %(district)s AND dbt_valid_to IS NULL AND dbt_is_deleted = 'False'
 )
-SELECT count(*),
-       count(*) FILTER (WHERE NOT EXISTS (
-           SELECT 1 FROM present AS p
-           WHERE p.section_id = e.section_id AND p.user_id = e.user_id AND p.role = e.role)
-         AND NOT EXISTS (
-           SELECT 1 FROM clever_landing.quarantine AS q
-           WHERE q.sync_run_id = %(run)s AND q.endpoint = 'sections' AND q.clever_id = e.section_id))
-FROM {snapshot} AS e
-WHERE e.district_slug = %(district)s AND e.dbt_valid_to IS NULL AND e.dbt_is_deleted = 'False'
+SELECT (SELECT count(*) FROM active),
+       (SELECT count(*) FROM active AS e
+        WHERE NOT EXISTS (SELECT 1 FROM present AS p
+                          WHERE p.section_id = e.section_id AND p.user_id = e.user_id AND p.role = e.role)
+          AND NOT EXISTS (SELECT 1 FROM clever_landing.quarantine AS q
+                          WHERE q.sync_run_id = %(run)s AND q.endpoint = 'sections' AND q.clever_id = e.section_id))
 """
 
 

@@ -98,6 +98,7 @@ class LocalPostgres:
     user: str = DEFAULT_USER
     dbname: str = DEFAULT_DB
     fast_unsafe: bool = False  # fsync off: for throwaway test servers only
+    settings: dict[str, str] = field(default_factory=dict)  # extra server settings (-c name=value)
     bin_dir: Path = field(default_factory=find_pg_bin)
 
     def __post_init__(self) -> None:
@@ -196,6 +197,7 @@ class LocalPostgres:
         ]
         if self.fast_unsafe:
             options += ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]
+        options += [f"-c {name}={value}" for name, value in self.settings.items()]
         self._run(
             str(self.bin_dir / "pg_ctl"), "-D", str(self._real_data_dir()), "-l", str(self.log_file),
             "-o", " ".join(options), "-w", "-t", str(timeout), "start",

@@ -181,27 +181,42 @@ def build(target: WarehouseTarget, full_refresh: bool = False, lock_timeout_seco
 
 
 def history_changes(conn: psycopg.Connection, district_slug: str, since: datetime) -> dict[str, dict[str, int]]:
-    """Per data type: versions written since ``since`` for a district, by kind."""
+    """Per data type: versions written since ``since`` for a district, by kind (added: no
+    earlier version; restored: the previous version was an archive row)."""
     changes: dict[str, dict[str, int]] = {}
     for data_type, (snapshot, keys) in SNAPSHOTS.items():
         exists = conn.execute("SELECT to_regclass(%s)", (f"{SNAPSHOT_SCHEMA}.{snapshot}",)).fetchone()[0]
         if exists is None:
             continue
+        key_list = sql.SQL(", ").join(sql.Identifier(k) for k in keys)
         key_match = sql.SQL(" AND ").join(
-            sql.SQL("e.{k} = s.{k}").format(k=sql.Identifier(k)) for k in keys)
+            sql.SQL("e.{k} = r.{k}").format(k=sql.Identifier(k)) for k in keys)
+        # Only the keys written since `since` are looked up in the older history: one
+        # scan of the snapshot, and a hash join on those few keys (no index needed). A
+        # previous version was closed when the next was written, so only closed versions
+        # (dbt_valid_to set) can be one: on a first sync there are none to join.
         query = sql.SQL("""
+            WITH recent AS (
+                SELECT {keys}, dbt_valid_from, dbt_is_deleted FROM {t}
+                WHERE district_slug = %(district)s AND dbt_valid_from >= (%(since)s AT TIME ZONE 'UTC')
+            ),
+            previous AS (
+                SELECT DISTINCT ON ({r_keys}, r.dbt_valid_from) {r_keys}, r.dbt_valid_from,
+                       e.dbt_is_deleted AS previous_is_deleted
+                FROM recent AS r JOIN {t} AS e ON {km} AND e.dbt_valid_from < r.dbt_valid_from
+                WHERE e.dbt_valid_to IS NOT NULL
+                ORDER BY {r_keys}, r.dbt_valid_from, e.dbt_valid_from DESC
+            )
             SELECT
-              count(*) FILTER (WHERE s.dbt_is_deleted = 'True') AS archived,
-              count(*) FILTER (WHERE s.dbt_is_deleted = 'False' AND EXISTS (
-                  SELECT 1 FROM {t} e WHERE {km} AND e.dbt_is_deleted = 'True'
-                    AND e.dbt_valid_from < s.dbt_valid_from)) AS restored,
-              count(*) FILTER (WHERE NOT EXISTS (
-                  SELECT 1 FROM {t} e WHERE {km} AND e.dbt_valid_from < s.dbt_valid_from)) AS added,
+              count(*) FILTER (WHERE r.dbt_is_deleted = 'True') AS archived,
+              count(*) FILTER (WHERE r.dbt_is_deleted = 'False' AND p.previous_is_deleted = 'True') AS restored,
+              count(*) FILTER (WHERE p.previous_is_deleted IS NULL) AS added,
               count(*) AS versions
-            FROM {t} s
-            WHERE s.district_slug = %s AND s.dbt_valid_from >= (%s AT TIME ZONE 'UTC')
-        """).format(t=sql.Identifier(SNAPSHOT_SCHEMA, snapshot), km=key_match)
-        archived, restored, added, versions = conn.execute(query, (district_slug, since)).fetchone()
+            FROM recent AS r LEFT JOIN previous AS p USING ({keys}, dbt_valid_from)
+        """).format(t=sql.Identifier(SNAPSHOT_SCHEMA, snapshot), keys=key_list, km=key_match,
+                    r_keys=sql.SQL(", ").join(sql.SQL("r.{}").format(sql.Identifier(k)) for k in keys))
+        archived, restored, added, versions = conn.execute(
+            query, {"district": district_slug, "since": since}).fetchone()
         changes[data_type] = {
             "archived": archived, "restored": restored, "added": added,
             "changed": versions - archived - restored - added, "history_rows": versions,

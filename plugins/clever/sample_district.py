@@ -838,19 +838,40 @@ def _write_json_array(path: Path, records: Iterable[Record]) -> int:
     return count
 
 
+LAYOUTS = ("json", "sorted")
+
+
 def generate(out_dir: Path | str, students: int | None = None, seed: int = 0,
-             district_name: str = DEFAULT_DISTRICT_NAME) -> dict[str, dict[str, int]]:
-    """Write the district under ``out_dir``; returns record counts per version and endpoint."""
+             district_name: str = DEFAULT_DISTRICT_NAME, layout: str = "json",
+             versions: Iterable[str] = API_VERSIONS) -> dict[str, dict[str, int]]:
+    """Write the district under ``out_dir``; returns record counts per version and endpoint.
+
+    ``layout="json"``: one JSON array per endpoint (the shipped sample). ``"sorted"``:
+    id-sorted JSON lines with an index (``clever.district_store``), written in bounded
+    memory and served by the simulator without loading them, for districts of any size.
+    """
+    from clever.district_store import data_path, write_sorted
+
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}")
     plan = Plan(students=DEFAULT_STUDENTS if students is None else students, seed=seed,
                 district_name=district_name)
     out = Path(out_dir)
     counts: dict[str, dict[str, int]] = {}
-    for version in API_VERSIONS:
+    for version in versions:
+        if version not in API_VERSIONS:
+            raise ValueError(f"unknown API version {version!r}")
         (out / version).mkdir(parents=True, exist_ok=True)
+        if layout == "sorted":
+            counts[version] = {endpoint: write_sorted(iter_records(plan, version, endpoint),
+                                                      data_path(out, version, endpoint))
+                               for endpoint in ENDPOINTS}
+            continue
         counts[version] = {endpoint: _write_json_array(out / version / f"{endpoint}.json",
                                                        iter_records(plan, version, endpoint))
                            for endpoint in ENDPOINTS}
-    (out / "README.md").write_text(render_readme(plan, counts), encoding="utf-8", newline="\n")
+    if set(counts) == set(API_VERSIONS):
+        (out / "README.md").write_text(render_readme(plan, counts), encoding="utf-8", newline="\n")
     return counts
 
 
@@ -861,12 +882,18 @@ def main(argv: list[str] | None = None) -> int:
                         f"default: the {DEFAULT_STUDENTS}-student sample")
     parser.add_argument("--seed", type=int, default=0, help="changes every id (a different district)")
     parser.add_argument("--district-name", default=DEFAULT_DISTRICT_NAME)
+    parser.add_argument("--layout", choices=LAYOUTS, default="json",
+                        help="json: a JSON array per endpoint; sorted: id-sorted JSON lines with an index, "
+                             "written and served in bounded memory (large districts)")
+    parser.add_argument("--versions", nargs="+", choices=API_VERSIONS, default=list(API_VERSIONS),
+                        help="API versions to write (default both)")
     args = parser.parse_args(argv)
     try:
-        counts = generate(args.out, students=args.students, seed=args.seed, district_name=args.district_name)
+        counts = generate(args.out, students=args.students, seed=args.seed, district_name=args.district_name,
+                          layout=args.layout, versions=args.versions)
     except ValueError as exc:
         parser.error(str(exc))
-    summary = ", ".join(f"{n} {endpoint}" for endpoint, n in counts[API_VERSIONS[0]].items())
+    summary = ", ".join(f"{n} {endpoint}" for endpoint, n in next(iter(counts.values())).items())
     print(f"Wrote {args.district_name} to {args.out}: {summary} (per API version)")
     return 0
 

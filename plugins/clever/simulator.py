@@ -14,7 +14,9 @@ A district is ``DistrictSpec(slug, token, data_dir)``: ``data_dir/v3.0/`` and
 ``sections.json``, ``terms.json``, ``courses.json`` and optionally ``resources.json``, each
 a JSON array of records in any order (see ``clever.sample_district``). Files are re-read
 whenever one changes (inode, mtime or size), so a test can rewrite them between "days".
-Other record sources implement :class:`DataSource`.
+A directory in the id-sorted layout of ``clever.district_store`` (``*.jsonl`` with an
+index; for districts of any size) is served from disk page by page instead of being
+loaded. Other record sources implement :class:`DataSource`.
 
 Faults (``Faults``; set at construction, with ``--fault key=value``, by
 ``CleverSimulator.set_faults(**kw)`` or ``POST /_sim/faults`` with a JSON object; each
@@ -86,9 +88,12 @@ READY_MESSAGE = "Clever API simulator listening on {url} (districts: {slugs})"
 # -- data sources ----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Page:
-    """One page of records in id order, and whether records exist before and after it."""
+    """One page of records in id order, and whether records exist before and after it.
 
-    records: list[Record]
+    A record is a dict, or anything with ``id`` and ``json`` (its serialised bytes, served
+    as they are, e.g. ``clever.district_store.StoredRecord``)."""
+
+    records: Sequence[Record | Any]
     more_before: bool
     more_after: bool
 
@@ -217,6 +222,10 @@ class DistrictSpec:
         if self.source is not None:
             return self.source
         assert self.data_dir is not None  # checked in __post_init__
+        from clever.district_store import SortedFileDataSource, is_sorted_store
+
+        if is_sorted_store(self.data_dir):  # a large district: served from disk, page by page
+            return SortedFileDataSource(self.data_dir)
         return FileDataSource(self.data_dir)
 
 
@@ -404,11 +413,24 @@ class _HTTPError(Exception):
         self.status, self.message = status, message
 
 
-def _json_response(status: int, payload: Any, headers: Mapping[str, str] | None = None) -> _Response:
+def _encode(value: Any) -> bytes:
+    if not isinstance(value, dict | list | str) and hasattr(value, "json"):
+        return value.json  # already serialised
     try:
-        body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     except UnicodeEncodeError:  # lone surrogates in test data: still valid JSON, escaped
-        body = json.dumps(payload, separators=(",", ":")).encode("ascii")
+        return json.dumps(value, separators=(",", ":")).encode("ascii")
+
+
+def _record_id(record: Any) -> str:
+    return record["id"] if isinstance(record, dict) else record.id
+
+
+def _json_response(status: int, payload: Any, headers: Mapping[str, str] | None = None) -> _Response:
+    return _body_response(status, _encode(payload), headers)
+
+
+def _body_response(status: int, body: bytes, headers: Mapping[str, str] | None = None) -> _Response:
     return _Response(status, body, {"Content-Type": "application/json; charset=utf-8", **(headers or {})})
 
 
@@ -601,7 +623,8 @@ class CleverSimulator:
         if record is None:
             raise _HTTPError(404, f"no {endpoint} record with that id is shared with this application")
         uri = f"/{version}/{endpoint}/{record_id}"
-        return _json_response(200, {"data": record, "links": [{"rel": "self", "uri": uri}]})
+        return _body_response(200, b'{"data":' + _encode(record) + b',"links":'
+                              + _encode([{"rel": "self", "uri": uri}]) + b"}")
 
     @staticmethod
     def _list(source: DataSource, version: str, endpoint: str, query: list[tuple[str, str]]) -> _Response:
@@ -622,11 +645,13 @@ class CleverSimulator:
         kept = [(k, v) for k, v in query if k not in ("starting_after", "ending_before")]
         links = [{"rel": "self", "uri": _uri(path, query)}]
         if page.records and page.more_before:
-            links.append({"rel": "prev", "uri": _uri(path, [*kept, ("ending_before", page.records[0]["id"])])})
+            links.append({"rel": "prev", "uri": _uri(path, [*kept, ("ending_before", _record_id(page.records[0]))])})
         if page.records and page.more_after:
-            links.append({"rel": "next", "uri": _uri(path, [*kept, ("starting_after", page.records[-1]["id"])])})
-        data = [{"data": record, "uri": f"{path}/{record['id']}"} for record in page.records]
-        return _json_response(200, {"data": data, "links": links})
+            links.append({"rel": "next", "uri": _uri(path, [*kept, ("starting_after", _record_id(page.records[-1]))])})
+        # Assembled as bytes so stored records are sent as stored, never parsed and re-encoded.
+        items = [b'{"data":' + _encode(record) + b',"uri":' + _encode(f"{path}/{_record_id(record)}") + b"}"
+                 for record in page.records]
+        return _body_response(200, b'{"data":[' + b",".join(items) + b'],"links":' + _encode(links) + b"}")
 
     def _control(self, method: str, path: str, body: bytes) -> _Response:
         try:
