@@ -13,12 +13,22 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from clever.pg_local import LocalPostgres, free_port
-from clever.simulator import CleverSimulator
+# dbt targets, logs, Data Docs and reports of steps run in-process go to a directory of
+# this test session (set before clever.dbt_runner reads it): never into the checkout's
+# .local/, and never shared by two parallel test workers.
+_SESSION_ARTIFACTS = Path(tempfile.mkdtemp(prefix="clever-test-artifacts-"))
+os.environ["CLEVER_ARTIFACTS_DIR"] = str(_SESSION_ARTIFACTS)
+
+from clever.pg_local import LocalPostgres, free_port  # noqa: E402
+from clever.simulator import CleverSimulator  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_DISTRICT = REPO_ROOT / "plugins" / "clever" / "sample_data" / "certification_isd"
 DEMO_TOKEN = "test-token-9f8e7d6c5b4a-never-log-me"
+
+
+def pytest_unconfigure(config) -> None:
+    shutil.rmtree(_SESSION_ARTIFACTS, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

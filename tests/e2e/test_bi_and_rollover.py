@@ -28,7 +28,8 @@ from tests.conftest import DEMO_TOKEN, SAMPLE_DISTRICT, _admin_url
 from tests.e2e.conftest import make_airflow
 from tests.helpers import load_records, write_records
 
-pytestmark = pytest.mark.e2e
+# Tests of this file share a module fixture: one xdist worker runs them all (make test's --dist loadgroup).
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("bi_and_rollover")]
 
 ENDPOINTS = ("districts", "schools", "users", "sections", "terms", "courses")
 METRICS = ("from_sections", "to_sections", "sections_ended", "sections_started", "sections_continuing",
@@ -150,7 +151,9 @@ def revoked_token_run(airflow, sim) -> None:
     pipeline.summarize(url, run, None)
 
 
-@pytest.fixture(scope="module")
+# Session scope: a worker that runs another file's test between two of these would tear
+# a module fixture down and run the four syncs again.
+@pytest.fixture(scope="session")
 def rollover_run(pg_server, airflow_home, tmp_path_factory):
     """Runs the four syncs and the report DAG once for every test in this module."""
     tmp_path = tmp_path_factory.mktemp("rollover")
