@@ -15,8 +15,8 @@ AIRFLOW_PORT ?= 8080
 DEMO_UI ?= 1
 PYTEST_ARGS ?=
 # Parallel test workers (pytest-xdist); each starts its own PostgreSQL and Airflow home.
-# One more than CI's 2 cores: a sync waits on PostgreSQL, the simulator and retry back-offs.
-TEST_WORKERS ?= 3
+# --dist loadfile: a file's tests run on one worker, so module fixtures are set up once.
+TEST_WORKERS ?= 2
 SIZE ?= 20000
 BENCH_ARGS ?=
 
@@ -43,7 +43,7 @@ constraints:  ## re-pin every transitive package after changing requirements.txt
 	mv constraints.txt.new constraints.txt
 
 test: setup test-tools  ## run every test, the browser test too (starts its own PostgreSQL, simulator, Airflow)
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-ui: setup test-tools  ## only the Airflow UI test in headless Chromium (screenshots in test-artifacts/ui)
 	$(PY) -m pytest -m ui $(PYTEST_ARGS)

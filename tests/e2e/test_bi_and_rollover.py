@@ -28,8 +28,7 @@ from tests.conftest import DEMO_TOKEN, SAMPLE_DISTRICT, _admin_url
 from tests.e2e.conftest import make_airflow
 from tests.helpers import load_records, write_records
 
-# Tests of this file share a module fixture: one xdist worker runs them all (make test's --dist loadgroup).
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("bi_and_rollover")]
+pytestmark = pytest.mark.e2e
 
 ENDPOINTS = ("districts", "schools", "users", "sections", "terms", "courses")
 METRICS = ("from_sections", "to_sections", "sections_ended", "sections_started", "sections_continuing",
@@ -151,9 +150,7 @@ def revoked_token_run(airflow, sim) -> None:
     pipeline.summarize(url, run, None)
 
 
-# Session scope: a worker that runs another file's test between two of these would tear
-# a module fixture down and run the four syncs again.
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def rollover_run(pg_server, airflow_home, tmp_path_factory):
     """Runs the four syncs and the report DAG once for every test in this module."""
     tmp_path = tmp_path_factory.mktemp("rollover")

@@ -28,10 +28,6 @@ def compose(*args: str, project: Path = REPO_ROOT, **env: str) -> subprocess.Com
     return subprocess.run(command, env={**clean, **env}, capture_output=True, text=True, timeout=120, check=False)
 
 
-# Tests of this file share a module fixture: one xdist worker runs them all (make test's --dist loadgroup).
-pytestmark = pytest.mark.xdist_group("docker_compose")
-
-
 @pytest.fixture(scope="module")
 def config() -> dict:
     checked = compose("config", "-q")

@@ -134,10 +134,6 @@ def _seed_app(world: World) -> None:
             [(101, None), (102, None), (None, n["S5"]["id"]), (107, None)])
 
 
-# Tests of this file share a module fixture: one xdist worker runs them all (make test's --dist loadgroup).
-pytestmark = pytest.mark.xdist_group("matching")
-
-
 @pytest.fixture(scope="module")
 def world(pg_server, tmp_path_factory) -> Iterator[World]:
     admin = _admin_url(pg_server)

@@ -20,10 +20,6 @@ TOKEN = "store-test-token-never-logged"
 STUDENTS = 600
 
 
-# Tests of this file share a module fixture: one xdist worker runs them all (make test's --dist loadgroup).
-pytestmark = pytest.mark.xdist_group("district_store")
-
-
 @pytest.fixture(scope="module")
 def layouts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     base = tmp_path_factory.mktemp("layouts")

@@ -73,10 +73,6 @@ def load(directory: Path, version: str) -> District:
     return District(directory, version)
 
 
-# Tests of this file share a module fixture: one xdist worker runs them all (make test's --dist loadgroup).
-pytestmark = pytest.mark.xdist_group("sample_district")
-
-
 @pytest.fixture(scope="module")
 def scaled_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("scaled")

@@ -36,10 +36,6 @@ PLUGINS_DIR = Path(__file__).resolve().parents[2] / "plugins"
 
 
 # -- fixtures and helpers ------------------------------------------------------------------------
-# Tests of this file share a module fixture: one xdist worker runs them all (make test's --dist loadgroup).
-pytestmark = pytest.mark.xdist_group("simulator")
-
-
 @pytest.fixture(scope="module")
 def other_district(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("other-district")
