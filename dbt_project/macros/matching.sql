@@ -21,7 +21,7 @@ $$;
     {% if model.config.materialized == 'table' %}analyze {{ this }}{% endif %}
 {% endmacro %}
 
-{# Pre-hook of the matching models: every join there is an equi-join of two large sets,
+{# Pre-hook of the matching models and rpt_rollover: every join there is an equi-join of two large sets,
    so a nested loop is never the right plan, but the planner picks one when a chain of
    CTEs makes it underestimate rows; SET LOCAL ends with the model's transaction. #}
 {% macro no_nested_loops() %}
