@@ -28,6 +28,13 @@ $$;
     set local enable_nestloop = off
 {% endmacro %}
 
+{# Pre-hook of rpt_rollover: its student rows (pairs x students) come through array
+   overlaps, which the planner estimates at a few rows, so it sorts a million rows to
+   group them into a few thousand; grouping by hash needs no order. #}
+{% macro hash_aggregates() %}
+    set local enable_sort = off
+{% endmacro %}
+
 {# An identifier compared across systems (SIS, state, NCES IDs, school numbers). #}
 {% macro id_key(expr) -%}
     nullif(upper(btrim({{ expr }})), '')

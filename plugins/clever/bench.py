@@ -375,7 +375,24 @@ def run_sync(ctx: BenchContext, name: str) -> Scenario:
     if ctx.runner == "airflow":
         steps = scenario.detail["steps"]
         scenario.detail["airflow_overhead_seconds"] = round(scenario.wall_seconds - sum(steps.values()), 1)
+    scenario.detail["dbt"] = dbt_node_seconds(Path(ctx.env["CLEVER_ARTIFACTS_DIR"]) / "dbt_target")
     return scenario
+
+
+def dbt_node_seconds(target_dir: Path, top: int = 15) -> dict[str, Any]:
+    """Where the sync's dbt build spent its time (run_results.json): the slowest nodes and
+    the seconds per resource type (node seconds: dbt runs two threads)."""
+    try:
+        results = json.loads((target_dir / "run_results.json").read_text(encoding="utf-8"))["results"]
+    except (OSError, ValueError, KeyError):
+        return {}
+    by_type: dict[str, float] = {}
+    for node in results:
+        kind = node["unique_id"].split(".", 1)[0]
+        by_type[kind] = round(by_type.get(kind, 0.0) + node["execution_time"], 1)
+    slowest = sorted(results, key=lambda node: -node["execution_time"])[:top]
+    return {"seconds_by_type": by_type,
+            "slowest": {node["unique_id"].split(".", 2)[-1]: round(node["execution_time"], 1) for node in slowest}}
 
 
 def _step_seconds(ctx: BenchContext, run_id: str | None) -> dict[str, float]:

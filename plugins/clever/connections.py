@@ -63,6 +63,10 @@ class WarehouseTarget:
             # Snapshot times are `timestamp without time zone` taken in the session's zone:
             # pin it so they always mean UTC, whatever the server's default.
             "PGTZ": "UTC",
+            # No JIT for dbt's sessions: the build's large plans (snapshot comparisons,
+            # models with planner hints) spent seconds compiling code each, more than JIT
+            # saved them (docs/PERFORMANCE.md). Kept after any options the caller set.
+            "PGOPTIONS": " ".join(filter(None, [os.environ.get("PGOPTIONS", "").strip(), "-c jit=off"])),
         }
 
     @classmethod

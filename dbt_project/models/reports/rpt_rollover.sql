@@ -1,4 +1,4 @@
-{{ config(schema='clever_marts', materialized='table', pre_hook=no_nested_loops()) }}
+{{ config(schema='clever_marts', materialized='table', pre_hook=[no_nested_loops(), hash_aggregates()]) }}
 {# Rollover: each period compared with the next (school year with school year, term with
    term), per school and for the whole district (is_district_total). Enrollment is
    section-based: a student is "at" a school in a period when they are on the roster of a
@@ -9,17 +9,36 @@
      to_sections   = sections_started + sections_continuing
    Archived/restored counts are the current state of the sections and students in the
    row's two periods. #}
-{% set pair_keys = ['district_slug', 'comparison', 'from_period', 'to_period'] %}
+{# Work is keyed by a small integer per pair, not by its four text columns: the student
+   rows (pairs x students) are hashed and grouped several times. #}
 with pairs as (
-    select * from {{ ref('int_rollover__period_pairs') }}
+    select *, row_number() over (order by district_slug, comparison, from_period, to_period) as pair_id
+    from {{ ref('int_rollover__period_pairs') }}
 ),
 
-section_periods as (
-    select * from {{ ref('int_rollover__section_periods') }}
+-- the terms that ran in each pair's earlier (in_from) and later (in_to) period
+pair_terms as (
+    select
+        p.pair_id,
+        p.district_slug,
+        tp.term_id,
+        bool_or(tp.period_key = p.from_period) as in_from,
+        bool_or(tp.period_key = p.to_period) as in_to
+    from pairs as p
+    join {{ ref('int_rollover__term_periods') }} as tp
+      on tp.district_slug = p.district_slug and tp.comparison = p.comparison
+     and tp.period_key in (p.from_period, p.to_period)
+    group by p.pair_id, p.district_slug, tp.term_id
 ),
 
-student_periods as (
-    select * from {{ ref('int_rollover__student_periods') }}
+pair_term_sets as (
+    select
+        pair_id,
+        district_slug,
+        coalesce(array_agg(term_id) filter (where in_from), '{}') as from_terms,
+        coalesce(array_agg(term_id) filter (where in_to), '{}') as to_terms
+    from pair_terms
+    group by pair_id, district_slug
 ),
 
 {# archived now, and whether ever archived (so active now = restored) #}
@@ -36,56 +55,56 @@ student_periods as (
 ),
 {% endfor %}
 
-{# one row per (pair, section) that ran in either period, and per (pair, school,
-   student) enrolled there in either period #}
-{% for cte, rows, member, from_flag, to_flag in [
-    ('pair_sections', 'section_periods', 'section_id', 'in_from', 'in_to'),
-    ('pair_student_schools', 'student_periods', 'student_id', 'at_school_from', 'at_school_to')] %}
-{{ cte }} as (
-    select
-        {% for k in pair_keys %}p.{{ k }},{% endfor %}
-        m.school_id,
-        m.{{ member }},
-        bool_or(m.period_key = p.from_period) as {{ from_flag }},
-        bool_or(m.period_key = p.to_period) as {{ to_flag }}
-    from pairs as p
-    join {{ rows }} as m
-      on m.district_slug = p.district_slug and m.comparison = p.comparison
-     and m.period_key in (p.from_period, p.to_period)
-    group by {% for k in pair_keys %}p.{{ k }}, {% endfor %}m.school_id, m.{{ member }}
-),
-{% endfor %}
-
--- one row per (pair, student): enrolled anywhere in the district in each period
-pair_students as (
-    select
-        {% for k in pair_keys %}{{ k }},{% endfor %}
-        student_id,
-        bool_or(at_school_from) as in_from,
-        bool_or(at_school_to) as in_to,
-        bool_or(at_school_from and at_school_to) as kept_a_school
-    from pair_student_schools
-    group by {% for k in pair_keys %}{{ k }}, {% endfor %}student_id
-),
-
+-- one row per (pair, section) whose term ran in either period
 section_facts as (
-    select ps.*, st.is_archived, coalesce(st.ever_archived, false) as ever_archived
-    from pair_sections as ps
-    left join section_state as st on st.district_slug = ps.district_slug and st.clever_id = ps.section_id
+    select pt.pair_id, s.school_id, s.clever_id as section_id, pt.in_from, pt.in_to,
+           st.is_archived, coalesce(st.ever_archived, false) as ever_archived
+    from pair_terms as pt
+    join {{ ref('dim_sections') }} as s
+      on s.district_slug = pt.district_slug and s.term_id = pt.term_id
+    left join section_state as st on st.district_slug = s.district_slug and st.clever_id = s.clever_id
 ),
 
+-- every (student, school) with the student's archive state, joined once, before the
+-- rows multiply by pair
+student_schools as (
+    select ss.*, u.is_archived, coalesce(u.ever_archived, false) as ever_archived
+    from {{ ref('int_rollover__student_schools') }} as ss
+    left join user_state as u on u.district_slug = ss.district_slug and u.clever_id = ss.student_id
+),
+
+-- one row per (pair, school, student) enrolled there in either period, with whether the
+-- student was enrolled anywhere in the district in each period
 student_school_facts as (
-    select pss.*, s.in_from, s.in_to, u.is_archived, coalesce(u.ever_archived, false) as ever_archived
-    from pair_student_schools as pss
-    join pair_students as s
-      on {% for k in pair_keys %}s.{{ k }} = pss.{{ k }} and {% endfor %}s.student_id = pss.student_id
-    left join user_state as u on u.district_slug = pss.district_slug and u.clever_id = pss.student_id
+    select
+        ts.pair_id,
+        ss.district_slug,
+        ss.school_id,
+        ss.student_id,
+        ss.term_ids && ts.from_terms as at_school_from,
+        ss.term_ids && ts.to_terms as at_school_to,
+        ss.all_term_ids && ts.from_terms as in_from,
+        ss.all_term_ids && ts.to_terms as in_to,
+        ss.is_archived,
+        ss.ever_archived
+    from pair_term_sets as ts
+    join student_schools as ss on ss.district_slug = ts.district_slug
+    where ss.term_ids && (ts.from_terms || ts.to_terms)
 ),
 
+-- one row per (pair, student): enrolled anywhere in the district in each period (the same
+-- on each of the student's rows, as is the archive state)
 student_facts as (
-    select s.*, u.is_archived, coalesce(u.ever_archived, false) as ever_archived
-    from pair_students as s
-    left join user_state as u on u.district_slug = s.district_slug and u.clever_id = s.student_id
+    select
+        pair_id,
+        student_id,
+        bool_or(in_from) as in_from,
+        bool_or(in_to) as in_to,
+        bool_or(at_school_from and at_school_to) as kept_a_school,
+        bool_or(is_archived) as is_archived,
+        bool_or(ever_archived) as ever_archived
+    from student_school_facts
+    group by pair_id, student_id
 ),
 
 {% set section_measures %}
@@ -99,14 +118,15 @@ student_facts as (
 {% endset %}
 
 school_sections as (
-    select {% for k in pair_keys %}{{ k }}, {% endfor %}school_id, {{ section_measures }}
+    select pair_id, school_id, {{ section_measures }}
     from section_facts
-    group by {% for k in pair_keys %}{{ k }}, {% endfor %}school_id
+    group by pair_id, school_id
 ),
 
 school_students as (
     select
-        {% for k in pair_keys %}{{ k }}, {% endfor %}school_id,
+        pair_id,
+        school_id,
         count(*) filter (where at_school_from) as from_students,
         count(*) filter (where at_school_to) as to_students,
         count(*) filter (where at_school_from and at_school_to) as students_stayed,
@@ -117,20 +137,20 @@ school_students as (
         count(*) filter (where is_archived) as students_archived,
         count(*) filter (where not is_archived and ever_archived) as students_restored
     from student_school_facts
-    group by {% for k in pair_keys %}{{ k }}, {% endfor %}school_id
+    group by pair_id, school_id
 ),
 
 district_sections as (
-    select {% for k in pair_keys %}{{ k }}, {% endfor %}{{ section_measures }}
+    select pair_id, {{ section_measures }}
     from section_facts
-    group by {% for k in pair_keys %}{{ k }}{% if not loop.last %}, {% endif %}{% endfor %}
+    group by pair_id
 ),
 
 -- district-wide, a student "changed school" when enrolled in both periods but at none
 -- of the same schools
 district_students as (
     select
-        {% for k in pair_keys %}{{ k }}, {% endfor %}
+        pair_id,
         count(*) filter (where in_from) as from_students,
         count(*) filter (where in_to) as to_students,
         count(*) filter (where in_from and in_to and kept_a_school) as students_stayed,
@@ -141,12 +161,12 @@ district_students as (
         count(*) filter (where is_archived) as students_archived,
         count(*) filter (where not is_archived and ever_archived) as students_restored
     from student_facts
-    group by {% for k in pair_keys %}{{ k }}{% if not loop.last %}, {% endif %}{% endfor %}
+    group by pair_id
 ),
 
 report_rows as (
     select
-        {% for k in pair_keys %}sec.{{ k }}, {% endfor %}
+        sec.pair_id,
         false as is_district_total,
         sec.school_id,
         sec.from_sections, sec.to_sections, sec.sections_ended, sec.sections_started, sec.sections_continuing,
@@ -162,10 +182,10 @@ report_rows as (
         coalesce(st.students_restored, 0) as students_restored
     from school_sections as sec
     left join school_students as st
-      on {% for k in pair_keys %}st.{{ k }} = sec.{{ k }} and {% endfor %}st.school_id = sec.school_id
+      on st.pair_id = sec.pair_id and st.school_id = sec.school_id
     union all
     select
-        {% for k in pair_keys %}sec.{{ k }}, {% endfor %}
+        sec.pair_id,
         true as is_district_total,
         null::text as school_id,
         sec.from_sections, sec.to_sections, sec.sections_ended, sec.sections_started, sec.sections_continuing,
@@ -180,18 +200,17 @@ report_rows as (
         coalesce(st.students_archived, 0),
         coalesce(st.students_restored, 0)
     from district_sections as sec
-    left join district_students as st
-      on {% for k in pair_keys %}st.{{ k }} = sec.{{ k }}{% if not loop.last %} and {% endif %}{% endfor %}
+    left join district_students as st on st.pair_id = sec.pair_id
 )
 
 select
-    r.district_slug,
-    r.comparison,
-    r.from_period,
+    p.district_slug,
+    p.comparison,
+    p.from_period,
     p.from_period_name,
     p.from_start_date,
     p.from_end_date,
-    r.to_period,
+    p.to_period,
     p.to_period_name,
     p.to_start_date,
     p.to_end_date,
@@ -216,9 +235,8 @@ select
     r.students_restored,
     ce.synced_at as data_as_of
 from report_rows as r
-join pairs as p
-  on {% for k in pair_keys %}p.{{ k }} = r.{{ k }}{% if not loop.last %} and {% endif %}{% endfor %}
+join pairs as p on p.pair_id = r.pair_id
 left join {{ ref('dim_schools') }} as sc
-  on sc.district_slug = r.district_slug and sc.clever_id = r.school_id
+  on sc.district_slug = p.district_slug and sc.clever_id = r.school_id
 left join {{ ref('stg_clever__current_extractions') }} as ce
-  on ce.district_slug = r.district_slug and ce.endpoint = 'sections'
+  on ce.district_slug = p.district_slug and ce.endpoint = 'sections'
