@@ -32,8 +32,9 @@ def _district_params(district: DistrictConfig) -> dict[str, Param]:
     return {
         "full_refresh": Param(
             False, type="boolean",
-            description="Run dbt with --full-refresh (rebuilds incremental models; today every mart is rebuilt "
-                        "each run anyway). Snapshot history is never rebuilt or dropped.",
+            description="Validate every record, not only those new or changed since the last approved "
+                        "extraction, and run dbt with --full-refresh (rebuilds incremental models). Snapshot "
+                        "history is never rebuilt or dropped.",
         ),
         "allow_mass_archive": Param(
             False, type="boolean",
@@ -127,10 +128,11 @@ def build_district_dag(district: DistrictConfig) -> DAG:
             from clever.connections import warehouse_target
 
             conninfo = warehouse_target().conninfo
+            full = bool(get_current_context()["params"].get("full_refresh"))
             with _failing_run(conninfo, sync_run_id, "validate"):
                 return validation.validate_run(conninfo, sync_run_id,
                                                quarantine_threshold=district.quarantine_threshold,
-                                               quarantine_floor=district.quarantine_floor)
+                                               quarantine_floor=district.quarantine_floor, full=full)
 
         @task(pool=district.build_pool)
         def approve(sync_run_id: int) -> list[str]:

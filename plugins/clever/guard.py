@@ -70,6 +70,50 @@ SELECT (SELECT count(*) FROM active),
 """
 
 
+# With the section hashes the enrolment snapshot was last built from (the dbt macro
+# save_compare_scope keeps them), only the rosters of sections whose record changed, or
+# that are missing from this run, can lose associations: only those are expanded.
+_ENROLLMENTS_WOULD_ARCHIVE_SCOPED = """
+WITH run_sections AS (
+    SELECT clever_id, raw, md5(raw::text) AS record_hash FROM clever_landing.sections
+    WHERE sync_run_id = %(run)s AND clever_id IS NOT NULL
+),
+changed AS (
+    SELECT coalesce(r.clever_id, h.scope_id) AS section_id, r.raw
+    FROM run_sections AS r
+    FULL JOIN (SELECT scope_id, scope_hash FROM {scope_hashes} WHERE district_slug = %(district)s) AS h
+      ON h.scope_id = r.clever_id
+    WHERE r.record_hash IS DISTINCT FROM h.scope_hash
+),
+present AS (
+    SELECT c.section_id, member.user_id, member.role
+    FROM changed AS c
+    CROSS JOIN LATERAL (
+        SELECT jsonb_array_elements_text(CASE WHEN jsonb_typeof(c.raw -> 'students') = 'array'
+                                              THEN c.raw -> 'students' ELSE '[]' END), 'student'
+        UNION ALL
+        SELECT jsonb_array_elements_text(CASE WHEN jsonb_typeof(c.raw -> 'teachers') = 'array'
+                                              THEN c.raw -> 'teachers' ELSE '[]' END), 'teacher'
+        UNION ALL
+        SELECT c.raw ->> 'teacher', 'teacher' WHERE c.raw ->> 'teacher' IS NOT NULL
+    ) AS member(user_id, role)
+    WHERE c.raw IS NOT NULL
+),
+active AS (
+    SELECT section_id, user_id, role FROM {snapshot}
+    WHERE district_slug = %(district)s AND dbt_valid_to IS NULL AND dbt_is_deleted = 'False'
+)
+SELECT (SELECT count(*) FROM active),
+       (SELECT count(*) FROM active AS e
+        WHERE e.section_id IN (SELECT section_id FROM changed)
+          AND NOT EXISTS (SELECT 1 FROM present AS p
+                          WHERE p.section_id = e.section_id AND p.user_id = e.user_id AND p.role = e.role)
+          AND NOT EXISTS (SELECT 1 FROM clever_landing.quarantine AS q
+                          WHERE q.sync_run_id = %(run)s AND q.endpoint = 'sections' AND q.clever_id = e.section_id))
+"""
+ENROLLMENT_SCOPE_HASHES = "snap_clever__section_enrollments__scope_hashes"
+
+
 class MassArchiveBlocked(RuntimeError):
     """The run would archive more than the district allows; nothing was archived."""
 
@@ -104,9 +148,14 @@ def check_run(conn: psycopg.Connection, district_slug: str, sync_run_id: int, en
             continue
         if conn.execute("SELECT to_regclass(%s)", (f"{SNAPSHOT_SCHEMA}.{snapshot}",)).fetchone()[0] is None:
             continue  # first sync: nothing is active, nothing can be archived
-        template = _ENROLLMENTS_WOULD_ARCHIVE if data_type == "enrollments" else _ENTITY_WOULD_ARCHIVE
+        template = _ENTITY_WOULD_ARCHIVE
+        if data_type == "enrollments":
+            scoped = conn.execute("SELECT to_regclass(%s)", (f"{SNAPSHOT_SCHEMA}.{ENROLLMENT_SCOPE_HASHES}",)
+                                  ).fetchone()[0] is not None
+            template = _ENROLLMENTS_WOULD_ARCHIVE_SCOPED if scoped else _ENROLLMENTS_WOULD_ARCHIVE
         query = sql.SQL(template).format(
-            landing=sql.Identifier("clever_landing", endpoint), snapshot=sql.Identifier(SNAPSHOT_SCHEMA, snapshot))
+            landing=sql.Identifier("clever_landing", endpoint), snapshot=sql.Identifier(SNAPSHOT_SCHEMA, snapshot),
+            scope_hashes=sql.Identifier(SNAPSHOT_SCHEMA, ENROLLMENT_SCOPE_HASHES))
         active, missing = conn.execute(query, {"run": sync_run_id, "district": district_slug}).fetchone()
         checks.append(GuardCheck(data_type, active, missing, archive_limit(active, threshold, floor)))
     return checks

@@ -252,6 +252,12 @@ def summarize(conninfo: str, sync_run_id: int, build_started_at: float | None,
                 "SELECT endpoint, rule, count(*) FROM clever_landing.quarantine WHERE sync_run_id = %s "
                 "GROUP BY endpoint, rule ORDER BY endpoint, rule", (sync_run_id,))
         }
+        validated = {
+            endpoint: {"records": records, "checked": checked, "baseline_run_id": baseline}
+            for endpoint, records, checked, baseline in conn.execute(
+                "SELECT endpoint, records, records_checked, baseline_run_id FROM clever_landing.validated_extractions "
+                "WHERE sync_run_id = %s ORDER BY endpoint", (sync_run_id,))
+        }
         warnings = {
             f"{endpoint}: {description}": n for endpoint, description, n in conn.execute(
                 "SELECT endpoint, description, unexpected_count FROM clever_landing.validation_results "
@@ -266,7 +272,8 @@ def summarize(conninfo: str, sync_run_id: int, build_started_at: float | None,
             "extraction_status": run[2], "error": run[3],
             "started_at": run[4].isoformat(), "extraction_finished_at": run[5].isoformat() if run[5] else None,
             "endpoints": endpoints, "approved_endpoints": approved, "history": changes,
-            "guard": guard_checks, "quarantined": quarantined, "validation_warnings": warnings,
+            "guard": guard_checks, "validated": validated, "quarantined": quarantined,
+            "validation_warnings": warnings,
             "built": build_started_at is not None, **(extra or {}),
         }
         status = "succeeded" if build_started_at is not None else "failed"
@@ -302,6 +309,10 @@ def format_summary(summary: dict[str, Any]) -> str:
         lines.append(f"  error: {summary['error']}")
     for endpoint, info in summary["endpoints"].items():
         lines.append(f"  {endpoint:<10} {info['status']:<9} {info['rows']:>9} rows in {info['pages']} page(s)")
+    for endpoint, check in summary.get("validated", {}).items():
+        if check["baseline_run_id"] is not None:
+            lines.append(f"  validated {endpoint}: {check['checked']} of {check['records']} records, new or changed "
+                         f"since run {check['baseline_run_id']}")
     for data_type, check in summary.get("guard", {}).items():
         if check["tripped"]:
             verdict = "allowed by allow_mass_archive" if check["overridden"] else "BLOCKED"

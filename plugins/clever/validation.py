@@ -16,10 +16,21 @@ The run stops (nothing approved, nothing archived) if an endpoint quarantines mo
 the district allows, because that means something systemic (a Clever schema change, a
 broken extraction), not a few bad records. Every expectation's outcome is kept in
 clever_landing.validation_results.
+
+Only what can have changed is checked. When the district's approved extraction of an
+endpoint was validated with the same suite (its baseline), a record identical to the
+baseline's record with the same Clever ID passed (or was quarantined) then and would
+again, so step 1 copies only the records that are new or changed, were quarantined in
+the baseline, share their ID with another record of the run, or refer to a record that
+has since disappeared. A quiet day of a million-user district checks thousands of
+records, not a million. Without a baseline (the first sync, a new suite, or
+``full=True``, the DAG's full_refresh) every record is checked.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
 import os
@@ -37,6 +48,9 @@ log = logging.getLogger(__name__)
 
 VALIDATION_SCHEMA = "clever_validation"
 _EXAMPLES = 5
+# Part of every suite's fingerprint: bump when the flattening or quarantine SQL changes
+# what a suite means, so that no earlier validation is taken as a baseline.
+_VALIDATION_LOGIC = 1
 
 
 class ValidationFailed(RuntimeError):
@@ -46,7 +60,9 @@ class ValidationFailed(RuntimeError):
 @dataclass
 class EndpointOutcome:
     endpoint: str
-    records: int
+    records: int  # landed by the run
+    checked: int  # of which validated (new or changed since the baseline, see the module doc)
+    baseline_run_id: int | None = None
     quarantined: int = 0
     failed_rules: dict[str, int] = field(default_factory=dict)  # description -> unexpected rows
     warnings: dict[str, int] = field(default_factory=dict)
@@ -110,18 +126,125 @@ def validation_table(endpoint: str, sync_run_id: int) -> sql.Identifier:
 
 
 def flatten(conn: psycopg.Connection, endpoint: str, sync_run_id: int, suite: dict[str, Any],
-            reference_runs: dict[str, int | None]) -> int:
-    """Write the run's flattened copy of ``endpoint`` for its suite; return its row count."""
+            reference_runs: dict[str, int | None], baseline: Baseline | None = None) -> int:
+    """Write the run's flattened copy of ``endpoint`` for its suite (every record, or with
+    a baseline the records that may have changed); return its row count."""
     table = validation_table(endpoint, sync_run_id)
     columns = sql.SQL(", ").join(
         sql.SQL("{} AS {}").format(column_expression(spec, reference_runs), sql.Identifier(spec.name))
         for spec in suite_columns(suite))
     conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(table))
+    subset = sql.SQL("")
+    if baseline is not None:
+        select_changed(conn, endpoint, sync_run_id, suite, reference_runs, baseline)
+        subset = sql.SQL("AND l.ctid IN (SELECT landing_row FROM pg_temp.changed_records)")
     conn.execute(sql.SQL("CREATE UNLOGGED TABLE {t} AS SELECT l.ctid::text AS landing_row, {c} "
-                         "FROM {l} AS l WHERE l.sync_run_id = %s").format(
-        t=table, c=columns, l=landing_table(endpoint)), (sync_run_id,))
+                         "FROM {l} AS l WHERE l.sync_run_id = %s {subset}").format(
+        t=table, c=columns, l=landing_table(endpoint), subset=subset), (sync_run_id,))
     conn.execute(sql.SQL("ANALYZE {}").format(table))
     return conn.execute(sql.SQL("SELECT count(*) FROM {}").format(table)).fetchone()[0]
+
+
+# -- what may have changed since the baseline ---------------------------------------------------------
+@dataclass(frozen=True)
+class Baseline:
+    """The approved extraction of an endpoint that was validated with the same suite."""
+
+    sync_run_id: int
+    reference_runs: dict[str, int | None]
+
+
+def suite_fingerprint(suite: dict[str, Any]) -> str:
+    document = json.dumps({"suite": suite, "logic": _VALIDATION_LOGIC}, sort_keys=True)
+    return hashlib.md5(document.encode("utf-8"), usedforsecurity=False).hexdigest()
+
+
+def find_baseline(conn: psycopg.Connection, district_slug: str, endpoint: str, sync_run_id: int,
+                  fingerprint: str) -> Baseline | None:
+    """The district's latest approved extraction of ``endpoint`` before this run that was
+    validated with the same suite, if any."""
+    row = conn.execute(
+        """SELECT a.sync_run_id, v.reference_runs FROM clever_landing.approved_extractions AS a
+           JOIN clever_landing.validated_extractions AS v
+             ON v.sync_run_id = a.sync_run_id AND v.endpoint = a.endpoint
+           WHERE a.district_slug = %s AND a.endpoint = %s AND a.sync_run_id < %s AND v.suite_fingerprint = %s
+           ORDER BY a.sync_run_id DESC LIMIT 1""",
+        (district_slug, endpoint, sync_run_id, fingerprint)).fetchone()
+    if row is None:
+        return None
+    return Baseline(row[0], {e: (int(r) if r is not None else None) for e, r in row[1].items()})
+
+
+def gone_ids(conn: psycopg.Connection, endpoint: str, now: int | None, then: int | None) -> sql.Composable | None:
+    """A temp table of the Clever IDs in extraction ``then`` of ``endpoint`` that
+    extraction ``now`` lacks, or None when there are none."""
+    if now == then or now is None or then is None:
+        return None
+    table = sql.Identifier(f"gone_{endpoint}_{then}_{now}")
+    landing = landing_table(endpoint)
+    conn.execute(sql.SQL("DROP TABLE IF EXISTS pg_temp.{}").format(table))
+    conn.execute(sql.SQL(
+        """CREATE TEMP TABLE {table} AS SELECT DISTINCT g.clever_id FROM {l} AS g
+           WHERE g.sync_run_id = %s AND g.clever_id IS NOT NULL
+             AND NOT EXISTS (SELECT 1 FROM {l} AS n WHERE n.sync_run_id = %s AND n.clever_id = g.clever_id)"""
+    ).format(table=table, l=landing), (then, now))
+    if not conn.execute(sql.SQL("SELECT count(*) FROM pg_temp.{}").format(table)).fetchone()[0]:
+        return None
+    conn.execute(sql.SQL("ANALYZE pg_temp.{}").format(table))
+    return sql.SQL("pg_temp.{}").format(table)
+
+
+def select_changed(conn: psycopg.Connection, endpoint: str, sync_run_id: int, suite: dict[str, Any],
+                   reference_runs: dict[str, int | None], baseline: Baseline) -> int:
+    """Fill pg_temp.changed_records with the landing rows (ctid) of the run that may not
+    pass as their baseline twins did; return how many.
+
+    A row is left out only when a record with the same Clever ID and the same JSON is in
+    the baseline, was not quarantined there, no other row of the run has its ID, and none
+    of the references its suite checks points at a record that has gone from the
+    referenced extraction since the baseline (a student whose school was unshared must
+    fail again). Everything else in the suite looks at the record alone."""
+    landing = landing_table(endpoint)
+    params = {"run": sync_run_id, "baseline": baseline.sync_run_id, "endpoint": endpoint}
+    conn.execute("DROP TABLE IF EXISTS pg_temp.changed_records")
+    parts = [part.format(l=landing) for part in (
+        # new, changed, or without an id (the anti-join finds no twin)
+        # (IS NOT DISTINCT FROM: raw is never NULL, and this way only clever_id is hashed)
+        sql.SQL("""SELECT l.ctid FROM {l} AS l WHERE l.sync_run_id = %(run)s AND NOT EXISTS (
+                       SELECT 1 FROM {l} AS b WHERE b.sync_run_id = %(baseline)s AND b.clever_id = l.clever_id
+                                                AND b.raw IS NOT DISTINCT FROM l.raw)"""),
+        # quarantined in the baseline: judged again, the same way
+        sql.SQL("""SELECT l.ctid FROM {l} AS l
+                   JOIN (SELECT DISTINCT clever_id FROM clever_landing.quarantine
+                         WHERE sync_run_id = %(baseline)s AND endpoint = %(endpoint)s) AS q USING (clever_id)
+                   WHERE l.sync_run_id = %(run)s"""),
+        # an id the run holds twice: every copy, so the uniqueness rule sees them all
+        sql.SQL("""SELECT l.ctid FROM {l} AS l
+                   JOIN (SELECT clever_id FROM {l} WHERE sync_run_id = %(run)s AND clever_id IS NOT NULL
+                         GROUP BY clever_id HAVING count(*) > 1) AS d USING (clever_id)
+                   WHERE l.sync_run_id = %(run)s"""),
+    )]
+    for spec in suite_columns(suite):
+        if spec.kind not in ("resolves_to", "all_resolve_to"):
+            continue
+        gone = gone_ids(conn, spec.references, reference_runs.get(spec.references),
+                        baseline.reference_runs.get(spec.references))
+        if gone is None:
+            continue
+        value = sql.SQL("l.raw #> {}").format(_path(spec))
+        if spec.kind == "resolves_to":
+            refers = sql.SQL("JOIN {gone} AS g ON g.clever_id = ({v} #>> '{{}}')").format(gone=gone, v=value)
+        else:  # every ID of the array, joined by hash (any number of gone records)
+            refers = sql.SQL("""CROSS JOIN LATERAL jsonb_array_elements_text(
+                                    CASE WHEN jsonb_typeof({v}) = 'array' THEN {v} END) AS m(id)
+                                JOIN {gone} AS g ON g.clever_id = m.id""").format(gone=gone, v=value)
+        parts.append(sql.SQL("SELECT l.ctid FROM {l} AS l {refers} WHERE l.sync_run_id = %(run)s").format(
+            l=landing, refers=refers))
+    query = sql.SQL("CREATE TEMP TABLE changed_records AS SELECT DISTINCT ctid AS landing_row FROM ({}) AS c").format(
+        sql.SQL(" UNION ALL ").join(parts))
+    conn.execute(query, params)
+    conn.execute("ANALYZE pg_temp.changed_records")
+    return conn.execute("SELECT count(*) FROM pg_temp.changed_records").fetchone()[0]
 
 
 # -- quarantine -------------------------------------------------------------------------------------
@@ -286,8 +409,10 @@ def drop_abandoned_copies(conn: psycopg.Connection, district_slug: str, sync_run
 
 
 def validate_run(conninfo: str, sync_run_id: int, *, quarantine_threshold: float = 0.05,
-                 quarantine_floor: int = 10, docs_dir: Path | None = None) -> dict[str, Any]:
+                 quarantine_floor: int = 10, docs_dir: Path | None = None, full: bool = False) -> dict[str, Any]:
     """Validate every completed endpoint of a run; quarantine what breaks a critical rule.
+    Only records that may have changed since the endpoint's baseline are checked, unless
+    ``full`` (see the module doc).
 
     Raises ValidationFailed when an endpoint quarantines more records than the limit."""
     with psycopg.connect(conninfo, autocommit=True) as conn:
@@ -296,16 +421,31 @@ def validate_run(conninfo: str, sync_run_id: int, *, quarantine_threshold: float
         completed = completed_endpoints(conn, sync_run_id)
         endpoints = [e for e in run.endpoints if e in completed]
         suites = {e: load_suite_document(run.api_version, e) for e in endpoints}
+        fingerprints = {e: suite_fingerprint(suites[e]) for e in endpoints}
         references = reference_runs(conn, run.district_slug, sync_run_id, completed)
+        baselines = {e: None if full else find_baseline(conn, run.district_slug, e, sync_run_id, fingerprints[e])
+                     for e in endpoints}
+        landed = dict(conn.execute("SELECT endpoint, row_count FROM clever_landing.endpoint_runs "
+                                   "WHERE sync_run_id = %s", (sync_run_id,)).fetchall())
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(VALIDATION_SCHEMA)))
         drop_abandoned_copies(conn, run.district_slug, sync_run_id)
         try:
-            counts = {e: flatten(conn, e, sync_run_id, suites[e], references) for e in endpoints}
-            results = run_suites(conninfo, sync_run_id, suites, docs_dir) if suites else {}
-            outcomes = {e: EndpointOutcome(e, counts[e]) for e in endpoints}
+            outcomes = {}
+            for e in endpoints:
+                checked = flatten(conn, e, sync_run_id, suites[e], references, baselines[e])
+                baseline = baselines[e].sync_run_id if baselines[e] else None
+                outcomes[e] = EndpointOutcome(e, landed[e], checked, baseline)
+                log.info("district %s, run %d, endpoint %s: checking %d of %d records (%s)", run.district_slug,
+                         sync_run_id, e, checked, landed[e],
+                         f"new or changed since run {baseline}" if baseline else "all: no baseline")
+            # An endpoint with nothing new or changed has nothing for GX to check or report.
+            to_check = {e: suites[e] for e in endpoints if outcomes[e].checked}
+            results = run_suites(conninfo, sync_run_id, to_check, docs_dir) if to_check else {}
             with conn.transaction():
                 conn.execute("DELETE FROM clever_landing.quarantine WHERE sync_run_id = %s", (sync_run_id,))
                 conn.execute("DELETE FROM clever_landing.validation_results WHERE sync_run_id = %s", (sync_run_id,))
+                conn.execute("DELETE FROM clever_landing.validated_extractions WHERE sync_run_id = %s",
+                             (sync_run_id,))
                 for endpoint, pairs in results.items():
                     _record(conn, sync_run_id, endpoint, pairs, outcomes[endpoint])
                 for outcome in outcomes.values():
@@ -313,13 +453,23 @@ def validate_run(conninfo: str, sync_run_id: int, *, quarantine_threshold: float
                         """SELECT count(DISTINCT coalesce(clever_id, raw::text)) FROM clever_landing.quarantine
                            WHERE sync_run_id = %s AND endpoint = %s""",
                         (sync_run_id, outcome.endpoint)).fetchone()[0]
+                    conn.execute(
+                        """INSERT INTO clever_landing.validated_extractions
+                           (sync_run_id, endpoint, suite_fingerprint, reference_runs, records, records_checked,
+                            baseline_run_id)
+                           VALUES (%s, %s, %s, %s, %s, %s, %s)""",
+                        (sync_run_id, outcome.endpoint, fingerprints[outcome.endpoint],
+                         psycopg.types.json.Jsonb(references), outcome.records, outcome.checked,
+                         outcome.baseline_run_id))
         finally:
             for endpoint in endpoints:
                 conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(validation_table(endpoint, sync_run_id)))
 
     index = docs_dir / "index.html"
     summary = {
-        "records_checked": {e: o.records for e, o in outcomes.items()},
+        "records": {e: o.records for e, o in outcomes.items()},
+        "records_checked": {e: o.checked for e, o in outcomes.items()},
+        "baseline_runs": {e: o.baseline_run_id for e, o in outcomes.items() if o.baseline_run_id},
         "quarantined": {e: o.quarantined for e, o in outcomes.items() if o.quarantined},
         "failed_rules": {e: o.failed_rules for e, o in outcomes.items() if o.failed_rules},
         "warnings": {e: o.warnings for e, o in outcomes.items() if o.warnings},

@@ -107,6 +107,22 @@ CREATE TABLE IF NOT EXISTS clever_landing.validation_results (
 );
 CREATE INDEX IF NOT EXISTS validation_results_run_idx ON clever_landing.validation_results (sync_run_id, endpoint);
 
+-- Per run and endpoint: the suite it was validated with (fingerprint), the extractions
+-- its references were resolved in, and how many records were checked: every one, or
+-- with a baseline (an earlier approved extraction validated with the same suite) only
+-- those new or changed since (clever.validation).
+CREATE TABLE IF NOT EXISTS clever_landing.validated_extractions (
+    sync_run_id        bigint      NOT NULL REFERENCES clever_landing.sync_runs ON DELETE CASCADE,
+    endpoint           text        NOT NULL,
+    suite_fingerprint  text        NOT NULL,
+    reference_runs     jsonb       NOT NULL,
+    records            bigint      NOT NULL,
+    records_checked    bigint      NOT NULL,
+    baseline_run_id    bigint,
+    validated_at       timestamptz NOT NULL DEFAULT clock_timestamp(),
+    PRIMARY KEY (sync_run_id, endpoint)
+);
+
 -- Mass-archive guard decisions: what a run would have archived, per data type.
 CREATE TABLE IF NOT EXISTS clever_landing.guard_checks (
     sync_run_id    bigint      NOT NULL REFERENCES clever_landing.sync_runs ON DELETE CASCADE,

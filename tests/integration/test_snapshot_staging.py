@@ -1,5 +1,6 @@
 """Our snapshot comparison (dbt_project/macros/snapshot_staging_table.sql) writes exactly
-the history dbt's own snapshot SQL writes.
+the history dbt's own snapshot SQL writes, and the mass-archive guard counts the same
+with the section hashes it keeps as by expanding every roster.
 
 Two warehouses sync the same district through the same days, one with our macro and one
 with dbt's default__snapshot_staging_table (CLEVER_SNAPSHOT_STAGING=dbt). After every day
@@ -61,6 +62,9 @@ def _sync_and_snapshot(url: str, district, base_url: str, staging: str) -> None:
     for endpoint in district.endpoints:
         pipeline.extract(url, district, run, endpoint, base_url, DEMO_TOKEN)
     pipeline.close_extraction(url, run)
+    if staging == "dbt":  # the mass-archive guard expands every roster, as without saved hashes
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f"DROP TABLE IF EXISTS {SCOPE_HASHES}")
     pipeline.approve(url, run, threshold=district.mass_archive_threshold, floor=district.mass_archive_floor,
                      allow_mass_archive=True)
     os.environ["CLEVER_SNAPSHOT_STAGING"] = staging
@@ -83,6 +87,12 @@ def _history(url: str) -> dict[str, set[str]]:
                             'version', row_number() OVER (PARTITION BY {key_list} ORDER BY s.dbt_valid_from)))::text
                 FROM clever_snapshots.{snapshot} AS s""")}
     return history
+
+
+def _guard_checks(url: str) -> list[tuple]:
+    with psycopg.connect(url) as conn:
+        return conn.execute("SELECT sync_run_id, data_type, active_before, would_archive FROM "
+                            "clever_landing.guard_checks ORDER BY 1, 2").fetchall()
 
 
 def _versions(url: str, snapshot: str, where: str) -> list[tuple[str, bool]]:
@@ -145,6 +155,8 @@ def test_snapshots_write_the_same_history_as_dbts_own_snapshot_sql(pg_server, di
             def day(label: str) -> dict[str, set[str]]:
                 _sync_and_snapshot(ours, district, sim.base_url, "clever")
                 _sync_and_snapshot(theirs, district, sim.base_url, "dbt")
+                assert _guard_checks(ours) == _guard_checks(theirs), (
+                    f"{label}: the guard counts differently with the saved section hashes")
                 mine, dbts = _history(ours), _history(theirs)
                 for snapshot in SNAPSHOTS:
                     assert mine[snapshot] == dbts[snapshot], (
@@ -158,6 +170,9 @@ def test_snapshots_write_the_same_history_as_dbts_own_snapshot_sql(pg_server, di
 
             ids = _day2(district_dir)
             second = day("day 2 (edits, unshares, new user, rosters changed)")
+            archived = {row[1]: row[3] for row in _guard_checks(ours) if row[0] == 2}
+            assert archived["enrollments"] == len(
+                [v for v in second["snap_clever__section_enrollments"] if '"dbt_is_deleted": "True"' in v]) > 1
             assert len(second["snap_clever__users"]) == len(first["snap_clever__users"]) + 3  # edit, archive, new
             section = f"section_id = '{ids['unshared_section']}'"
             assert {v for v in _versions(ours, "snap_clever__section_enrollments", section)} == {

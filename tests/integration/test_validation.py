@@ -44,7 +44,7 @@ def test_the_sample_district_passes_with_its_missing_optional_fields(
     summary = validate_run(warehouse_url, run_id, docs_dir=tmp_path / "docs")
     assert summary["quarantined"] == {} and summary["failed_rules"] == {}
     assert summary["warnings"] == {}
-    assert summary["records_checked"]["users"] == len(users)
+    assert summary["records"]["users"] == summary["records_checked"]["users"] == len(users), "no baseline: all"
     index = tmp_path / "docs" / "index.html"
     assert summary["data_docs"] == str(index) and "clever_v3_" in index.read_text(encoding="utf-8")
     results = conn.execute("SELECT count(*), count(*) FILTER (WHERE success) FROM clever_landing.validation_results "
@@ -128,9 +128,7 @@ def test_references_resolve_in_the_latest_approved_extraction_when_not_synced_in
         conn, warehouse_url, simulator, district_dir, tmp_path):
     first = land(conn, simulator)
     validate_run(warehouse_url, first, docs_dir=tmp_path / "d1")
-    conn.execute("""INSERT INTO clever_landing.approved_extractions (district_slug, endpoint, sync_run_id, synced_at)
-                    SELECT 'demo', endpoint, sync_run_id, started_at FROM clever_landing.endpoint_runs
-                    WHERE sync_run_id = %s""", (first,))
+    approve(conn, first)
     sections = load_records(district_dir, "v3.0", "sections")
     moved = sections[0]
     moved["school"] = load_records(district_dir, "v3.0", "schools")[-1]["id"]
@@ -138,4 +136,67 @@ def test_references_resolve_in_the_latest_approved_extraction_when_not_synced_in
     run, status = run_sync(conn, client_for(simulator, page_size=50), ("sections",))
     assert status == "completed"
     summary = validate_run(warehouse_url, run.sync_run_id, docs_dir=tmp_path / "d2")
-    assert summary["records_checked"] == {"sections": len(sections)} and summary["quarantined"] == {}
+    assert summary["records"] == {"sections": len(sections)} and summary["quarantined"] == {}
+    assert summary["records_checked"] == {"sections": 1}, "only the changed section is checked again"
+    assert summary["baseline_runs"] == {"sections": first}
+
+
+def approve(conn, run_id):
+    """Record a validated run as the district's approved extraction (the guard is not the point here)."""
+    conn.execute("""INSERT INTO clever_landing.approved_extractions (district_slug, endpoint, sync_run_id, synced_at)
+                    SELECT 'demo', endpoint, sync_run_id, started_at FROM clever_landing.endpoint_runs
+                    WHERE sync_run_id = %s""", (run_id,))
+
+
+def test_only_records_that_may_have_changed_are_checked_again(conn, warehouse_url, simulator, district_dir, tmp_path):
+    users = load_records(district_dir, "v3.0", "users")
+    students = [u for u in users if "student" in u["roles"]]
+    nameless, edited, twin = students[:3]
+    del nameless["name"]
+    write_records(district_dir, "v3.0", "users", users)
+    first = land(conn, simulator)
+    summary = validate_run(warehouse_url, first, docs_dir=tmp_path / "d1")
+    assert summary["records_checked"]["users"] == len(users) and summary["quarantined"] == {"users": 1}
+    approve(conn, first)
+
+    # Unchanged: only the record quarantined last time is judged again (and quarantined again).
+    second = land(conn, simulator)
+    summary = validate_run(warehouse_url, second, docs_dir=tmp_path / "d2")
+    assert summary["records_checked"] == {"districts": 0, "schools": 0, "users": 1, "sections": 0, "terms": 0,
+                                          "courses": 0}
+    assert quarantined(conn, second) == {
+        ("users", nameless["id"], "guaranteed field name is present, not null and a JSON object")}
+    approve(conn, second)
+
+    # An edit, an exact copy of an unchanged record, and a school that disappears: the
+    # edited record, both copies, and every user and section of that school are checked.
+    schools = load_records(district_dir, "v3.0", "schools")
+    gone_school = twin["roles"]["student"]["school"]
+    edited["roles"]["student"]["grade"] = "Sophomore"
+    write_records(district_dir, "v3.0", "users", [*users, copy.deepcopy(twin)])
+    write_records(district_dir, "v3.0", "schools", [s for s in schools if s["id"] != gone_school])
+    third = land(conn, simulator)
+    summary = validate_run(warehouse_url, third, docs_dir=tmp_path / "d3", quarantine_threshold=0.5)
+    at_gone_school = {u["id"] for u in users if gone_school in (
+        u["roles"].get("student", {}).get("school"), u["roles"].get("teacher", {}).get("school"))}
+    at_gone_school |= {u["id"] for u in users if gone_school in (
+        u["roles"].get("student", {}).get("schools", []) + u["roles"].get("teacher", {}).get("schools", []))}
+    expected = at_gone_school | {nameless["id"], edited["id"]}
+    assert summary["records_checked"]["users"] == len(expected) + 1  # the twin's second copy
+    assert summary["records_checked"]["sections"] == sum(
+        1 for s in load_records(district_dir, "v3.0", "sections") if s["school"] == gone_school)
+    assert summary["records_checked"]["schools"] == 0
+    rules = {(cid, rule) for e, cid, rule in quarantined(conn, third) if e == "users"}
+    assert (twin["id"], "no Clever id appears twice in one extraction") in rules
+    assert (nameless["id"], "guaranteed field name is present, not null and a JSON object") in rules
+    assert {cid for cid, rule in rules if rule.startswith("roles.")} == {
+        u["id"] for u in users if gone_school in (u["roles"].get("student", {}).get("school"),
+                                                  u["roles"].get("teacher", {}).get("school"))}
+    assert summary["warnings"]["users"]["roles.student.grade is one of Clever's documented values"] == 1
+
+    # A full validation checks every record; so does one under a suite that changed.
+    assert validate_run(warehouse_url, third, docs_dir=tmp_path / "d4", quarantine_threshold=0.5,
+                        full=True)["records_checked"]["users"] == len(users) + 1
+    conn.execute("UPDATE clever_landing.validated_extractions SET suite_fingerprint = 'an older suite'")
+    assert validate_run(warehouse_url, third, docs_dir=tmp_path / "d5", quarantine_threshold=0.5
+                        )["records_checked"]["users"] == len(users) + 1
