@@ -88,7 +88,8 @@ def staging_columns(endpoint: str) -> dict[str, set[str]]:
     """The model's output columns, in order, with the `raw` paths each one reads."""
     sql = render_staging_model(f"stg_clever__{endpoint}")
     sql = re.sub(r"--[^\n]*", "", sql)
-    select_list = sql[sql.rindex("\nselect\n") + len("\nselect\n"): sql.rindex("\nfrom records")]
+    start = [m.end() for m in re.finditer(r"(?m)^select\n", sql)][-1]
+    select_list = sql[start: sql.rindex("\nfrom (")]
     columns = {}
     for item in split_top_level(select_list):
         expression, _, alias = item.strip().rpartition(" as ")

@@ -6,35 +6,48 @@
 
    A record quarantined by validation (it broke a rule Clever guarantees) is replaced by
    its last clean version from an earlier approved extraction, so quarantine never
-   archives anything; a record never seen clean before is left out until it is. #}
+   archives anything; a record never seen clean is left out until it is.
+
+   Written without WITH, and the staging views select from it as a subquery: PostgreSQL
+   cannot flatten a subquery that has a WITH clause into the query around it, and then
+   computes every column of every record before joining. Flat, a snapshot that looks up
+   a few changed keys (or the rosters of a few changed sections) computes the staging
+   columns of those records only. #}
 {% macro current_records(endpoint) %}
-with current_runs as (
-    select district_slug, sync_run_id, synced_at
-    from {{ ref('stg_clever__current_extractions') }}
-    where endpoint = '{{ endpoint }}'
-),
+select
+    c.district_slug,
+    l.district_id,
+    l.clever_id,
+    l.sync_run_id,
+    c.synced_at,
+    l.raw,
+    md5(l.raw::text) as record_hash
+from {{ source('clever_landing', endpoint) }} as l
+join {{ ref('stg_clever__current_extractions') }} as c
+  on c.sync_run_id = l.sync_run_id and c.endpoint = '{{ endpoint }}'
+where l.clever_id is not null
+  and not exists (select 1 from {{ source('clever_landing', 'quarantine') }} as q
+                  where q.sync_run_id = l.sync_run_id and q.endpoint = '{{ endpoint }}'
+                    and q.clever_id = l.clever_id)
 
-quarantined as (
-    select distinct q.sync_run_id, q.clever_id
-    from {{ source('clever_landing', 'quarantine') }} as q
-    join current_runs as c on c.sync_run_id = q.sync_run_id
-    where q.endpoint = '{{ endpoint }}' and q.clever_id is not null
-),
+union all
 
-clean as (
-    select c.district_slug, l.district_id, l.clever_id, l.sync_run_id, c.synced_at, l.raw
-    from {{ source('clever_landing', endpoint) }} as l
-    join current_runs as c on c.sync_run_id = l.sync_run_id
-    where l.clever_id is not null
-      and not exists (select 1 from quarantined as q
-                      where q.sync_run_id = l.sync_run_id and q.clever_id = l.clever_id)
-),
-
-carried_forward as (
+-- quarantined now: the last clean version from an earlier approved extraction
+select
+    carried.district_slug,
+    carried.district_id,
+    carried.clever_id,
+    carried.sync_run_id,
+    carried.synced_at,
+    carried.raw,
+    md5(carried.raw::text) as record_hash
+from (
     select distinct on (c.district_slug, q.clever_id)
         c.district_slug, l.district_id, l.clever_id, l.sync_run_id, a.synced_at, l.raw
-    from quarantined as q
-    join current_runs as c on c.sync_run_id = q.sync_run_id
+    from (select distinct sync_run_id, clever_id from {{ source('clever_landing', 'quarantine') }}
+          where endpoint = '{{ endpoint }}' and clever_id is not null) as q
+    join {{ ref('stg_clever__current_extractions') }} as c
+      on c.sync_run_id = q.sync_run_id and c.endpoint = '{{ endpoint }}'
     join {{ source('clever_landing', 'approved_extractions') }} as a
       on a.district_slug = c.district_slug and a.endpoint = '{{ endpoint }}' and a.sync_run_id < q.sync_run_id
     join {{ source('clever_landing', endpoint) }} as l
@@ -43,19 +56,5 @@ carried_forward as (
                       where earlier.sync_run_id = a.sync_run_id and earlier.endpoint = '{{ endpoint }}'
                         and earlier.clever_id = l.clever_id)
     order by c.district_slug, q.clever_id, a.sync_run_id desc
-)
-
-select
-    district_slug,
-    district_id,
-    clever_id,
-    sync_run_id,
-    synced_at,
-    raw,
-    md5(raw::text) as record_hash
-from (
-    select * from clean
-    union all
-    select * from carried_forward
-) as records
+) as carried
 {% endmacro %}

@@ -1,4 +1,3 @@
-with records as ({{ current_records('courses') }})
 select
     district_slug,
     clever_id,
@@ -9,4 +8,4 @@ select
     raw,
     {{ txt("raw ->> 'name'") }} as name,
     {{ txt("raw ->> 'number'") }} as number
-from records
+from ({{ current_records('courses') }}) as records

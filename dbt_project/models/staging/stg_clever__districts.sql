@@ -1,4 +1,3 @@
-with records as ({{ current_records('districts') }})
 select
     district_slug,
     clever_id,
@@ -29,4 +28,4 @@ select
     {{ txt("raw ->> 'lms_state'") }} as lms_state,
     {{ txt("raw ->> 'lms_type'") }} as lms_type,
     {{ ts("raw ->> 'last_attendance_sync'") }} as clever_last_attendance_sync
-from records
+from ({{ current_records('districts') }}) as records

@@ -1,4 +1,3 @@
-with records as ({{ current_records('schools') }})
 select
     district_slug,
     clever_id,
@@ -27,4 +26,4 @@ select
     {{ num("raw #>> '{location,lat}'") }} as lat,
     {{ num("raw #>> '{location,lon}'") }} as lon,
     {{ json_or_null("raw -> 'ext'") }} as ext
-from records
+from ({{ current_records('schools') }}) as records

@@ -1,4 +1,3 @@
-with records as ({{ current_records('sections') }})
 select
     district_slug,
     clever_id,
@@ -24,4 +23,4 @@ select
     {{ json_or_null("raw -> 'ext'") }} as ext,
     -- v3.1
     {{ bool_or_null("raw #>> '{lms_status,synced_in_lms}'") }} as synced_in_lms
-from records
+from ({{ current_records('sections') }}) as records

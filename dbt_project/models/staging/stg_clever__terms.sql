@@ -1,4 +1,3 @@
-with records as ({{ current_records('terms') }})
 select
     district_slug,
     clever_id,
@@ -11,4 +10,4 @@ select
     -- the date part as written: parsing as a timestamp would shift it by the session's zone
     {{ date_prefix("raw ->> 'start_date'") }} as start_date,
     {{ date_prefix("raw ->> 'end_date'") }} as end_date
-from records
+from ({{ current_records('terms') }}) as records

@@ -5,7 +5,6 @@
 {% set staff = "raw #> '{roles,staff}'" %}
 {% set admin = "raw #> '{roles,district_admin}'" %}
 {% set contact = "raw #> '{roles,contact}'" %}
-with records as ({{ current_records('users') }})
 select
     district_slug,
     clever_id,
@@ -102,4 +101,4 @@ select
              then {{ contact }} -> 'student_relationships' else '[]'::jsonb end) as rel) as contact_student_ids,
     {{ json_or_null("raw #> '{roles,contact,student_relationships}'") }} as contact_student_relationships,
     {{ txt("raw #>> '{roles,contact,legacy_id}'") }} as contact_legacy_id
-from records
+from ({{ current_records('users') }}) as records
