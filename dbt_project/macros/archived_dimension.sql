@@ -1,14 +1,27 @@
-{# Current state of every record a snapshot has ever held, with its archive status:
+{# Current state of every record a snapshot has ever held, in two parts:
+
+   archived_state (an incremental table in clever_intermediate, int_state__*): per key,
+   the current version's columns and
    - is_archived / archived_at: the latest version is a dbt deletion row
      (dbt_is_deleted = 'True'); archived_at is when the sync that found it missing ran;
-   - first_seen_at: start of the first approved extraction that returned the record
-     (same clock as last_seen_at, so first_seen_at <= last_seen_at);
-   - last_seen_at: for active records the district's latest approved extraction of the
-     endpoint; for archived ones the approved extraction before the one that archived it.
-   Snapshot times are UTC (dbt runs with PGTZ=UTC); they are exposed as timestamptz.
-   A restored record's latest version is a 'False' row again: is_archived = false, same
-   key, and the archived period stays in the snapshot. #}
-{% macro archived_dimension(snapshot_name, endpoint, keys=['district_slug', 'clever_id']) %}
+   - first_seen_at: start of the first approved extraction that returned the record;
+   - archived_last_seen_at: for an archived record, the approved extraction before the
+     one that archived it;
+   - version_valid_from / version_sync_run_id: the current version;
+   - snapshot_updated_at: the snapshot time of the key's latest version.
+   A build recomputes only the keys with a version written since the table's latest
+   snapshot_updated_at (a snapshot's rows are never changed afterwards except for
+   dbt_valid_to, which a new version of the same key sets), so a quiet day rewrites a
+   few thousand rows, not millions. `full_refresh` rebuilds it from the snapshot.
+
+   archived_dimension (the mart, a view in clever_marts): those columns plus last_seen_at,
+   which for an active record is its district's current approved extraction and so
+   changes for every active record at every sync: it is joined when read, not stored.
+   Snapshot times are UTC (dbt runs with PGTZ=UTC); they are exposed as timestamptz. A
+   restored record's latest version is a 'False' row again: is_archived = false, same key,
+   and the archived period stays in the snapshot. #}
+
+{% macro archived_state(snapshot_name, endpoint, keys=['district_slug', 'clever_id']) %}
 {% set relation = ref(snapshot_name) %}
 {% set internal = ['dbt_scd_id', 'dbt_updated_at', 'dbt_valid_from', 'dbt_valid_to', 'dbt_is_deleted',
                    'raw', 'record_hash', 'synced_at', 'sync_run_id'] %}
@@ -18,18 +31,33 @@
     {% if column.name not in internal %}{% do columns.append(column.name) %}{% endif %}
   {% endfor %}
 {% endif %}
-with history as (
+{% set key_list = keys | join(', ') %}
+with
+{% if is_incremental() %}
+-- keys with a version written since the last build (>=: the boundary build's own rows
+-- again, which is harmless and misses nothing)
+changed_keys as (
+    select distinct {{ key_list }}
+    from {{ relation }}
+    where dbt_updated_at >= (select coalesce(max(snapshot_updated_at), '-infinity') from {{ this }})
+),
+{% endif %}
+
+history as (
     select * from {{ relation }}
+    {% if is_incremental() %}
+    where ({{ key_list }}) in (select {{ key_list }} from changed_keys)
+    {% endif %}
 ),
 
 current_version as (
     select * from history where dbt_valid_to is null
 ),
 
-first_seen as (
-    select {{ keys | join(', ') }}, min(synced_at) as first_seen_at
+key_history as (
+    select {{ key_list }}, min(synced_at) as first_seen_at, max(dbt_updated_at) as snapshot_updated_at
     from history
-    group by {{ keys | join(', ') }}
+    group by {{ key_list }}
 ),
 
 approvals as (
@@ -39,12 +67,6 @@ approvals as (
         lag(synced_at) over (partition by district_slug order by approved_at, sync_run_id) as previous_synced_at
     from {{ source('clever_landing', 'approved_extractions') }}
     where endpoint = '{{ endpoint }}'
-),
-
-current_extraction as (
-    select district_slug, synced_at
-    from {{ ref('stg_clever__current_extractions') }}
-    where endpoint = '{{ endpoint }}'
 )
 
 select
@@ -52,21 +74,47 @@ select
     {% endfor -%}
     cv.dbt_is_deleted = 'True' as is_archived,
     case when cv.dbt_is_deleted = 'True' then cv.dbt_valid_from at time zone 'UTC' end as archived_at,
-    fs.first_seen_at,
-    case
-        when cv.dbt_is_deleted = 'True' then (
-            select a.previous_synced_at
-            from approvals as a
-            where a.district_slug = cv.district_slug and a.approved_at <= cv.dbt_valid_from at time zone 'UTC'
-            order by a.approved_at desc
-            limit 1)
-        else ce.synced_at
-    end as last_seen_at,
+    kh.first_seen_at,
+    case when cv.dbt_is_deleted = 'True' then (
+        select a.previous_synced_at
+        from approvals as a
+        where a.district_slug = cv.district_slug and a.approved_at <= cv.dbt_valid_from at time zone 'UTC'
+        order by a.approved_at desc
+        limit 1)
+    end as archived_last_seen_at,
     cv.dbt_valid_from at time zone 'UTC' as version_valid_from,
-    cv.sync_run_id as version_sync_run_id
+    cv.sync_run_id as version_sync_run_id,
+    kh.snapshot_updated_at
 from current_version as cv
-join first_seen as fs
-  on {% for key in keys %}fs.{{ key }} = cv.{{ key }}{% if not loop.last %} and {% endif %}{% endfor %}
-left join current_extraction as ce
-  on ce.district_slug = cv.district_slug
+join key_history as kh
+  on {% for key in keys %}kh.{{ key }} = cv.{{ key }}{% if not loop.last %} and {% endif %}{% endfor %}
+{% endmacro %}
+
+
+{% macro archived_dimension(state_model, endpoint) %}
+{% set relation = ref(state_model) %}
+{% set lifecycle = ['is_archived', 'archived_at', 'first_seen_at', 'archived_last_seen_at', 'version_valid_from',
+                    'version_sync_run_id', 'snapshot_updated_at'] %}
+{% set columns = [] %}
+{% if execute %}
+  {% for column in adapter.get_columns_in_relation(relation) %}
+    {% if column.name not in lifecycle %}{% do columns.append(column.name) %}{% endif %}
+  {% endfor %}
+{% endif %}
+select
+    {% for column in columns %}s.{{ adapter.quote(column) }},
+    {% endfor -%}
+    s.is_archived,
+    s.archived_at,
+    s.first_seen_at,
+    case when s.is_archived then s.archived_last_seen_at else ce.synced_at end as last_seen_at,
+    s.version_valid_from,
+    s.version_sync_run_id
+from {{ relation }} as s
+left join (
+    select district_slug, synced_at
+    from {{ ref('stg_clever__current_extractions') }}
+    where endpoint = '{{ endpoint }}'
+) as ce
+  on ce.district_slug = s.district_slug
 {% endmacro %}

@@ -18,7 +18,7 @@ $$;
 
 {# Post-hook: fresh statistics for a table the next models read (views are skipped). #}
 {% macro analyze_table() %}
-    {% if model.config.materialized == 'table' %}analyze {{ this }}{% endif %}
+    {% if model.config.materialized in ('table', 'incremental') %}analyze {{ this }}{% endif %}
 {% endmacro %}
 
 {# Pre-hook of the matching models and rpt_rollover: every join there is an equi-join of two large sets,

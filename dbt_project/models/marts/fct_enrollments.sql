@@ -1,4 +1,3 @@
-{# Associations follow their sections' extraction: the sections endpoint's approval
-   is what archives or restores them. #}
-{{ archived_dimension('snap_clever__section_enrollments', 'sections',
-                      keys=['district_slug', 'section_id', 'user_id', 'role']) }}
+{# A view: last_seen_at moves with every sync, so it is joined when read (see macros/archived_dimension.sql). #}
+{{ config(materialized='view') }}
+{{ archived_dimension('int_state__enrollments', 'sections') }}

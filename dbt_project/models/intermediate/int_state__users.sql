@@ -1,0 +1,3 @@
+{{ config(materialized='incremental', unique_key=['district_slug', 'clever_id'], incremental_strategy='delete+insert',
+          on_schema_change='append_new_columns', pre_hook=no_nested_loops()) }}
+{{ archived_state('snap_clever__users', 'users') }}
