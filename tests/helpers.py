@@ -98,11 +98,11 @@ def staging_columns(endpoint: str) -> dict[str, set[str]]:
 
 
 def documented_models(layer: str) -> dict[str, dict]:
-    """dbt's docs of a model layer (``staging`` or ``marts``), by model name."""
+    """dbt's docs of a model layer (``staging``, ``intermediate`` or ``marts``), by model name."""
     import yaml
 
-    models = yaml.safe_load((DBT_PROJECT / "models" / layer / f"_{layer}.yml").read_text())["models"]
-    return {model["name"]: model for model in models}
+    return {model["name"]: model for path in sorted((DBT_PROJECT / "models" / layer).glob("_*.yml"))
+            for model in yaml.safe_load(path.read_text()).get("models") or []}
 
 
 def documented_types(layer: str, model: str) -> dict[str, str]:

@@ -362,7 +362,12 @@ def test_bi_role_reads_marts_and_reports_and_nothing_else(rollover_run):
                 with pytest.raises(psycopg.errors.InsufficientPrivilege):
                     bi.execute(f"SELECT * FROM {refused} LIMIT 1")
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
-                bi.execute("DELETE FROM clever_marts.dim_users")
+                bi.execute("DELETE FROM clever_marts.rpt_rollover")
+            writable = bi.execute(
+                "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE c.relkind IN ('r', 'v', 'm', 'p') AND n.nspname LIKE 'clever%%' AND has_table_privilege("
+                "c.oid, 'INSERT, UPDATE, DELETE, TRUNCATE')").fetchall()
+            assert writable == []
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 bi.execute("CREATE TABLE clever_reports.mine (x int)")
     finally:

@@ -110,3 +110,11 @@ def test_tasks_use_the_connection_and_fall_back_to_the_embedded_warehouse_only_w
     assert configured == {"host": "db", "port": 6432, "user": "loader", "dbname": "wh", "password": True, **SSL}
     assert (fallback["host"], fallback["port"], fallback["dbname"]) == ("127.0.0.1", 55999, "clever_warehouse")
     assert neither == {"error": "AirflowNotFoundException"}
+
+
+def test_dbt_sessions_run_without_jit_after_the_callers_options(monkeypatch):
+    target = WarehouseTarget.from_conninfo("postgresql://u@db/wh")
+    monkeypatch.delenv("PGOPTIONS", raising=False)
+    assert target.dbt_env()["PGOPTIONS"] == "-c jit=off"
+    monkeypatch.setenv("PGOPTIONS", "-c statement_timeout=0")
+    assert target.dbt_env()["PGOPTIONS"] == "-c statement_timeout=0 -c jit=off"

@@ -57,3 +57,12 @@ def test_schema_md_lists_the_mart_columns_with_their_types_and_meaning(mart):
         assert kind == documented[name][0], name
         if name not in SHORTENED_IN_SCHEMA_MD:
             assert meaning == documented[name][1], name
+
+
+@pytest.mark.parametrize("mart", MARTS)
+def test_state_tables_are_documented_as_their_marts_without_last_seen_at(mart):
+    state = "int_state__" + MARTS[mart].removeprefix("stg_clever__").replace("section_enrollments", "enrollments")
+    documented = yml_columns("intermediate", state)
+    expected = [(name, kind) for name, kind, _ in yml_columns("marts", mart) if name != "last_seen_at"]
+    assert [(name, kind) for name, kind, _ in documented] == [
+        *expected, ("archived_last_seen_at", "timestamptz"), ("snapshot_updated_at", "timestamp without time zone")]

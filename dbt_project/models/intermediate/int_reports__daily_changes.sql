@@ -1,5 +1,5 @@
-{{ config(materialized='incremental', schema='clever_intermediate', unique_key=['district_slug', 'data_type', 'day'],
-          incremental_strategy='delete+insert', post_hook=analyze_table()) }}
+{{ config(materialized='incremental', unique_key=['district_slug', 'data_type', 'day'],
+          incremental_strategy='delete+insert') }}
 {# Per district, data type and day (UTC): how the counts of active and archived records
    changed (+1 when a version starts, -1 when it ends) and how many records were added,
    archived and restored, from the snapshots' version history.
