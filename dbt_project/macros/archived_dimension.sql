@@ -34,12 +34,12 @@
 {% set key_list = keys | join(', ') %}
 with
 {% if is_incremental() %}
--- keys with a version written since the last build (>=: the boundary build's own rows
--- again, which is harmless and misses nothing)
+-- keys with a version written since the last build: a snapshot commits all its rows at
+-- one time before this model runs, so those of the latest time here were all counted
 changed_keys as (
     select distinct {{ key_list }}
     from {{ relation }}
-    where dbt_updated_at >= (select coalesce(max(snapshot_updated_at), '-infinity') from {{ this }})
+    where dbt_updated_at > (select coalesce(max(snapshot_updated_at), '-infinity') from {{ this }})
 ),
 {% endif %}
 

@@ -67,7 +67,7 @@ section_facts as (
 
 -- every (student, school) with the student's archive state, joined once, before the
 -- rows multiply by pair
-student_schools as (
+student_schools as materialized (
     select ss.*, u.is_archived, coalesce(u.ever_archived, false) as ever_archived
     from {{ ref('int_rollover__student_schools') }} as ss
     left join user_state as u on u.district_slug = ss.district_slug and u.clever_id = ss.student_id
