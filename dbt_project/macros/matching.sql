@@ -16,26 +16,11 @@ language sql immutable parallel safe as $$
 $$;
 {% endmacro %}
 
-{# Post-hook: fresh statistics for a table the next models read (views are skipped). A
-   table rebuilt by this build has none; an incremental one is analyzed only when stale. #}
+{# Post-hook: fresh statistics for a table the next models read (views are skipped).
+   Incremental tables too: a build's few changes can move a distribution the next
+   models are planned on (and the statistics counters only see them after commit). #}
 {% macro analyze_table() %}
-    {% if model.config.materialized == 'table' %}analyze {{ this }}
-    {% elif model.config.materialized == 'incremental' %}{{ analyze_if_stale() }}{% endif %}
-{% endmacro %}
-
-{# ANALYZE a table that was never analyzed, or whose rows changed by more than 5% since
-   (as autovacuum would, but now: the next models are planned on these statistics). A
-   quiet day's few changes to a million-row snapshot or state table skip the sampling. #}
-{% macro analyze_if_stale() %}
-do $$
-begin
-    if exists (select from pg_catalog.pg_class as c
-               left join pg_catalog.pg_stat_user_tables as s on s.relid = c.oid
-               where c.oid = '{{ this }}'::regclass
-                 and (c.reltuples < 0 or coalesce(s.n_mod_since_analyze, 0) > greatest(1000, 0.05 * c.reltuples))) then
-        analyze {{ this }};
-    end if;
-end $$
+    {% if model.config.materialized in ('table', 'incremental') %}analyze {{ this }}{% endif %}
 {% endmacro %}
 
 {# Pre-hook of the matching models and rpt_rollover: every join there is an equi-join of two large sets,

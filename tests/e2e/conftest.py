@@ -6,7 +6,9 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import shutil
 import subprocess
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,7 +18,8 @@ import pytest
 import yaml
 
 from clever.runner import BIN_DIR, airflow_env, ensure_metadata_db, run_dag
-from tests.conftest import DEMO_TOKEN
+from clever.simulator import CleverSimulator
+from tests.conftest import DEMO_TOKEN, SAMPLE_DISTRICT, _admin_url
 
 _logical_dates = itertools.count()
 
@@ -116,3 +119,44 @@ def stored_warehouse_connection(airflow_home, warehouse_url) -> Iterator[None]:
 @pytest.fixture
 def airflow(airflow_home, warehouse_url, simulator, tmp_path) -> Airflow:
     return make_airflow(airflow_home, warehouse_url, tmp_path, simulator, {"demo": DEMO_TOKEN})
+
+
+@pytest.fixture(scope="session")
+def synced_template(pg_server, airflow_home, tmp_path_factory) -> Iterator[str]:
+    """A database holding the warehouse after one clean `airflow dags test` sync of the
+    sample district. Tests whose story starts after that sync copy it (CREATE DATABASE ...
+    TEMPLATE, a file copy) instead of running the same first sync again."""
+    base = tmp_path_factory.mktemp("synced_template")
+    district = base / "district"
+    shutil.copytree(SAMPLE_DISTRICT, district, ignore=shutil.ignore_patterns("*.md"))
+    admin = _admin_url(pg_server)
+    name = f"synced_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        with CleverSimulator({"demo": (DEMO_TOKEN, district)}) as sim:
+            make_airflow(airflow_home, f"{admin.rpartition('/')[0]}/{name}", base, sim, {"demo": DEMO_TOKEN}).sync()
+        yield name
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def synced_warehouse_url(pg_server, synced_template) -> Iterator[str]:
+    """A fresh copy of synced_template for one test, dropped afterwards."""
+    admin = _admin_url(pg_server)
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{synced_template}"')
+    try:
+        yield f"{admin.rpartition('/')[0]}/{name}"
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def synced_airflow(airflow_home, synced_warehouse_url, simulator, tmp_path) -> Airflow:
+    """As `airflow`, after a first clean sync of the (unchanged) sample district."""
+    return make_airflow(airflow_home, synced_warehouse_url, tmp_path, simulator, {"demo": DEMO_TOKEN})

@@ -19,8 +19,9 @@ def user_row(airflow, clever_id: str):
     return rows[0] if rows else None
 
 
-def test_invalid_records_are_quarantined_not_archived_and_a_systemic_failure_stops_the_run(airflow, district_dir):
-    airflow.sync()
+def test_invalid_records_are_quarantined_not_archived_and_a_systemic_failure_stops_the_run(
+        synced_airflow, district_dir):
+    airflow = synced_airflow  # after a clean first sync
     users = load_records(district_dir, "v3.0", "users")
     student = next(u for u in users if "student" in u["roles"] and u.get("email"))
     history_before = airflow.scalar("SELECT count(*) FROM clever_snapshots.snap_clever__users")

@@ -34,10 +34,9 @@ def assert_no_token_logged(airflow, output: str) -> None:
 
 
 def test_transient_faults_are_retried_to_the_same_result_as_a_clean_run(
-        airflow_home, warehouse_url, tmp_path, simulator):
-    airflow = make_airflow(airflow_home, warehouse_url, tmp_path, simulator, {"demo": DEMO_TOKEN},
+        airflow_home, synced_warehouse_url, tmp_path, simulator):
+    airflow = make_airflow(airflow_home, synced_warehouse_url, tmp_path, simulator, {"demo": DEMO_TOKEN},
                            district_options={"http_max_attempts": 10})
-    airflow.sync()
     clean, clean_history = mart_state(airflow, "demo"), history_size(airflow)
     simulator.set_faults(rate_limit_probability=0.3, retry_after=0.2, server_error_probability=0.2,
                          drop_connection_probability=0.05)
@@ -58,8 +57,9 @@ def test_transient_faults_are_retried_to_the_same_result_as_a_clean_run(
     ({"malformed_json_endpoint": "courses"}, "malformed JSON"),
     ({"truncated_page_endpoint": "schools"}, "ChunkedEncodingError"),
 ])
-def test_persistent_faults_fail_naming_district_endpoint_and_cause(airflow, simulator, district_dir, fault, cause):
-    airflow.sync()
+def test_persistent_faults_fail_naming_district_endpoint_and_cause(
+        synced_airflow, simulator, district_dir, fault, cause):
+    airflow = synced_airflow  # after a clean first sync
     before = mart_state(airflow, "demo")
     users = load_records(district_dir, "v3.0", "users")
     write_records(district_dir, "v3.0", "users", users[:-3])  # a change that must not land
@@ -72,8 +72,8 @@ def test_persistent_faults_fail_naming_district_endpoint_and_cause(airflow, simu
     assert_no_token_logged(airflow, output)
 
 
-def test_revoked_token_fails_at_once_without_leaking_it(airflow, simulator):
-    airflow.sync()
+def test_revoked_token_fails_at_once_without_leaking_it(synced_airflow, simulator):
+    airflow = synced_airflow  # after a clean first sync
     before = mart_state(airflow, "demo")
     simulator.reset()
     simulator.revoke("demo")
@@ -85,8 +85,8 @@ def test_revoked_token_fails_at_once_without_leaking_it(airflow, simulator):
     assert_no_token_logged(airflow, output)
 
 
-def test_unsharing_every_user_trips_the_guard_until_allowed(airflow, district_dir):
-    airflow.sync()
+def test_unsharing_every_user_trips_the_guard_until_allowed(synced_airflow, district_dir):
+    airflow = synced_airflow  # after a clean first sync
     before = mart_state(airflow, "demo")
     write_records(district_dir, "v3.0", "users", [])
     for section in (sections := load_records(district_dir, "v3.0", "sections")):
@@ -109,8 +109,8 @@ def test_unsharing_every_user_trips_the_guard_until_allowed(airflow, district_di
     assert airflow.scalar("SELECT count(*) FROM clever_landing.guard_checks WHERE overridden") == 2
 
 
-def test_run_killed_between_extraction_and_snapshot_changes_nothing(airflow, district_dir, simulator):
-    airflow.sync()
+def test_run_killed_between_extraction_and_snapshot_changes_nothing(synced_airflow, district_dir, simulator):
+    airflow = synced_airflow  # after a clean first sync
     before = mart_state(airflow, "demo")
     users = load_records(district_dir, "v3.0", "users")
     write_records(district_dir, "v3.0", "users", users[:-5])

@@ -49,8 +49,8 @@ def test_two_districts_synced_alternately_keep_separate_histories(
         assert [slug for slug, _ in ids] == ["demo", "other"] and ids[0][1] != ids[1][1]
 
 
-def test_failed_extraction_archives_nothing_and_keeps_earlier_data(airflow, simulator, district_dir):
-    airflow.sync()
+def test_failed_extraction_archives_nothing_and_keeps_earlier_data(synced_airflow, simulator, district_dir):
+    airflow = synced_airflow  # after a clean first sync
     before = mart_state(airflow, "demo")
     users = load_records(district_dir, "v3.0", "users")
     write_records(district_dir, "v3.0", "users", users[: len(users) // 2])  # would archive half the users
@@ -68,8 +68,8 @@ def test_failed_extraction_archives_nothing_and_keeps_earlier_data(airflow, simu
 ENROLLMENTS = "SELECT section_id, user_id, role, is_archived FROM clever_marts.fct_enrollments ORDER BY 1, 2, 3"
 
 
-def test_a_run_of_some_endpoints_archives_nothing_of_the_others(airflow, district_dir):
-    airflow.sync()
+def test_a_run_of_some_endpoints_archives_nothing_of_the_others(synced_airflow, district_dir):
+    airflow = synced_airflow  # after a clean first sync
     before = mart_state(airflow, "demo")
     enrollments = airflow.query(ENROLLMENTS)
     users = load_records(district_dir, "v3.0", "users")
