@@ -37,6 +37,14 @@ $$;
     set local enable_sort = off
 {% endmacro %}
 
+{# Pre-hook of rpt_rollover: about ten hash tables are alive at once in its plan. At the
+   bench warehouse's work_mem (64MB, twice that for hashes) a million-student build held
+   one backend above 1 GiB; 32MB each without the multiplier keeps it near half of that,
+   and the same query ran faster (docs/PERFORMANCE.md). #}
+{% macro bounded_hash_memory() %}
+    set local work_mem = '32MB'; set local hash_mem_multiplier = 1
+{% endmacro %}
+
 {# An identifier compared across systems (SIS, state, NCES IDs, school numbers). #}
 {% macro id_key(expr) -%}
     nullif(upper(btrim({{ expr }})), '')

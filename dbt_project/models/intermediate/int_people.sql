@@ -5,36 +5,45 @@
    are never merged. person_id is the Clever ID of the group's first-seen record
    (teacher record first on a tie, then the lowest ID), so it stays put when a record
    joins later and equals the v3.1 user's ID (Clever keeps the teacher's). Archived
-   records keep their person. #}
+   records keep their person.
+   Only staff-type records get their keys computed and only those with both keys go
+   through the window (a few percent of a district); every other record is its own
+   person, so a million students are neither normalised nor sorted. #}
 with users as (
     select
         district_slug,
         clever_id,
         roles,
         first_seen_at,
-        {{ email_key('email') }} as email_key,
-        {{ person_name_key('first_name', 'last_name') }} as name_key,
+        email,
+        first_name,
+        last_name,
         cardinality(roles) > 0 and roles <@ array['district_admin', 'staff', 'teacher'] as is_staff_type
     from {{ ref('dim_users') }}
 ),
 
-groupable as (
+staff as (
     select
-        *,
-        is_staff_type and email_key is not null and name_key is not null as can_group
+        district_slug,
+        clever_id,
+        roles,
+        first_seen_at,
+        {{ email_key('email') }} as email_key,
+        {{ person_name_key('first_name', 'last_name') }} as name_key
     from users
+    where is_staff_type
 ),
 
 grouped as (
     select
         district_slug,
         clever_id,
-        case when can_group then first_value(clever_id) over person_records else clever_id end as person_id,
-        case when can_group then count(*) over person_records else 1 end as person_record_count
-    from groupable
+        first_value(clever_id) over person_records as person_id,
+        count(*) over person_records as person_record_count
+    from staff
+    where email_key is not null and name_key is not null
     window person_records as (
-        partition by district_slug, can_group, case when can_group then email_key || '#' || name_key
-                                                    else clever_id end
+        partition by district_slug, email_key || '#' || name_key
         order by first_seen_at, 'teacher' = any (roles) desc, clever_id
         rows between unbounded preceding and unbounded following)
 )
@@ -45,3 +54,11 @@ select
     person_id,
     case when person_record_count > 1 then 'same_email_and_name' else 'single_record' end as person_rule
 from grouped
+union all
+select district_slug, clever_id, clever_id, 'single_record'
+from staff
+where email_key is null or name_key is null
+union all
+select district_slug, clever_id, clever_id, 'single_record'
+from users
+where not is_staff_type

@@ -1,4 +1,4 @@
-{{ config(schema='clever_marts', materialized='table', pre_hook=[no_nested_loops(), hash_aggregates()]) }}
+{{ config(schema='clever_marts', materialized='table', pre_hook=[no_nested_loops(), hash_aggregates(), bounded_hash_memory()]) }}
 {# Rollover: each period compared with the next (school year with school year, term with
    term), per school and for the whole district (is_district_total). Enrollment is
    section-based: a student is "at" a school in a period when they are on the roster of a
@@ -31,14 +31,17 @@ pair_terms as (
     group by p.pair_id, p.district_slug, tp.term_id
 ),
 
-pair_term_sets as (
+-- each pair's periods as bit strings of their terms (int_rollover__term_bits)
+pair_masks as (
     select
-        pair_id,
-        district_slug,
-        coalesce(array_agg(term_id) filter (where in_from), '{}') as from_terms,
-        coalesce(array_agg(term_id) filter (where in_to), '{}') as to_terms
-    from pair_terms
-    group by pair_id, district_slug
+        pt.pair_id,
+        pt.district_slug,
+        coalesce(bit_or(tb.term_bit) filter (where pt.in_from), bit_or(tb.term_bit) # bit_or(tb.term_bit)) as from_terms,
+        coalesce(bit_or(tb.term_bit) filter (where pt.in_to), bit_or(tb.term_bit) # bit_or(tb.term_bit)) as to_terms
+    from pair_terms as pt
+    join {{ ref('int_rollover__term_bits') }} as tb
+      on tb.district_slug = pt.district_slug and tb.term_id = pt.term_id
+    group by pt.pair_id, pt.district_slug
 ),
 
 {# archived now, and whether ever archived (so active now = restored) #}
@@ -75,35 +78,43 @@ student_schools as materialized (
 
 -- one row per (pair, school, student) enrolled there in either period, with whether the
 -- student was enrolled anywhere in the district in each period
-student_school_facts as (
+student_school_facts as materialized (
     select
-        ts.pair_id,
+        pm.pair_id,
         ss.district_slug,
         ss.school_id,
         ss.student_id,
-        ss.term_ids && ts.from_terms as at_school_from,
-        ss.term_ids && ts.to_terms as at_school_to,
-        ss.all_term_ids && ts.from_terms as in_from,
-        ss.all_term_ids && ts.to_terms as in_to,
+        ss.schools,
+        bit_count(ss.school_terms & pm.from_terms) > 0 as at_school_from,
+        bit_count(ss.school_terms & pm.to_terms) > 0 as at_school_to,
+        bit_count(ss.student_terms & pm.from_terms) > 0 as in_from,
+        bit_count(ss.student_terms & pm.to_terms) > 0 as in_to,
         ss.is_archived,
         ss.ever_archived
-    from pair_term_sets as ts
-    join student_schools as ss on ss.district_slug = ts.district_slug
-    where ss.term_ids && (ts.from_terms || ts.to_terms)
+    from pair_masks as pm
+    join student_schools as ss on ss.district_slug = pm.district_slug
+    where bit_count(ss.school_terms & (pm.from_terms | pm.to_terms)) > 0
 ),
 
--- one row per (pair, student): enrolled anywhere in the district in each period (the same
--- on each of the student's rows, as is the archive state)
+-- one row per (pair, student) enrolled in either period. A student at one school (most)
+-- is that school's row; only students of several schools are grouped, to tell whether
+-- they kept one of their schools.
 student_facts as (
+    select pair_id, student_id, in_from, in_to, at_school_from and at_school_to as kept_a_school,
+           is_archived, ever_archived
+    from student_school_facts
+    where schools = 1
+    union all
     select
         pair_id,
         student_id,
-        bool_or(in_from) as in_from,
-        bool_or(in_to) as in_to,
-        bool_or(at_school_from and at_school_to) as kept_a_school,
-        bool_or(is_archived) as is_archived,
-        bool_or(ever_archived) as ever_archived
+        bool_or(in_from),
+        bool_or(in_to),
+        bool_or(at_school_from and at_school_to),
+        bool_or(is_archived),
+        bool_or(ever_archived)
     from student_school_facts
+    where schools > 1
     group by pair_id, student_id
 ),
 
