@@ -180,17 +180,19 @@ def gone_ids(conn: psycopg.Connection, endpoint: str, now: int | None, then: int
     extraction ``now`` lacks, or None when there are none."""
     if now == then or now is None or then is None:
         return None
-    table = sql.Identifier(f"gone_{endpoint}_{then}_{now}")
-    landing = landing_table(endpoint)
-    conn.execute(sql.SQL("DROP TABLE IF EXISTS pg_temp.{}").format(table))
-    conn.execute(sql.SQL(
-        """CREATE TEMP TABLE {table} AS SELECT DISTINCT g.clever_id FROM {l} AS g
-           WHERE g.sync_run_id = %s AND g.clever_id IS NOT NULL
-             AND NOT EXISTS (SELECT 1 FROM {l} AS n WHERE n.sync_run_id = %s AND n.clever_id = g.clever_id)"""
-    ).format(table=table, l=landing), (then, now))
+    name = f"gone_{endpoint}_{then}_{now}"
+    table = sql.Identifier(name)
+    # The same two extractions give the same table: several references (a section's
+    # teacher, teachers and students) share it within one validation's session.
+    if conn.execute("SELECT to_regclass(%s)", (f"pg_temp.{name}",)).fetchone()[0] is None:
+        conn.execute(sql.SQL(
+            """CREATE TEMP TABLE {table} AS SELECT DISTINCT g.clever_id FROM {l} AS g
+               WHERE g.sync_run_id = %s AND g.clever_id IS NOT NULL
+                 AND NOT EXISTS (SELECT 1 FROM {l} AS n WHERE n.sync_run_id = %s AND n.clever_id = g.clever_id)"""
+        ).format(table=table, l=landing_table(endpoint)), (then, now))
+        conn.execute(sql.SQL("ANALYZE pg_temp.{}").format(table))
     if not conn.execute(sql.SQL("SELECT count(*) FROM pg_temp.{}").format(table)).fetchone()[0]:
         return None
-    conn.execute(sql.SQL("ANALYZE pg_temp.{}").format(table))
     return sql.SQL("pg_temp.{}").format(table)
 
 
