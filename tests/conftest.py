@@ -8,6 +8,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -57,27 +58,38 @@ def _admin_url(pg_server: LocalPostgres | str) -> str:
     return pg_server if isinstance(pg_server, str) else pg_server.url_for("postgres")
 
 
-@pytest.fixture
-def warehouse_url(pg_server: LocalPostgres | str) -> Iterator[str]:
-    """A fresh, empty database for one test, dropped afterwards."""
+@contextmanager
+def database(pg_server: LocalPostgres | str, template: str | None = None, prefix: str = "test") -> Iterator[str]:
+    """A new database on the test server (empty, or a copy of ``template``), dropped
+    afterwards; yields its URL."""
     admin = _admin_url(pg_server)
-    name = f"test_{uuid.uuid4().hex[:12]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base, _, _ = admin.rpartition("/")
+        conn.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
     try:
-        yield f"{base}/{name}"
+        yield f"{admin.rpartition('/')[0]}/{name}"
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture
-def district_dir(tmp_path: Path) -> Path:
-    """A private copy of the sample district that a test may change between syncs."""
-    target = tmp_path / "district"
+def warehouse_url(pg_server: LocalPostgres | str) -> Iterator[str]:
+    """A fresh, empty database for one test, dropped afterwards."""
+    with database(pg_server) as url:
+        yield url
+
+
+def copy_sample_district(target: Path) -> Path:
+    """A private copy of the sample district at ``target``, for a test to change."""
     shutil.copytree(SAMPLE_DISTRICT, target, ignore=shutil.ignore_patterns("*.md"))
     return target
+
+
+@pytest.fixture
+def district_dir(tmp_path: Path) -> Path:
+    """A private copy of the sample district that a test may change between syncs."""
+    return copy_sample_district(tmp_path / "district")
 
 
 @pytest.fixture

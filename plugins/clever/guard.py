@@ -40,12 +40,8 @@ SELECT (SELECT count(*) FROM active),
            SELECT 1 FROM {landing} AS l WHERE l.sync_run_id = %(run)s AND l.clever_id = s.clever_id))
 """
 
-# An association is present if this run's sections list it; the sections of quarantined
-# records keep their last clean version, so their associations count as present.
-_ENROLLMENTS_WOULD_ARCHIVE = """
-WITH present AS (
-    SELECT s.clever_id AS section_id, member.user_id, member.role
-    FROM clever_landing.sections AS s
+# The (user, role) pairs on the roster of section `s` (its raw JSON).
+_ROSTER_MEMBERS = """
     CROSS JOIN LATERAL (
         SELECT jsonb_array_elements_text(CASE WHEN jsonb_typeof(s.raw -> 'students') = 'array'
                                               THEN s.raw -> 'students' ELSE '[]' END), 'student'
@@ -54,7 +50,15 @@ WITH present AS (
                                               THEN s.raw -> 'teachers' ELSE '[]' END), 'teacher'
         UNION ALL
         SELECT s.raw ->> 'teacher', 'teacher' WHERE s.raw ->> 'teacher' IS NOT NULL
-    ) AS member(user_id, role)
+    ) AS member(user_id, role)"""
+
+# An association is present if this run's sections list it; the sections of quarantined
+# records keep their last clean version, so their associations count as present.
+_ENROLLMENTS_WOULD_ARCHIVE = """
+WITH present AS (
+    SELECT s.clever_id AS section_id, member.user_id, member.role
+    FROM clever_landing.sections AS s
+    {members}
     WHERE s.sync_run_id = %(run)s AND s.clever_id IS NOT NULL
 ),
 active AS (
@@ -86,18 +90,10 @@ changed AS (
     WHERE r.record_hash IS DISTINCT FROM h.scope_hash
 ),
 present AS (
-    SELECT c.section_id, member.user_id, member.role
-    FROM changed AS c
-    CROSS JOIN LATERAL (
-        SELECT jsonb_array_elements_text(CASE WHEN jsonb_typeof(c.raw -> 'students') = 'array'
-                                              THEN c.raw -> 'students' ELSE '[]' END), 'student'
-        UNION ALL
-        SELECT jsonb_array_elements_text(CASE WHEN jsonb_typeof(c.raw -> 'teachers') = 'array'
-                                              THEN c.raw -> 'teachers' ELSE '[]' END), 'teacher'
-        UNION ALL
-        SELECT c.raw ->> 'teacher', 'teacher' WHERE c.raw ->> 'teacher' IS NOT NULL
-    ) AS member(user_id, role)
-    WHERE c.raw IS NOT NULL
+    SELECT s.section_id, member.user_id, member.role
+    FROM changed AS s
+    {members}
+    WHERE s.raw IS NOT NULL
 ),
 active AS (
     SELECT section_id, user_id, role FROM {snapshot}
@@ -155,7 +151,7 @@ def check_run(conn: psycopg.Connection, district_slug: str, sync_run_id: int, en
             template = _ENROLLMENTS_WOULD_ARCHIVE_SCOPED if scoped else _ENROLLMENTS_WOULD_ARCHIVE
         query = sql.SQL(template).format(
             landing=sql.Identifier("clever_landing", endpoint), snapshot=sql.Identifier(SNAPSHOT_SCHEMA, snapshot),
-            scope_hashes=sql.Identifier(SNAPSHOT_SCHEMA, ENROLLMENT_SCOPE_HASHES))
+            scope_hashes=sql.Identifier(SNAPSHOT_SCHEMA, ENROLLMENT_SCOPE_HASHES), members=sql.SQL(_ROSTER_MEMBERS))
         active, missing = conn.execute(query, {"run": sync_run_id, "district": district_slug}).fetchone()
         checks.append(GuardCheck(data_type, active, missing, archive_limit(active, threshold, floor)))
     return checks

@@ -6,9 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import shutil
 import subprocess
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,7 +17,7 @@ import yaml
 
 from clever.runner import BIN_DIR, airflow_env, ensure_metadata_db, run_dag
 from clever.simulator import CleverSimulator
-from tests.conftest import DEMO_TOKEN, SAMPLE_DISTRICT, _admin_url
+from tests.conftest import DEMO_TOKEN, copy_sample_district, database
 
 _logical_dates = itertools.count()
 
@@ -127,33 +125,18 @@ def synced_template(pg_server, airflow_home, tmp_path_factory) -> Iterator[str]:
     sample district. Tests whose story starts after that sync copy it (CREATE DATABASE ...
     TEMPLATE, a file copy) instead of running the same first sync again."""
     base = tmp_path_factory.mktemp("synced_template")
-    district = base / "district"
-    shutil.copytree(SAMPLE_DISTRICT, district, ignore=shutil.ignore_patterns("*.md"))
-    admin = _admin_url(pg_server)
-    name = f"synced_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        with CleverSimulator({"demo": (DEMO_TOKEN, district)}) as sim:
-            make_airflow(airflow_home, f"{admin.rpartition('/')[0]}/{name}", base, sim, {"demo": DEMO_TOKEN}).sync()
-        yield name
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    district = copy_sample_district(base / "district")
+    with database(pg_server, prefix="synced") as url, CleverSimulator({"demo": (DEMO_TOKEN, district)}) as sim:
+        make_airflow(airflow_home, url, base, sim, {"demo": DEMO_TOKEN}).sync()
+        sim.stop()
+        yield url.rpartition("/")[2]
 
 
 @pytest.fixture
 def synced_warehouse_url(pg_server, synced_template) -> Iterator[str]:
     """A fresh copy of synced_template for one test, dropped afterwards."""
-    admin = _admin_url(pg_server)
-    name = f"test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{synced_template}"')
-    try:
-        yield f"{admin.rpartition('/')[0]}/{name}"
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with database(pg_server, template=synced_template) as url:
+        yield url
 
 
 @pytest.fixture

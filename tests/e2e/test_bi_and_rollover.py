@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import re
-import shutil
 import uuid
 from collections import defaultdict
 from datetime import UTC, datetime
@@ -24,7 +23,7 @@ import pytest
 
 from clever.runner import run_dag
 from clever.simulator import CleverSimulator
-from tests.conftest import DEMO_TOKEN, SAMPLE_DISTRICT, _admin_url
+from tests.conftest import DEMO_TOKEN, copy_sample_district, database
 from tests.e2e.conftest import make_airflow
 from tests.helpers import load_records, write_records
 
@@ -154,15 +153,8 @@ def revoked_token_run(airflow, sim) -> None:
 def rollover_run(pg_server, airflow_home, tmp_path_factory):
     """Runs the four syncs and the report DAG once for every test in this module."""
     tmp_path = tmp_path_factory.mktemp("rollover")
-    district_dir = tmp_path / "district"
-    shutil.copytree(SAMPLE_DISTRICT, district_dir, ignore=shutil.ignore_patterns("*.md"))
-    admin = _admin_url(pg_server)
-    name = f"test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    warehouse_url = f"{admin.rpartition('/')[0]}/{name}"
-    sim = CleverSimulator({"demo": (DEMO_TOKEN, district_dir)}, seed=99).start()
-    try:
+    district_dir = copy_sample_district(tmp_path / "district")
+    with database(pg_server) as warehouse_url, CleverSimulator({"demo": (DEMO_TOKEN, district_dir)}, seed=99) as sim:
         airflow = make_airflow(airflow_home, warehouse_url, tmp_path, sim, {"demo": DEMO_TOKEN})
         day1 = {e: load_records(district_dir, "v3.0", e) for e in ENDPOINTS}
         plan = Rollover(day1)
@@ -185,10 +177,6 @@ def rollover_run(pg_server, airflow_home, tmp_path_factory):
                          logical_date=datetime(2026, 6, 1, tzinfo=UTC), capture=True)
         assert report.returncode == 0, report.stdout[-6000:]
         yield airflow, plan, served, Path(airflow.env["CLEVER_ARTIFACTS_DIR"]) / "reports"
-    finally:
-        sim.stop()
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def rollover_rows(airflow, comparison: str, from_period: str) -> dict[str | None, dict[str, int]]:

@@ -16,12 +16,9 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
-import pytest
 
 from clever import pipeline
 from clever.config import load_districts
@@ -29,7 +26,7 @@ from clever.connections import WarehouseTarget
 from clever.dbt_runner import run_dbt
 from clever.simulator import CleverSimulator
 from clever.warehouse import ensure_landing_schema
-from tests.conftest import DEMO_TOKEN, SAMPLE_DISTRICT, _admin_url
+from tests.conftest import DEMO_TOKEN, database
 from tests.helpers import load_records, write_records
 
 SNAPSHOTS = {
@@ -45,19 +42,6 @@ SCOPE_HASHES = "clever_snapshots.snap_clever__section_enrollments__scope_hashes"
 # Models kept up to date from the snapshots' new versions only (macros/archived_dimension.sql).
 INCREMENTAL = ["int_state__*", "int_reports__daily_changes"]
 TEAM_TAUGHT_SECTION = "746fbcb27aa4cbbe52c21813"
-
-
-@contextmanager
-def _database(pg_server, name: str) -> Iterator[str]:
-    admin = _admin_url(pg_server)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{admin.rpartition('/')[0]}/{name}"
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _sync_and_snapshot(url: str, district, base_url: str, staging: str) -> None:
@@ -143,22 +127,13 @@ def _day2(district_dir: Path) -> dict[str, str]:
             "dropped_student": dropped_student, "newcomer": newcomer["id"]}
 
 
-@pytest.fixture
-def district_dir(tmp_path: Path) -> Path:
-    import shutil
-
-    target = tmp_path / "district"
-    shutil.copytree(SAMPLE_DISTRICT, target, ignore=shutil.ignore_patterns("*.md"))
-    return target
-
-
 def test_snapshots_write_the_same_history_as_dbts_own_snapshot_sql(pg_server, district_dir, tmp_path):
     (tmp_path / "districts.yml").write_text("districts: [{slug: demo, extract_retries: 0}]\n")
     district = load_districts(tmp_path / "districts.yml")[0]
     day1 = {e: load_records(district_dir, "v3.0", e) for e in ("users", "sections", "terms", "courses", "schools")}
     sim = CleverSimulator({"demo": (DEMO_TOKEN, district_dir)}, seed=7)
     sim.start()
-    with _database(pg_server, "snapshot_ours") as ours, _database(pg_server, "snapshot_dbt") as theirs:
+    with database(pg_server) as ours, database(pg_server) as theirs:
         try:
             for url in (ours, theirs):  # the landing schema and the staging views the snapshots read
                 with psycopg.connect(url, autocommit=True) as conn:
