@@ -110,17 +110,23 @@ def documented_types(layer: str, model: str) -> dict[str, str]:
     return {c["name"]: c.get("data_type") for c in documented_models(layer)[model]["columns"]}
 
 
-def land_and_build(conninfo: str, district, base_url: str, token: str) -> dict[str, Any]:
-    """Extract every endpoint of ``district`` (a DistrictConfig), approve the run and
-    build, with the pipeline's own steps in this process: for integration tests that need
-    a built warehouse but not Airflow. It skips the Great Expectations gate (the sample
-    data passes it; tests/integration/test_validation.py covers it) to keep them quick."""
-    from clever import pipeline
+def land_and_build(conninfo: str, district, base_url: str, token: str, *, endpoints=None,
+                   validate: bool = False, docs_dir=None) -> int:
+    """Extract ``endpoints`` (default: all of ``district``'s, a DistrictConfig), validate
+    if asked, approve the run and build, with the pipeline's own steps in this process:
+    for integration tests that need a built warehouse but not Airflow. Returns the run id.
+    By default it skips the Great Expectations gate (the sample data passes it;
+    tests/integration/test_validation.py covers it) to keep them quick."""
+    from clever import pipeline, validation
     from clever.connections import WarehouseTarget
 
-    run_id = pipeline.start_run(conninfo, district, None)
-    for endpoint in district.endpoints:
+    run_id = pipeline.start_run(conninfo, district, endpoints)
+    for endpoint in endpoints or district.endpoints:
         pipeline.extract(conninfo, district, run_id, endpoint, base_url, token)
-    pipeline.close_extraction(conninfo, run_id)
+    assert pipeline.close_extraction(conninfo, run_id) == "completed"
+    if validate:
+        validation.validate_run(conninfo, run_id, quarantine_threshold=district.quarantine_threshold,
+                                quarantine_floor=district.quarantine_floor, docs_dir=docs_dir)
     pipeline.approve(conninfo, run_id, threshold=district.mass_archive_threshold, floor=district.mass_archive_floor)
-    return pipeline.build(WarehouseTarget.from_conninfo(conninfo), district=district)
+    pipeline.build(WarehouseTarget.from_conninfo(conninfo), district=district)
+    return run_id

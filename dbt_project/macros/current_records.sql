@@ -41,7 +41,13 @@ select
     carried.synced_at,
     carried.raw,
     md5(carried.raw::text) as record_hash
-from (
+from ({{ carried_records(endpoint) }}) as carried
+{% endmacro %}
+
+{# Per district, the last clean version (from an earlier approved extraction) of each
+   record quarantined in the current one. Landing retention (clever.retention) keeps
+   these rows, through the view stg_clever__carried_records. #}
+{% macro carried_records(endpoint) %}
     select distinct on (c.district_slug, q.clever_id)
         c.district_slug, l.district_id, l.clever_id, l.sync_run_id, a.synced_at, l.raw
     from (select distinct sync_run_id, clever_id from {{ source('clever_landing', 'quarantine') }}
@@ -56,5 +62,4 @@ from (
                       where earlier.sync_run_id = a.sync_run_id and earlier.endpoint = '{{ endpoint }}'
                         and earlier.clever_id = l.clever_id)
     order by c.district_slug, q.clever_id, a.sync_run_id desc
-) as carried
 {% endmacro %}

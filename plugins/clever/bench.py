@@ -473,7 +473,7 @@ def naive_main(api_url: str, db_url: str, fraction: float, counts: dict[str, int
 
 def steps_main(api_url: str, db_url: str) -> dict[str, Any]:
     """The DAG's steps in order, in this process (what each Airflow task calls)."""
-    from clever import pipeline, validation
+    from clever import pipeline, retention, validation
     from clever.config import load_districts
     from clever.connections import WarehouseTarget
 
@@ -497,6 +497,7 @@ def steps_main(api_url: str, db_url: str) -> dict[str, Any]:
           floor=district.mass_archive_floor)
     built = timed("build", pipeline.build, WarehouseTarget.from_conninfo(db_url))
     timed("summarize", pipeline.summarize, db_url, run_id, built["started_at"])
+    timed("prune_landing", retention.prune_landing, db_url, district.slug, district.landing_retention_days)
     return {"steps": steps}
 
 

@@ -35,6 +35,7 @@ _DEFAULTS: dict[str, Any] = {
     "build_lock_timeout_seconds": 3600,
     "extract_pool": "default_pool",
     "build_pool": "default_pool",
+    "landing_retention_days": 7,
 }
 
 
@@ -62,6 +63,9 @@ class DistrictConfig:
     matching: MatchingConfig = field(default_factory=MatchingConfig)  # rule order for app matching
     extract_pool: str = "default_pool"  # Airflow pool of the extract tasks
     build_pool: str = "default_pool"  # Airflow pool of approve and build (they queue on the build lock)
+    # Landing rows of older runs are pruned after this many days (None: kept for ever);
+    # what the pipeline still reads is always kept (clever.retention).
+    landing_retention_days: int | None = 7
     options: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -101,6 +105,10 @@ def _district(entry: dict[str, Any], defaults: dict[str, Any], where: str) -> Di
     quarantine_threshold = float(merged.pop("quarantine_threshold"))
     if not 0 <= quarantine_threshold <= 1:
         raise ConfigError(f"{where} ({slug}): quarantine_threshold must be in [0, 1]")
+    retention = merged.pop("landing_retention_days")
+    if retention is not None and (isinstance(retention, bool) or not isinstance(retention, int) or retention < 0):
+        raise ConfigError(f"{where} ({slug}): landing_retention_days must be a whole number of days >= 0, "
+                          f"or null to keep every run")
     return DistrictConfig(
         slug=slug,
         name=str(merged.pop("name", slug)),
@@ -120,6 +128,7 @@ def _district(entry: dict[str, Any], defaults: dict[str, Any], where: str) -> Di
         matching=matching,
         extract_pool=str(merged.pop("extract_pool")),
         build_pool=str(merged.pop("build_pool")),
+        landing_retention_days=retention,
         options=merged,
     )
 

@@ -4,9 +4,10 @@ Parse time stays light: only airflow.sdk, yaml and this package's config are imp
 here; every task imports its heavy work (psycopg, requests, dbt, GX) when it runs.
 
 Task flow: plan_endpoints → start_run → extract[endpoint] (mapped, parallel) → close_extraction →
-validate → approve → build (dbt) → summarize. ``summarize`` always runs, records the
-run (also a failed one) in clever_landing.run_summaries, and fails the DAG run if any
-step before it failed.
+validate → approve → build (dbt) → summarize and prune_landing. ``summarize`` always
+runs, records the run (also a failed one) in clever_landing.run_summaries, and fails the
+DAG run if any step before it failed. ``prune_landing`` runs after a successful build and
+deletes older runs' landing rows that nothing reads any more (clever.retention).
 """
 
 from __future__ import annotations
@@ -160,6 +161,17 @@ def build_district_dag(district: DistrictConfig) -> DAG:
             context["outlet_events"][MARTS].extra = {"district": district.slug, "sync_run_id": sync_run_id}
             return result
 
+        @task
+        def prune_landing() -> dict[str, Any]:
+            """Delete older runs' landing rows that nothing reads any more (clever.retention)."""
+            from clever.connections import warehouse_target
+            from clever.retention import prune_landing as prune
+
+            pruned = prune(warehouse_target().conninfo, district.slug, district.landing_retention_days)
+            return {"rows": sum(p.rows for p in pruned),
+                    "extractions": [{"endpoint": p.endpoint, "sync_run_id": p.sync_run_id, "rows": p.rows}
+                                    for p in pruned]}
+
         @task(trigger_rule=TriggerRule.ALL_DONE)
         def summarize(sync_run_id: int) -> dict[str, Any]:
             from airflow.sdk.exceptions import AirflowFailException
@@ -198,6 +210,7 @@ def build_district_dag(district: DistrictConfig) -> DAG:
         built = build(sync_run_id)
         approved >> built
         built >> summarize(sync_run_id)
+        built >> prune_landing()  # only after a successful build; a failure fails the run
     return dag
 
 

@@ -61,8 +61,21 @@ CREATE TABLE IF NOT EXISTS clever_landing.endpoint_runs (
     started_at   timestamptz NOT NULL DEFAULT clock_timestamp(),
     finished_at  timestamptz,
     error        text,
+    -- Set when landing retention deleted this extraction's rows (clever.retention);
+    -- the rows it kept are those the warehouse still reads.
+    pruned_at    timestamptz,
+    pruned_rows  bigint,
     PRIMARY KEY (sync_run_id, endpoint)
 );
+-- Warehouses created before retention: add its columns (checked first, so that the
+-- usual case takes no lock that would queue behind a reader of the table).
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = 'clever_landing'
+                   AND table_name = 'endpoint_runs' AND column_name = 'pruned_at') THEN
+        ALTER TABLE clever_landing.endpoint_runs ADD COLUMN pruned_at timestamptz, ADD COLUMN pruned_rows bigint;
+    END IF;
+END $$;
 
 -- The extraction each snapshot reads, per district and endpoint (latest approved_at
 -- wins). Written only after a run's extraction completed and passed validation and

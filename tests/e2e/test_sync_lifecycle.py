@@ -170,7 +170,16 @@ def add_progress(airflow, student: str) -> int:
                           "VALUES (%s, 'Check-in quiz', 80, clock_timestamp()) RETURNING progress_event_id", (student,))
 
 
-def test_archive_on_unshare_and_restore_on_reappearance(airflow, district_dir, day1):
+@pytest.fixture
+def pruning_airflow(airflow_home, warehouse_url, simulator, tmp_path):
+    """The demo district with landing retention of 0 days: every sync deletes the landing
+    rows earlier runs left that nothing reads any more."""
+    return make_airflow(airflow_home, warehouse_url, tmp_path, simulator, {"demo": DEMO_TOKEN},
+                        district_options={"landing_retention_days": 0})
+
+
+def test_archive_on_unshare_and_restore_on_reappearance(pruning_airflow, district_dir, day1):
+    airflow = pruning_airflow  # history lives in the snapshots: none of it needs older landing rows
     seed_demo_app_data(airflow.warehouse_url, district_dir)
     # Day 1: everything Clever shares lands, nothing archived.
     airflow.sync()
@@ -304,6 +313,13 @@ def test_archive_on_unshare_and_restore_on_reappearance(airflow, district_dir, d
     rows_before = history_rows(airflow)
     airflow.sync()
     assert history_rows(airflow) == rows_before
+
+    # Each sync pruned what the one before left: landing holds the last run only.
+    last = airflow.scalar("SELECT max(sync_run_id) FROM clever_landing.sync_runs")
+    for dim in DIMS:
+        assert airflow.query(f"SELECT DISTINCT sync_run_id FROM clever_landing.{dim}") == [(last,)], dim
+    assert airflow.query("SELECT DISTINCT sync_run_id FROM clever_landing.endpoint_runs WHERE pruned_at IS NOT NULL "
+                         "ORDER BY 1") == [(run,) for run in range(last - 3, last)]
 
 
 V31 = "demo_v31"  # the sample district again, read through API v3.1

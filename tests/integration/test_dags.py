@@ -58,7 +58,7 @@ def test_one_dag_per_configured_district(tmp_path):
     assert demo["params"] == {"full_refresh": False, "allow_mass_archive": False,
                               "endpoints": ["districts", "schools", "users", "sections", "terms", "courses"]}
     assert demo["tasks"] == sorted(["plan_endpoints", "start_run", "extract", "close_extraction", "validate",
-                                    "approve", "build", "summarize"])
+                                    "approve", "build", "summarize", "prune_landing"])
     assert demo["outlets"] == {"build": ["clever_marts"]}  # a successful build schedules the report
     assert set(demo["pools"].values()) == {"default_pool"}
     springfield = parsed["dags"]["clever_sync_springfield"]
@@ -110,3 +110,24 @@ def test_config_rejects_what_clever_would_refuse(tmp_path, bad):
     path.write_text(yaml.safe_dump({"districts": [bad]}))
     with pytest.raises(ConfigError, match="x"):
         load_districts(path)
+
+
+@pytest.mark.parametrize("days", [-1, "7", True, 1.5])
+def test_config_rejects_a_retention_that_is_not_whole_days(tmp_path, days):
+    from clever.config import ConfigError, load_districts
+
+    path = tmp_path / "d.yml"
+    path.write_text(yaml.safe_dump({"districts": [{"slug": "x", "landing_retention_days": days}]}))
+    with pytest.raises(ConfigError, match="landing_retention_days"):
+        load_districts(path)
+
+
+def test_retention_defaults_to_a_week_and_null_keeps_everything(tmp_path):
+    from clever.config import load_districts
+
+    path = tmp_path / "d.yml"
+    path.write_text(yaml.safe_dump({"defaults": {"landing_retention_days": None},
+                                    "districts": [{"slug": "kept"}, {"slug": "pruned", "landing_retention_days": 0}]}))
+    assert [d.landing_retention_days for d in load_districts(path)] == [None, 0]
+    path.write_text(yaml.safe_dump({"districts": [{"slug": "x"}]}))
+    assert load_districts(path)[0].landing_retention_days == 7

@@ -1,0 +1,108 @@
+"""Landing retention: delete the raw rows of older runs once nothing reads them.
+
+``clever_landing`` keeps every record of every run (1.4 million rows a day for a district
+of a million students). History lives in the snapshots, so an older run's rows are
+needed only while one of these holds, and are kept while it does, whatever their age:
+
+- they are the **current approved extraction** of their endpoint: the staging views read
+  it, and the next validation compares with it (its baseline);
+- the current extraction of another endpoint was **validated against them** (its
+  ``reference_runs``): the next validation works out what has gone from them since;
+- they are the **last clean version of a record quarantined** now, which the staging
+  views read in its place (``stg_clever__carried_records``, the same macro as theirs);
+- their run is **still extracting**, or younger than ``landing_retention_days``.
+
+Everything else of the district's runs is deleted, one extraction (run and endpoint) at
+a time, each in its own transaction, and the extraction is marked ``pruned_at`` with the
+number of rows deleted. Run tracking, quarantine, validation results and summaries are
+kept: they are small, and they are the audit trail. Deleting is safe to repeat: a
+record that was a stand-in and is clean again is deleted by a later prune.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import sql
+
+from clever.endpoints import CORE_ENDPOINTS
+from clever.warehouse import ensure_landing_schema, landing_table
+
+log = logging.getLogger(__name__)
+
+CARRIED_RECORDS_VIEW = ("clever_staging", "stg_clever__carried_records")
+# Endpoints that have staging views (and so may have stand-ins in the view above).
+STAGED_ENDPOINTS = CORE_ENDPOINTS
+
+_PRUNABLE_EXTRACTIONS = """
+WITH district_runs AS (
+    SELECT sync_run_id, status, started_at FROM clever_landing.sync_runs WHERE district_slug = %(district)s
+),
+kept AS (
+    SELECT endpoint, max(sync_run_id) AS sync_run_id FROM clever_landing.approved_extractions
+    WHERE district_slug = %(district)s GROUP BY endpoint
+    UNION
+    SELECT e.endpoint, e.sync_run_id FROM clever_landing.endpoint_runs AS e JOIN district_runs AS r USING (sync_run_id)
+    WHERE r.status = 'started' OR r.started_at > clock_timestamp() - make_interval(days => %(days)s)
+),
+referenced AS (
+    SELECT ref.key AS endpoint, (ref.value #>> '{}')::bigint AS sync_run_id
+    FROM kept AS k
+    JOIN clever_landing.validated_extractions AS v USING (endpoint, sync_run_id)
+    CROSS JOIN LATERAL jsonb_each(v.reference_runs) AS ref
+    WHERE jsonb_typeof(ref.value) = 'number'
+)
+SELECT e.endpoint, e.sync_run_id FROM clever_landing.endpoint_runs AS e JOIN district_runs AS r USING (sync_run_id)
+WHERE coalesce(e.pruned_rows, 0) < e.row_count
+  AND NOT EXISTS (SELECT 1 FROM kept AS k WHERE k.endpoint = e.endpoint AND k.sync_run_id = e.sync_run_id)
+  AND NOT EXISTS (SELECT 1 FROM referenced AS f WHERE f.endpoint = e.endpoint AND f.sync_run_id = e.sync_run_id)
+ORDER BY e.sync_run_id, e.endpoint
+"""
+
+
+@dataclass(frozen=True)
+class PrunedExtraction:
+    endpoint: str
+    sync_run_id: int
+    rows: int
+
+
+def prune_landing(conninfo: str, district_slug: str, keep_days: int | None) -> list[PrunedExtraction]:
+    """Delete the district's landing rows that nothing reads any more (module doc);
+    ``keep_days`` None keeps everything."""
+    if keep_days is None:
+        log.info("district %s: landing retention is off (landing_retention_days: null)", district_slug)
+        return []
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        ensure_landing_schema(conn)
+        if conn.execute("SELECT to_regclass(%s)", (".".join(CARRIED_RECORDS_VIEW),)).fetchone()[0] is None:
+            # Without the view the stand-ins are unknown; it exists after the first dbt build.
+            log.warning("district %s: no landing rows pruned: %s.%s is not built yet",
+                        district_slug, *CARRIED_RECORDS_VIEW)
+            return []
+        candidates = conn.execute(_PRUNABLE_EXTRACTIONS, {"district": district_slug, "days": keep_days}).fetchall()
+        pruned = [p for endpoint, run in candidates if (p := _prune_extraction(conn, endpoint, run)).rows]
+    total = sum(p.rows for p in pruned)
+    log.info("district %s: pruned %d landing rows of %d extractions older than %d days", district_slug, total,
+             len(pruned), keep_days)
+    return pruned
+
+
+def _prune_extraction(conn: psycopg.Connection, endpoint: str, sync_run_id: int) -> PrunedExtraction:
+    stand_ins = sql.SQL("")
+    if endpoint in STAGED_ENDPOINTS:
+        stand_ins = sql.SQL("""AND NOT EXISTS (SELECT 1 FROM {view} AS c WHERE c.endpoint = %(endpoint)s
+                                                 AND c.sync_run_id = l.sync_run_id AND c.clever_id = l.clever_id)""")
+    delete = sql.SQL("DELETE FROM {landing} AS l WHERE l.sync_run_id = %(run)s {stand_ins}").format(
+        landing=landing_table(endpoint), stand_ins=stand_ins.format(view=sql.Identifier(*CARRIED_RECORDS_VIEW)))
+    with conn.transaction():
+        rows = conn.execute(delete, {"run": sync_run_id, "endpoint": endpoint}).rowcount
+        if rows:
+            conn.execute(
+                """UPDATE clever_landing.endpoint_runs
+                   SET pruned_at = clock_timestamp(), pruned_rows = coalesce(pruned_rows, 0) + %s
+                   WHERE sync_run_id = %s AND endpoint = %s""", (rows, sync_run_id, endpoint))
+    log.info("run %d, %s: %d landing rows pruned", sync_run_id, endpoint, rows)
+    return PrunedExtraction(endpoint, sync_run_id, rows)
