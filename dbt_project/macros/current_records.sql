@@ -6,7 +6,8 @@
 
    A record quarantined by validation (it broke a rule Clever guarantees) is replaced by
    its last clean version from an earlier approved extraction, so quarantine never
-   archives anything; a record never seen clean is left out until it is.
+   archives anything; a record with no clean version left (never seen clean, or pruned by
+   landing retention after it was archived) is left out until Clever sends one.
 
    Written without WITH, and the staging views select from it as a subquery: PostgreSQL
    cannot flatten a subquery that has a WITH clause into the query around it, and then

@@ -74,7 +74,7 @@ def _mark_started(conn: psycopg.Connection, run: SyncRun, endpoint: str) -> None
             """INSERT INTO clever_landing.endpoint_runs (sync_run_id, endpoint) VALUES (%s, %s)
                ON CONFLICT (sync_run_id, endpoint) DO UPDATE
                SET status = 'started', row_count = 0, page_count = 0, error = NULL,
-                   started_at = clock_timestamp(), finished_at = NULL""",
+                   started_at = clock_timestamp(), finished_at = NULL, pruned_at = NULL, pruned_rows = NULL""",
             (run.sync_run_id, endpoint),
         )
 

@@ -27,6 +27,7 @@ from clever.warehouse import (
     ensure_landing_schema,
     finish_sync_run,
     get_sync_run,
+    pruned_endpoints,
     start_sync_run,
 )
 
@@ -128,6 +129,11 @@ def approve(conninfo: str, sync_run_id: int, *, threshold: float, floor: int,
         if run is None or run[1] != "completed":
             raise RunNotComplete(f"sync run {sync_run_id} is not a completed extraction; refusing to approve it")
         district_slug = run[0]
+        pruned = pruned_endpoints(conn, sync_run_id)
+        if pruned:
+            raise RunNotComplete(f"district {district_slug!r}: sync run {sync_run_id} no longer holds its "
+                                 f"extraction of {', '.join(pruned)} (landing retention pruned it); refusing to "
+                                 "approve it. Trigger a new run instead.")
         endpoints = completed_endpoints(conn, sync_run_id)
         checks = guard.enforce(conn, district_slug, sync_run_id, endpoints, threshold, floor, allow_mass_archive)
         for check in checks:

@@ -42,7 +42,7 @@ import psycopg
 from psycopg import sql
 
 from clever.expectations import ColumnSpec, SuiteError, load_suite_document, parse_column
-from clever.warehouse import completed_endpoints, get_sync_run, landing_table
+from clever.warehouse import completed_endpoints, get_sync_run, landing_table, pruned_endpoints
 
 log = logging.getLogger(__name__)
 
@@ -162,15 +162,27 @@ def suite_fingerprint(suite: dict[str, Any]) -> str:
 def find_baseline(conn: psycopg.Connection, district_slug: str, endpoint: str, sync_run_id: int,
                   fingerprint: str) -> Baseline | None:
     """The district's latest approved extraction of ``endpoint`` before this run that was
-    validated with the same suite, if any."""
+    validated with the same suite, if any, and if neither it nor an extraction it was
+    validated against has been pruned by landing retention (what has gone since could
+    not be told)."""
     row = conn.execute(
-        """SELECT a.sync_run_id, v.reference_runs FROM clever_landing.approved_extractions AS a
+        """SELECT a.sync_run_id, v.reference_runs,
+                  e.pruned_at IS NULL AND NOT EXISTS (
+                      SELECT 1 FROM jsonb_each(v.reference_runs) AS ref
+                      JOIN clever_landing.endpoint_runs AS r
+                        ON r.endpoint = ref.key AND r.sync_run_id = (ref.value #>> '{}')::bigint
+                      WHERE jsonb_typeof(ref.value) = 'number' AND r.pruned_at IS NOT NULL) AS intact
+           FROM clever_landing.approved_extractions AS a
            JOIN clever_landing.validated_extractions AS v
              ON v.sync_run_id = a.sync_run_id AND v.endpoint = a.endpoint
+           JOIN clever_landing.endpoint_runs AS e ON e.sync_run_id = a.sync_run_id AND e.endpoint = a.endpoint
            WHERE a.district_slug = %s AND a.endpoint = %s AND a.sync_run_id < %s AND v.suite_fingerprint = %s
            ORDER BY a.sync_run_id DESC LIMIT 1""",
         (district_slug, endpoint, sync_run_id, fingerprint)).fetchone()
     if row is None:
+        return None
+    if not row[2]:
+        log.info("%s: baseline run %d was pruned by landing retention; every record is checked", endpoint, row[0])
         return None
     return Baseline(row[0], {e: (int(r) if r is not None else None) for e, r in row[1].items()})
 
@@ -419,6 +431,11 @@ def validate_run(conninfo: str, sync_run_id: int, *, quarantine_threshold: float
     Raises ValidationFailed when an endpoint quarantines more records than the limit."""
     with psycopg.connect(conninfo, autocommit=True) as conn:
         run = get_sync_run(conn, sync_run_id)
+        pruned = pruned_endpoints(conn, sync_run_id)
+        if pruned:  # what is left is not the extraction, and its results are the audit trail
+            raise ValidationFailed(f"district {run.district_slug!r}: sync run {sync_run_id} no longer holds its "
+                                   f"extraction of {', '.join(pruned)} (landing retention pruned it); it cannot be "
+                                   "validated again. Trigger a new run instead.")
         docs_dir = docs_dir or data_docs_index(run.district_slug, sync_run_id).parent
         completed = completed_endpoints(conn, sync_run_id)
         endpoints = [e for e in run.endpoints if e in completed]

@@ -261,6 +261,14 @@ def landing_table(endpoint: str) -> sql.Composed:
     return sql.SQL("{}.{}").format(sql.Identifier(LANDING_SCHEMA), sql.Identifier(endpoint))
 
 
+def pruned_endpoints(conn: psycopg.Connection, sync_run_id: int) -> list[str]:
+    """The endpoints of a run whose landing rows retention has pruned (clever.retention):
+    such an extraction can no longer be validated or approved."""
+    return [row[0] for row in conn.execute(
+        "SELECT endpoint FROM clever_landing.endpoint_runs WHERE sync_run_id = %s AND pruned_at IS NOT NULL "
+        "ORDER BY endpoint", (sync_run_id,))]
+
+
 def ensure_landing_schema(conn: psycopg.Connection) -> None:
     """Create the landing schema and run-tracking tables if missing (idempotent), and the
     application's schema ``app``, which dbt reads as sources."""

@@ -7,11 +7,13 @@ from __future__ import annotations
 import functools
 
 import psycopg
+import pytest
 
 from clever import pipeline
 from clever.config import get_district
 from clever.endpoints import CORE_ENDPOINTS
 from clever.retention import prune_landing
+from clever.validation import ValidationFailed, find_baseline, validate_run
 from tests.conftest import DEMO_TOKEN
 from tests.helpers import land_and_build, load_records, write_records
 
@@ -30,6 +32,19 @@ def staged(url: str) -> dict[str, list[str]]:
     with psycopg.connect(url) as conn:
         return {view: sorted(row[0] for row in conn.execute(f"SELECT to_jsonb(v)::text FROM clever_staging.{view} v"))
                 for view in STAGING_VIEWS}
+
+
+def another_districts_run(url: str, copy_of: int) -> int:
+    """An old, unapproved run of district 'other' holding a copy of run ``copy_of``'s users."""
+    with psycopg.connect(url, autocommit=True) as conn, conn.transaction():
+        run = conn.execute("INSERT INTO clever_landing.sync_runs (district_slug, api_version, status, endpoints) "
+                           "VALUES ('other', 'v3.0', 'failed', '{users}') RETURNING sync_run_id").fetchone()[0]
+        rows = conn.execute("INSERT INTO clever_landing.users (sync_run_id, district_id, clever_id, api_version, raw, "
+                            "extracted_at) SELECT %s, district_id, clever_id, api_version, raw, extracted_at "
+                            "FROM clever_landing.users WHERE sync_run_id = %s", (run, copy_of)).rowcount
+        conn.execute("INSERT INTO clever_landing.endpoint_runs (sync_run_id, endpoint, status, row_count) "
+                     "VALUES (%s, 'users', 'failed', %s)", (run, rows))
+    return run
 
 
 def test_pruning_keeps_what_the_warehouse_reads_and_deletes_the_rest(warehouse_url, simulator, district_dir,
@@ -54,10 +69,14 @@ def test_pruning_keeps_what_the_warehouse_reads_and_deletes_the_rest(warehouse_u
         assert conn.execute("SELECT reference_runs ->> 'schools' FROM clever_landing.validated_extractions "
                             "WHERE sync_run_id = %s AND endpoint = 'users'", (third,)).fetchone() == (str(second),)
 
+    other = another_districts_run(url, copy_of=first)
     assert prune_landing(url, "demo", None) == [], "retention off"
     assert prune_landing(url, "demo", 1) == [], "every run is younger than a day"
     rows_before, staging_before = landed(url), staged(url)
     pruned = {(p.endpoint, p.sync_run_id): p.rows for p in prune_landing(url, "demo", 0)}
+    assert landed(url)[("users", other)] == size["users"], "another district's runs are its own business"
+    assert [(p.endpoint, p.sync_run_id) for p in prune_landing(url, "other", 0)] == [("users", other)]
+    del rows_before[("users", other)]
 
     assert pruned == {("users", first): size["users"] - 1, ("schools", first): size["schools"]} | {
         (e, first): size[e] for e in ("districts", "sections", "terms", "courses")}
@@ -75,9 +94,26 @@ def test_pruning_keeps_what_the_warehouse_reads_and_deletes_the_rest(warehouse_u
                             (first,)).fetchall() == [(nameless["id"],)]
         marked = {(e, r): n for e, r, n in conn.execute(
             "SELECT endpoint, sync_run_id, pruned_rows FROM clever_landing.endpoint_runs WHERE pruned_at IS NOT NULL")}
-        assert marked == pruned
+        assert marked == pruned | {("users", other): size["users"]}
     assert staged(url) == staging_before, "the warehouse reads exactly what it read before"
     assert prune_landing(url, "demo", 0) == [], "nothing more to delete"
+
+    # A baseline that was pruned is no baseline: what has gone since it could not be told.
+    with psycopg.connect(url, autocommit=True) as conn:
+        fingerprint = conn.execute("SELECT suite_fingerprint FROM clever_landing.validated_extractions "
+                                   "WHERE sync_run_id = %s AND endpoint = 'users'", (third,)).fetchone()[0]
+        later = 10**9  # a run after all of these
+        assert find_baseline(conn, "demo", "users", later, fingerprint).sync_run_id == third
+        with conn.transaction():  # as if runs 2 and 3 had been validated with another suite
+            conn.execute("UPDATE clever_landing.validated_extractions SET suite_fingerprint = 'another suite' "
+                         "WHERE endpoint = 'users' AND sync_run_id IN (%s, %s)", (second, third))
+            assert find_baseline(conn, "demo", "users", later, fingerprint) is None, "run 1 was pruned"
+            conn.execute("UPDATE clever_landing.endpoint_runs SET pruned_at = NULL WHERE sync_run_id = %s", (first,))
+            assert find_baseline(conn, "demo", "users", later, fingerprint).sync_run_id == first, "as if not pruned"
+            conn.execute("UPDATE clever_landing.endpoint_runs SET pruned_at = now() "
+                         "WHERE endpoint = 'schools' AND sync_run_id = %s", (first,))
+            assert find_baseline(conn, "demo", "users", later, fingerprint) is None, "its schools were pruned"
+            raise psycopg.Rollback()
 
     # The student is repaired: it is its own version again, and its stand-in goes at the next prune.
     nameless["name"] = name
@@ -97,3 +133,25 @@ def test_pruning_keeps_what_the_warehouse_reads_and_deletes_the_rest(warehouse_u
     pipeline.extract(url, district, running, "users", simulator.base_url, DEMO_TOKEN)
     assert prune_landing(url, "demo", 0) == []
     assert landed(url)[("users", running)] == size["users"]
+
+
+def test_a_pruned_run_is_not_validated_or_approved_again_and_nothing_is_pruned_before_a_build(
+        warehouse_url, simulator, district_dir, tmp_path):
+    url, district = warehouse_url, get_district("demo")
+    users = len(load_records(district_dir, "v3.0", "users"))
+    run = pipeline.start_run(url, district, ["users"])
+    pipeline.extract(url, district, run, "users", simulator.base_url, DEMO_TOKEN)
+    assert pipeline.close_extraction(url, run) == "completed"
+    assert prune_landing(url, "demo", 0) == [], "never built: which rows stand in for others is not known yet"
+    assert landed(url) == {("users", run): users}
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("UPDATE clever_landing.endpoint_runs SET pruned_at = now(), pruned_rows = %s "
+                     "WHERE sync_run_id = %s", (users - 1, run))
+    with pytest.raises(ValidationFailed, match=f"sync run {run} no longer holds its extraction of users"):
+        validate_run(url, run, docs_dir=tmp_path / "docs")
+    with pytest.raises(pipeline.RunNotComplete, match="landing retention pruned it"):
+        pipeline.approve(url, run, threshold=district.mass_archive_threshold, floor=district.mass_archive_floor)
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT count(*) FROM clever_landing.approved_extractions").fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM clever_landing.validated_extractions").fetchone() == (0,)
