@@ -27,22 +27,21 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
-from clever.endpoints import CORE_ENDPOINTS
 from clever.warehouse import ensure_landing_schema, landing_table
 
 log = logging.getLogger(__name__)
 
+# Built by dbt's staging layer from the macro the staging views read through; it depends
+# on stg_clever__current_extractions, which the query below uses too.
 CARRIED_RECORDS_VIEW = ("clever_staging", "stg_clever__carried_records")
-# Endpoints that have staging views (and so may have stand-ins in the view above).
-STAGED_ENDPOINTS = CORE_ENDPOINTS
 
 _PRUNABLE_EXTRACTIONS = """
 WITH district_runs AS (
     SELECT sync_run_id, status, started_at FROM clever_landing.sync_runs WHERE district_slug = %(district)s
 ),
 kept AS (
-    SELECT endpoint, max(sync_run_id) AS sync_run_id FROM clever_landing.approved_extractions
-    WHERE district_slug = %(district)s GROUP BY endpoint
+    SELECT endpoint, sync_run_id FROM clever_staging.stg_clever__current_extractions
+    WHERE district_slug = %(district)s
     UNION
     SELECT e.endpoint, e.sync_run_id FROM clever_landing.endpoint_runs AS e JOIN district_runs AS r USING (sync_run_id)
     WHERE r.status = 'started' OR r.started_at > clock_timestamp() - make_interval(days => %(days)s)
@@ -91,12 +90,11 @@ def prune_landing(conninfo: str, district_slug: str, keep_days: int | None) -> l
 
 
 def _prune_extraction(conn: psycopg.Connection, endpoint: str, sync_run_id: int) -> PrunedExtraction:
-    stand_ins = sql.SQL("")
-    if endpoint in STAGED_ENDPOINTS:
-        stand_ins = sql.SQL("""AND NOT EXISTS (SELECT 1 FROM {view} AS c WHERE c.endpoint = %(endpoint)s
-                                                 AND c.sync_run_id = l.sync_run_id AND c.clever_id = l.clever_id)""")
-    delete = sql.SQL("DELETE FROM {landing} AS l WHERE l.sync_run_id = %(run)s {stand_ins}").format(
-        landing=landing_table(endpoint), stand_ins=stand_ins.format(view=sql.Identifier(*CARRIED_RECORDS_VIEW)))
+    # An endpoint without staging (resources) has no stand-ins in the view: all its rows go.
+    delete = sql.SQL("""DELETE FROM {landing} AS l WHERE l.sync_run_id = %(run)s
+                        AND NOT EXISTS (SELECT 1 FROM {view} AS c WHERE c.endpoint = %(endpoint)s
+                                        AND c.sync_run_id = l.sync_run_id AND c.clever_id = l.clever_id)""").format(
+        landing=landing_table(endpoint), view=sql.Identifier(*CARRIED_RECORDS_VIEW))
     with conn.transaction():
         rows = conn.execute(delete, {"run": sync_run_id, "endpoint": endpoint}).rowcount
         if rows:
