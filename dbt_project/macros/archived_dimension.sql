@@ -10,9 +10,11 @@
    - version_valid_from / version_sync_run_id: the current version;
    - snapshot_updated_at: the snapshot time of the key's latest version.
    A build recomputes only the keys with a version written since the table's latest
-   snapshot_updated_at (a snapshot's rows are never changed afterwards except for
-   dbt_valid_to, which a new version of the same key sets), so a quiet day rewrites a
-   few thousand rows, not millions. `full_refresh` rebuilds it from the snapshot.
+   snapshot_updated_at for the key's district (a snapshot's rows are never changed
+   afterwards except for dbt_valid_to, which a new version of the same key sets), so a
+   quiet day rewrites a few thousand rows, not millions. Each district has its own mark:
+   districts build at their own times, side by side. A district-scoped build reads and
+   writes only its districts' rows. `full_refresh` rebuilds it from the snapshot.
 
    archived_dimension (the mart, a view in clever_marts): those columns plus last_seen_at,
    which for an active record is its district's current approved extraction and so
@@ -32,21 +34,30 @@
   {% endfor %}
 {% endif %}
 {% set key_list = keys | join(', ') %}
+{{ require_incremental_when_scoped() }}
 with
 {% if is_incremental() %}
--- keys with a version written since the last build: a snapshot commits all its rows at
--- one time before this model runs, so those of the latest time here were all counted
+-- keys with a version written since the district's last build: a snapshot commits all
+-- its rows at one time before this model runs, so those of the latest time here were
+-- all counted (dbt_valid_from is the snapshot time that wrote a version, as dbt_updated_at)
+covered as (
+    {{ district_watermarks(this, 'snapshot_updated_at') }}
+),
+
 changed_keys as (
-    select distinct {{ key_list }}
-    from {{ relation }}
-    where dbt_updated_at > (select coalesce(max(snapshot_updated_at), '-infinity') from {{ this }})
+    select distinct {% for key in keys %}s.{{ key }}{% if not loop.last %}, {% endif %}{% endfor %}
+    from {{ relation }} as s
+    left join covered as c on c.district_slug = s.district_slug
+    where {{ in_build_scope('s.district_slug') }}
+      and s.dbt_valid_from > coalesce(c.covered_until, '-infinity')
 ),
 {% endif %}
 
 history as (
     select * from {{ relation }}
+    where {{ in_build_scope('district_slug') }}
     {% if is_incremental() %}
-    where ({{ key_list }}) in (select {{ key_list }} from changed_keys)
+      and ({{ key_list }}) in (select {{ key_list }} from changed_keys)
     {% endif %}
 ),
 
@@ -66,7 +77,7 @@ approvals as (
         approved_at,
         lag(synced_at) over (partition by district_slug order by approved_at, sync_run_id) as previous_synced_at
     from {{ source('clever_landing', 'approved_extractions') }}
-    where endpoint = '{{ endpoint }}'
+    where endpoint = '{{ endpoint }}' and {{ in_build_scope('district_slug') }}
 )
 
 select
@@ -117,4 +128,24 @@ left join (
     where endpoint = '{{ endpoint }}'
 ) as ce
   on ce.district_slug = s.district_slug
+{% endmacro %}
+
+
+{# Per district of the build, the latest value of `column` in `relation` (how far an
+   incremental table covers that district). Scoped: one index probe per district; with
+   a scoped full refresh, nothing is covered, so the districts' rows are all recomputed. #}
+{% macro district_watermarks(relation, column) %}
+    {%- set scope = build_scope() -%}
+    {%- if scope is not none and scoped_full_refresh() -%}
+    select district_slug, null::timestamp as covered_until
+    from (values {% for slug in scope %}('{{ slug }}'){% if not loop.last %}, {% endif %}{% endfor %}) as s(district_slug)
+    {%- elif scope is none -%}
+    select district_slug, max({{ column }}) as covered_until from {{ relation }} group by district_slug
+    {%- else -%}
+    {%- for slug in scope %}
+    select '{{ slug }}'::text as district_slug,
+           (select max({{ column }}) from {{ relation }} where district_slug = '{{ slug }}') as covered_until
+    {% if not loop.last %}union all{% endif %}
+    {%- endfor -%}
+    {%- endif -%}
 {% endmacro %}

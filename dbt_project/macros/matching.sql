@@ -16,13 +16,6 @@ language sql immutable parallel safe as $$
 $$;
 {% endmacro %}
 
-{# Post-hook: fresh statistics for a table the next models read (views are skipped).
-   Incremental tables too: a build's few changes can move a distribution the next
-   models are planned on (and the statistics counters only see them after commit). #}
-{% macro analyze_table() %}
-    {% if model.config.materialized in ('table', 'incremental') %}analyze {{ this }}{% endif %}
-{% endmacro %}
-
 {# Pre-hook of the matching models and rpt_rollover: every join there is an equi-join of two large sets,
    so a nested loop is never the right plan, but the planner picks one when a chain of
    CTEs makes it underestimate rows; SET LOCAL ends with the model's transaction. #}
@@ -162,8 +155,10 @@ decisions as (
       another person.
    Arguments are relation or CTE names: clever_records (district_slug, clever_id,
    person_key), app_scope (app_id, district_slug: the districts an app record may be
-   linked in), decisions (from match_decision_ctes). Ends with the CTE `effective`. #}
-{% macro effective_match_ctes(entity, clever_records, app_scope, decisions, links_snapshot) %}
+   linked in), decisions (from match_decision_ctes). Ends with the CTE `effective`.
+   `scoped`: per district (schools, users), a district-scoped build reads its own
+   districts' overrides and links; the districts' own matching is decided across all. #}
+{% macro effective_match_ctes(entity, clever_records, app_scope, decisions, links_snapshot, scoped=true) %}
 scope as (
     select distinct app_id, district_slug from {{ app_scope }}
 ),
@@ -179,6 +174,7 @@ overrides as (
     from {{ source('app', 'match_overrides') }} as o
     join {{ clever_records }} as c
       on c.district_slug = o.district_slug and c.clever_id = o.clever_id
+     {% if scoped %}and {{ in_build_scope('o.district_slug') }}{% endif %}
     left join scope as s on s.app_id = o.app_id and s.district_slug = o.district_slug
     where o.entity = '{{ entity }}'
 ),
@@ -195,6 +191,7 @@ established as (
     from {{ ref(links_snapshot) }} as h
     join {{ clever_records }} as c
       on c.district_slug = h.district_slug and c.clever_id = h.clever_id
+     {% if scoped %}and {{ in_build_scope('h.district_slug') }}{% endif %}
     join scope as s
       on s.app_id = h.app_id and s.district_slug = h.district_slug
     where h.dbt_is_deleted = 'False'
@@ -243,11 +240,13 @@ effective as (
 {% endmacro %}
 
 {# The application's schools or accounts, each with the configured district its app
-   district is linked to (district_matches): the only district it may be matched in. #}
+   district is linked to (district_matches): the only district it may be matched in.
+   A district-scoped build reads those of its districts only. #}
 {% macro in_linked_district(app_model) %}
     select a.*, dm.district_slug
     from {{ ref(app_model) }} as a
     join {{ ref('district_matches') }} as dm on dm.app_district_id = a.app_district_id
+    where {{ in_build_scope('dm.district_slug') }}
 {% endmacro %}
 
 {# Clever user IDs the application stored, resolved to the configured district holding
@@ -256,5 +255,6 @@ effective as (
 {% macro clever_user_districts() %}
     select distinct on (clever_id) clever_id, district_slug
     from {{ ref('dim_users') }}
+    where {{ in_build_scope('district_slug') }}
     order by clever_id, district_slug
 {% endmacro %}

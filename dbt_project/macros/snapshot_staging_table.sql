@@ -17,18 +17,63 @@
    snapshot's own transaction (post-hook save_compare_scope); without that table (a first
    build, or one after it was dropped) every key is compared.
 
+   In a district-scoped build (macros/build_scope.sql) both sides, the source and the
+   snapshot's current rows, are limited to the build's districts, so a district's build
+   compares its own records only and can never mistake another district's records for
+   gone (neither side holds them).
+
    The output (columns, order and rows) is dbt's, so dbt's snapshot materialization and
    merge run unchanged. Only for what this project uses (strategy check with a list of
    check_cols, hard_deletes: new_record, no dbt_valid_to_current); anything else gets
    dbt's version. tests/integration/test_snapshot_staging.py checks the rows against dbt's. #}
 {% macro postgres__snapshot_staging_table(strategy, source_sql, target_relation) -%}
-    {%- set check_cols = config.get('check_cols') -%}
-    {#- CLEVER_SNAPSHOT_STAGING=dbt: dbt's own SQL, for the test that compares the two -#}
-    {%- if strategy.hard_deletes != 'new_record' or config.get('dbt_valid_to_current')
-          or config.get('strategy') != 'check' or check_cols is string
-          or env_var('CLEVER_SNAPSHOT_STAGING', 'clever') == 'dbt' -%}
+    {%- if not clever_snapshot_staging(strategy) -%}
         {{ return(default__snapshot_staging_table(strategy, source_sql, target_relation)) }}
     {%- endif -%}
+    {{ return(clever_snapshot_staging_sql(strategy, source_sql, target_relation, 'staging')) }}
+{%- endmacro %}
+
+{# Whether our comparison applies: what this project uses (strategy check with a list of
+   check_cols, hard_deletes: new_record, no dbt_valid_to_current), unless
+   CLEVER_SNAPSHOT_STAGING=dbt asks for dbt's own SQL (the test that compares the two). #}
+{% macro clever_snapshot_staging(strategy) %}
+    {{ return(strategy.hard_deletes == 'new_record' and not config.get('dbt_valid_to_current')
+              and config.get('strategy') == 'check' and config.get('check_cols') is not string
+              and env_var('CLEVER_SNAPSHOT_STAGING', 'clever') != 'dbt') }}
+{% endmacro %}
+
+{# dbt's build_snapshot_staging_table in two statements when our comparison applies: the
+   keys classified as new, changed or gone go to a temporary table first, analyzed, so the
+   statement that reads their records in full is planned on how many there really are.
+   In one statement PostgreSQL estimated "the changes" at one row whatever their number,
+   and a first sync of a district joining a shared snapshot (every key new) read the
+   district's whole source once per key: 113,000 enrolments took five minutes. #}
+{% macro build_snapshot_staging_table(strategy, sql, target_relation) %}
+    {% set temp_relation = make_temp_relation(target_relation) %}
+    {% if clever_snapshot_staging(strategy) %}
+        {% call statement('build_snapshot_changes') %}
+            drop table if exists {{ snapshot_changes_table(target_relation) }};
+            create temporary table {{ snapshot_changes_table(target_relation) }} on commit drop as (
+                {{ clever_snapshot_staging_sql(strategy, sql, target_relation, 'changes') }}
+            );
+            analyze {{ snapshot_changes_table(target_relation) }};
+        {% endcall %}
+    {% endif %}
+    {% set select = snapshot_staging_table(strategy, sql, target_relation) %}
+    {% call statement('build_snapshot_staging_relation') %}
+        {{ create_table_as(True, temp_relation, select) }}
+    {% endcall %}
+    {% do return(temp_relation) %}
+{% endmacro %}
+
+{% macro snapshot_changes_table(target_relation) -%}
+    {{ adapter.quote(target_relation.identifier ~ '__dbt_changes') }}
+{%- endmacro %}
+
+{# part 'changes': each key that is new, changed or gone, with the snapshot row it
+   replaces; part 'staging': dbt's staging rows, built from those changes. #}
+{% macro clever_snapshot_staging_sql(strategy, source_sql, target_relation, part) -%}
+    {%- set check_cols = config.get('check_cols') -%}
     {%- set columns = config.get('snapshot_table_column_names') or get_snapshot_table_column_names() -%}
     {%- set new_scd_id = snapshot_hash_arguments(['gone.' ~ columns.dbt_scd_id, snapshot_get_time()]) -%}
     {%- set snapshotted_cols = get_list_of_column_names(get_columns_in_relation(target_relation)) -%}
@@ -54,8 +99,9 @@
 
         select coalesce(parent.district_slug, saved.district_slug) as district_slug,
                coalesce(parent.clever_id, saved.scope_id) as scope_id
-        from (select district_slug, clever_id, record_hash from {{ ref(scope.parent) }}) as parent
-        full outer join {{ scope.hashes }} as saved
+        from (select district_slug, clever_id, record_hash from {{ ref(scope.parent) }}
+              where {{ in_build_scope('district_slug') }}) as parent
+        full outer join (select * from {{ scope.hashes }} where {{ in_build_scope('district_slug') }}) as saved
           on saved.district_slug = parent.district_slug and saved.scope_id = parent.clever_id
         where parent.record_hash is distinct from saved.scope_hash
 
@@ -67,8 +113,9 @@
 
         select *, {{ unique_key_fields(strategy.unique_key) }}
         from snapshot_query
+        where {{ in_build_scope('district_slug') }}
         {% if scope %}
-        where (district_slug, {{ scope.column }}) in (select district_slug, scope_id from changed_scopes)
+          and (district_slug, {{ scope.column }}) in (select district_slug, scope_id from changed_scopes)
         {% endif %}
 
     ),
@@ -77,13 +124,14 @@
 
         select *, {{ unique_key_fields(strategy.unique_key) }}
         from {{ target_relation }}
-        where {{ columns.dbt_valid_to }} is null
+        where {{ columns.dbt_valid_to }} is null and {{ in_build_scope('district_slug') }}
         {% if scope %}
           and (district_slug, {{ scope.column }}) in (select district_slug, scope_id from changed_scopes)
         {% endif %}
 
     ),
 
+    {% if part == 'changes' %}
     compared as (
 
         select
@@ -111,16 +159,20 @@
 
     ),
 
-    changes as materialized (
+    changes as (
 
         select * from compared where dbt_change is not null
 
-    ),
+    )
 
+    select * from changes
+    {% else %}
+    {#- the temporary table itself, not a CTE over it: a CTE's rows have no statistics -#}
+    {%- set changes = snapshot_changes_table(target_relation) %}
     changed_source as (
 
         select source_data.*, changes.dbt_change, changes.dbt_target_scd_id, changes.dbt_target_is_deleted
-        from changes
+        from {{ changes }} as changes
         join source_data on {{ unique_key_join_on(strategy.unique_key, "changes", "source_data") }}
         where changes.dbt_change in ('new', 'changed')
 
@@ -129,7 +181,7 @@
     gone as (
 
         select snapshotted_data.*
-        from changes
+        from {{ changes }} as changes
         join snapshotted_data on snapshotted_data.{{ columns.dbt_scd_id }} = changes.dbt_target_scd_id
         where changes.dbt_change = 'gone'
 
@@ -211,6 +263,7 @@
     select * from deletes
     union all
     select * from deletion_records
+    {% endif %}
 {%- endmacro %}
 
 {# A changed or new source row's columns up to dbt_valid_from, as dbt's
@@ -235,20 +288,50 @@
 {% endmacro %}
 
 {# Post-hook of a snapshot with a compare_scope, inside its transaction: remember the
-   parent hashes its rows now reflect, so the next build compares only what changed. #}
+   parent hashes its rows now reflect, so the next build compares only what changed
+   (for the build's districts only; the table is created by the deploy build). #}
 {% macro save_compare_scope() %}
     {%- set scope = snapshot_meta().get('compare_scope') -%}
     {%- if not execute or not scope -%}{{ return('select 1') }}{%- endif -%}
     {%- set hashes = this.incorporate(path={'identifier': this.identifier ~ '__scope_hashes'}) -%}
+    {%- if build_scope() is none %}
     create table if not exists {{ hashes }} (
         district_slug text not null,
         scope_id      text not null,
         scope_hash    text not null
     );
-    delete from {{ hashes }};
+    create index if not exists {{ hashes.identifier }}_key_idx on {{ hashes }} (district_slug, scope_id);
+    {%- endif %}
+    delete from {{ hashes }} where {{ in_build_scope('district_slug') }};
     insert into {{ hashes }} (district_slug, scope_id, scope_hash)
-    select district_slug, clever_id, record_hash from {{ ref(scope.parent) }};
-    analyze {{ hashes }}
+    select district_slug, clever_id, record_hash from {{ ref(scope.parent) }}
+    where {{ in_build_scope('district_slug') }};
+    {{ analyze_if_changed(hashes) }}
+{% endmacro %}
+
+{# dbt-postgres's snapshot merge, with the update of closed versions limited to the
+   build's districts: the staging rows hold only those, and without the predicate
+   PostgreSQL would hash the whole shared snapshot (every district) to find them. #}
+{% macro postgres__snapshot_merge_sql(target, source, insert_cols) -%}
+    {%- set insert_cols_csv = insert_cols | join(', ') -%}
+    {%- set columns = config.get("snapshot_table_column_names") or get_snapshot_table_column_names() -%}
+    {%- if config.get("dbt_valid_to_current") or '"district_slug"' not in insert_cols -%}
+        {{ return(dbt_postgres.postgres__snapshot_merge_sql(target, source, insert_cols)) }}
+    {%- endif %}
+    update {{ target }}
+    set {{ columns.dbt_valid_to }} = DBT_INTERNAL_SOURCE.{{ columns.dbt_valid_to }}
+    from {{ source }} as DBT_INTERNAL_SOURCE
+    where DBT_INTERNAL_SOURCE.{{ columns.dbt_scd_id }}::text = {{ target }}.{{ columns.dbt_scd_id }}::text
+      and DBT_INTERNAL_SOURCE.dbt_change_type::text in ('update'::text, 'delete'::text)
+      and {{ target }}.{{ columns.dbt_valid_to }} is null
+      and {{ in_build_scope(target ~ '.district_slug') }};
+
+    insert into {{ target }} ({{ insert_cols_csv }})
+    select {% for column in insert_cols -%}
+        DBT_INTERNAL_SOURCE.{{ column }} {%- if not loop.last %}, {%- endif %}
+    {%- endfor %}
+    from {{ source }} as DBT_INTERNAL_SOURCE
+    where DBT_INTERNAL_SOURCE.dbt_change_type::text = 'insert'::text;
 {% endmacro %}
 
 {% macro snapshot_meta() %}

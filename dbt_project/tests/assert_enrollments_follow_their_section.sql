@@ -12,5 +12,5 @@ from {{ ref('fct_enrollments') }} as e
 left join {{ ref('dim_sections') }} as s
   on s.district_slug = e.district_slug
  and s.clever_id = e.section_id
-where s.clever_id is null
-   or (not e.is_archived and s.is_archived)
+where {{ in_build_scope('e.district_slug') }}
+  and (s.clever_id is null or (not e.is_archived and s.is_archived))

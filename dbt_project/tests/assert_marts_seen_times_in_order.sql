@@ -5,12 +5,12 @@
 {% for mart in marts %}
 select '{{ mart }}' as mart, district_slug, clever_id as record_key, first_seen_at, last_seen_at, archived_at
 from {{ ref(mart) }}
-where last_seen_at is null or first_seen_at > last_seen_at
-   or (is_archived and last_seen_at > archived_at)
+where {{ in_build_scope('district_slug') }} and (last_seen_at is null or first_seen_at > last_seen_at
+   or (is_archived and last_seen_at > archived_at))
 union all
 {% endfor %}
 select 'fct_enrollments' as mart, district_slug, section_id || ':' || user_id || ':' || role as record_key,
        first_seen_at, last_seen_at, archived_at
 from {{ ref('fct_enrollments') }}
-where last_seen_at is null or first_seen_at > last_seen_at
-   or (is_archived and last_seen_at > archived_at)
+where {{ in_build_scope('district_slug') }} and (last_seen_at is null or first_seen_at > last_seen_at
+   or (is_archived and last_seen_at > archived_at))

@@ -6,11 +6,11 @@
 select '{{ e.entity }}' as entity, d.district_slug, d.clever_id, m.{{ e.app_key }} as app_id
 from {{ ref(e.decisions) }} as d
 join {{ ref(e.matches) }} as m on m.district_slug = d.district_slug and m.clever_id = d.clever_id
-where d.status <> 'matched' and m.match_source = 'rule'
+where d.status <> 'matched' and m.match_source = 'rule' and {{ in_build_scope('d.district_slug') }}
 union all
 select '{{ e.entity }}', min(district_slug), min(clever_id), app_id
 from {{ ref(e.decisions) }}
-where status = 'matched'
+where status = 'matched' and {{ in_build_scope('district_slug') }}
 group by app_id
 having count(distinct district_slug || ':' || person_key) > 1
 {% if not loop.last %}union all{% endif %}

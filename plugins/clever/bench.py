@@ -495,7 +495,7 @@ def steps_main(api_url: str, db_url: str) -> dict[str, Any]:
           quarantine_floor=district.quarantine_floor)
     timed("approve", pipeline.approve, db_url, run_id, threshold=district.mass_archive_threshold,
           floor=district.mass_archive_floor)
-    built = timed("build", pipeline.build, WarehouseTarget.from_conninfo(db_url))
+    built = timed("build", pipeline.build, WarehouseTarget.from_conninfo(db_url), district)
     timed("summarize", pipeline.summarize, db_url, run_id, built["started_at"])
     timed("prune_landing", retention.prune_landing, db_url, district.slug, district.landing_retention_days)
     return {"steps": steps}

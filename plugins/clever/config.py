@@ -31,6 +31,7 @@ _DEFAULTS: dict[str, Any] = {
     "http_max_attempts": 8,
     "http_backoff_max_seconds": 60.0,
     "extract_retries": 2,
+    "extract_concurrency": 3,
     "extract_retry_delay_seconds": 120,
     "build_lock_timeout_seconds": 3600,
     "extract_pool": "default_pool",
@@ -59,7 +60,8 @@ class DistrictConfig:
     http_backoff_max_seconds: float = 60.0
     extract_retries: int = 2  # Airflow retries of a whole endpoint extraction
     extract_retry_delay_seconds: int = 120
-    build_lock_timeout_seconds: int = 3600  # wait for other districts' dbt builds
+    extract_concurrency: int = 3  # endpoints of one run extracted at a time (threads of the extract task)
+    build_lock_timeout_seconds: int = 3600  # wait for the district's lock, or a deploy of the dbt project
     matching: MatchingConfig = field(default_factory=MatchingConfig)  # rule order for app matching
     extract_pool: str = "default_pool"  # Airflow pool of the extract tasks
     build_pool: str = "default_pool"  # Airflow pool of approve and build (they queue on the build lock)
@@ -124,6 +126,7 @@ def _district(entry: dict[str, Any], defaults: dict[str, Any], where: str) -> Di
         http_backoff_max_seconds=float(merged.pop("http_backoff_max_seconds")),
         extract_retries=max(0, int(merged.pop("extract_retries"))),
         extract_retry_delay_seconds=max(0, int(merged.pop("extract_retry_delay_seconds"))),
+        extract_concurrency=max(1, int(merged.pop("extract_concurrency"))),
         build_lock_timeout_seconds=max(1, int(merged.pop("build_lock_timeout_seconds"))),
         matching=matching,
         extract_pool=str(merged.pop("extract_pool")),

@@ -3,11 +3,13 @@
 Parse time stays light: only airflow.sdk, yaml and this package's config are imported
 here; every task imports its heavy work (psycopg, requests, dbt, GX) when it runs.
 
-Task flow: plan_endpoints → start_run → extract[endpoint] (mapped, parallel) → close_extraction →
-validate → approve → build (dbt) → summarize and prune_landing. ``summarize`` always
-runs, records the run (also a failed one) in clever_landing.run_summaries, and fails the
-DAG run if any step before it failed. ``prune_landing`` runs after a successful build and
-deletes older runs' landing rows that nothing reads any more (clever.retention).
+Task flow: start_run → extract (every endpoint, several at a time, then the run is
+closed) → validate → approve → build (dbt) → summarize. Six task instances a run: in a
+fleet each one costs a scheduler decision, an executor slot and a process start-up, so
+steps that need no task of their own share one (docs/ARCHITECTURE.md#airflow).
+``summarize`` always runs: it closes a run whose extraction failed, records the run
+(also a failed one) in clever_landing.run_summaries, prunes older landing rows after a
+successful build (clever.retention), and fails the DAG run if any step before it failed.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
-from airflow.sdk import DAG, Param, TriggerRule, get_current_context, task
+from airflow.sdk import DAG, Param, TriggerRule, get_current_context, get_parsing_context, task
 
 from clever.assets import MARTS
 from clever.config import DistrictConfig, load_districts
@@ -77,51 +79,36 @@ def build_district_dag(district: DistrictConfig) -> DAG:
     ) as dag:
 
         @task
-        def plan_endpoints() -> list[str]:
-            """The endpoints this run extracts: the trigger's `endpoints` param, else the config's."""
-            from clever.endpoints import check_endpoints
-
-            requested = get_current_context()["params"].get("endpoints") or district.endpoints
-            return list(check_endpoints(list(requested)))
-
-        @task
-        def start_run(endpoints: list[str]) -> int:
+        def start_run() -> int:
+            """A new sync run of the trigger's `endpoints` param, else the config's."""
             from clever import pipeline
             from clever.connections import warehouse_target
+            from clever.endpoints import check_endpoints
 
             context = get_current_context()
-            return pipeline.start_run(
-                warehouse_target().conninfo, district, endpoints,
-                external_run_id=context["run_id"], params=dict(context["params"]),
-            )
+            endpoints = list(check_endpoints(list(context["params"].get("endpoints") or district.endpoints)))
+            return pipeline.start_run(warehouse_target().conninfo, district, endpoints,
+                                      external_run_id=context["run_id"], params=dict(context["params"]))
 
         @task(retries=district.extract_retries,
-              retry_delay=timedelta(seconds=district.extract_retry_delay_seconds),
-              map_index_template="{{ endpoint }}", pool=district.extract_pool)
-        def extract(endpoint: str, sync_run_id: int) -> dict[str, Any]:
+              retry_delay=timedelta(seconds=district.extract_retry_delay_seconds), pool=district.extract_pool)
+        def extract(sync_run_id: int) -> dict[str, Any]:
+            """Every endpoint of the run not completed yet (a retry re-reads only those), then
+            the run is closed: completed only if every endpoint is."""
             from airflow.sdk.exceptions import AirflowFailException
 
             from clever import pipeline
-            from clever.client import CleverAuthError
             from clever.connections import clever_endpoint, warehouse_target
             from clever.extract import ExtractionError
 
-            get_current_context()["endpoint"] = endpoint  # type: ignore[index]
             api = clever_endpoint(district)
             try:
-                return pipeline.extract(warehouse_target().conninfo, district, sync_run_id, endpoint,
-                                        api.base_url, api.token)
+                return pipeline.extract_run(warehouse_target().conninfo, district, sync_run_id, api.base_url,
+                                            api.token)
             except ExtractionError as exc:
-                if isinstance(exc.__cause__, CleverAuthError):  # a retry cannot fix a revoked token
+                if pipeline.retrying_cannot_fix(exc):  # a revoked token: fail now, no retries
                     raise AirflowFailException(str(exc)) from exc
                 raise
-
-        @task(trigger_rule=TriggerRule.ALL_DONE)
-        def close_extraction(sync_run_id: int) -> str:
-            from clever import pipeline
-            from clever.connections import warehouse_target
-
-            return pipeline.close_extraction(warehouse_target().conninfo, sync_run_id)
 
         @task
         def validate(sync_run_id: int) -> dict[str, Any]:
@@ -156,21 +143,10 @@ def build_district_dag(district: DistrictConfig) -> DAG:
             context = get_current_context()
             full_refresh = bool(context["params"].get("full_refresh"))
             with _failing_run(target.conninfo, sync_run_id, "build"):
-                result = pipeline.build(target, full_refresh=full_refresh,
-                                        lock_timeout_seconds=district.build_lock_timeout_seconds, district=district)
+                result = pipeline.build(target, district, full_refresh=full_refresh,
+                                        lock_timeout_seconds=district.build_lock_timeout_seconds)
             context["outlet_events"][MARTS].extra = {"district": district.slug, "sync_run_id": sync_run_id}
             return result
-
-        @task
-        def prune_landing() -> dict[str, Any]:
-            """Delete older runs' landing rows that nothing reads any more (clever.retention)."""
-            from clever.connections import warehouse_target
-            from clever.retention import prune_landing as prune
-
-            pruned = prune(warehouse_target().conninfo, district.slug, district.landing_retention_days)
-            return {"rows": sum(p.rows for p in pruned),
-                    "extractions": [{"endpoint": p.endpoint, "sync_run_id": p.sync_run_id, "rows": p.rows}
-                                    for p in pruned]}
 
         @task(trigger_rule=TriggerRule.ALL_DONE)
         def summarize(sync_run_id: int) -> dict[str, Any]:
@@ -178,42 +154,47 @@ def build_district_dag(district: DistrictConfig) -> DAG:
 
             from clever import pipeline
             from clever.connections import warehouse_target
+            from clever.retention import prune_landing
 
+            conninfo = warehouse_target().conninfo
+            pipeline.close_if_open(conninfo, sync_run_id)  # its extraction failed for good
             # Pulled, not passed: a failed step leaves no XCom and summarize must still run.
             ti = get_current_context()["ti"]
             build_result = ti.xcom_pull(task_ids="build")
             started = (build_result or {}).get("started_at")
             data_docs = pipeline.data_docs_hint(district.slug, sync_run_id)
-            summary = pipeline.summarize(warehouse_target().conninfo, sync_run_id, started,
-                                         extra={"data_docs": data_docs, "dbt_docs": pipeline.dbt_docs_hint()})
+            extra = {"data_docs": data_docs, "dbt_docs": pipeline.dbt_docs_hint(),
+                     "dbt_test_warnings": (build_result or {}).get("warnings") or {}}
+            summary = pipeline.summarize(conninfo, sync_run_id, started, extra=extra)
             print(pipeline.format_summary(summary))
             if started is None:
                 if summary["approved_endpoints"]:
-                    detail = ("its extraction was approved but the dbt build failed; the next successful build "
-                              "(of any district) applies it")
+                    detail = ("its extraction was approved but the dbt build failed; the district's next "
+                              "successful build applies it")
                 else:
                     detail = "it stopped before approval, so nothing from it was archived or changed"
                 raise AirflowFailException(
                     f"district {district.slug!r}: sync run {sync_run_id} failed: {detail}. "
                     f"Error: {summary.get('error') or 'see the failed task log'}")
+            # Older runs' landing rows that nothing reads any more (clever.retention).
+            pruned = prune_landing(conninfo, district.slug, district.landing_retention_days)
+            summary["landing_rows_pruned"] = sum(p.rows for p in pruned)
             return summary
 
-        endpoints = plan_endpoints()
-        sync_run_id = start_run(endpoints)
-        extracted = extract.partial(sync_run_id=sync_run_id).expand(endpoint=endpoints)
-        closed = close_extraction(sync_run_id)
-        extracted >> closed
-        validated = validate(sync_run_id)
-        closed >> validated
-        approved = approve(sync_run_id)
-        validated >> approved
-        built = build(sync_run_id)
-        approved >> built
+        sync_run_id = start_run()
+        built = extract(sync_run_id) >> validate(sync_run_id) >> approve(sync_run_id) >> build(sync_run_id)
         built >> summarize(sync_run_id)
-        built >> prune_landing()  # only after a successful build; a failure fails the run
     return dag
 
 
 def build_dags() -> dict[str, DAG]:
-    """Every configured district's DAG, by dag_id (the DAG file puts them in globals())."""
-    return {d.dag_id: build_district_dag(d) for d in load_districts()}
+    """Every configured district's DAG, by dag_id (the DAG file puts them in globals()).
+
+    A task process parses the DAG file only to run one task: Airflow's parsing context
+    names its DAG, and only that one is built, so a task's start-up does not grow with
+    the fleet (the DAG processor still builds them all)."""
+    districts = load_districts()
+    wanted = get_parsing_context().dag_id
+    if wanted and any(d.dag_id == wanted for d in districts):
+        districts = [d for d in districts if d.dag_id == wanted]
+    return {d.dag_id: build_district_dag(d) for d in districts}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
@@ -18,10 +19,10 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from clever.client import CleverClient
+from clever.client import CleverAuthError, CleverClient
 from clever.config import DistrictConfig
 from clever.connections import WarehouseTarget
-from clever.extract import extract_endpoint
+from clever.extract import ExtractionError, extract_endpoint
 from clever.warehouse import (
     completed_endpoints,
     ensure_landing_schema,
@@ -89,6 +90,60 @@ def extract(conninfo: str, district: DistrictConfig, sync_run_id: int, endpoint:
     return asdict(result)
 
 
+def extract_run(conninfo: str, district: DistrictConfig, sync_run_id: int, base_url: str,
+                token: str) -> dict[str, Any]:
+    """Extract every endpoint the run asked for that has not completed yet, up to
+    ``district.extract_concurrency`` at a time (each endpoint streams through its own
+    HTTP session and warehouse connection), then close the extraction. A retry re-reads
+    only the endpoints still missing. If any endpoint failed, raise ExtractionError naming
+    each (after the others finished), leaving the run open: the DAG's summary closes it."""
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        run = get_sync_run(conn, sync_run_id)
+        done = completed_endpoints(conn, sync_run_id)
+    todo = [endpoint for endpoint in run.endpoints if endpoint not in done]
+    if done:
+        log.info("district %s, run %d: %s already extracted; extracting %s", district.slug, sync_run_id,
+                 ", ".join(sorted(done)), ", ".join(todo) or "nothing")
+    results: dict[str, Any] = {}
+    failures: dict[str, BaseException] = {}
+    if todo:
+        with ThreadPoolExecutor(max_workers=min(len(todo), district.extract_concurrency),
+                                thread_name_prefix=f"extract-{district.slug}") as pool:
+            futures = {pool.submit(extract, conninfo, district, sync_run_id, endpoint, base_url, token): endpoint
+                       for endpoint in todo}
+            for future in as_completed(futures):
+                try:
+                    results[futures[future]] = future.result()
+                except Exception as exc:  # every endpoint is tried; each failure is named below
+                    failures[futures[future]] = exc
+    if failures:
+        error = ExtractionError(
+            f"district {district.slug!r}, sync run {sync_run_id}: {len(failures)} of {len(run.endpoints)} "
+            "endpoint(s) failed: " + "; ".join(f"{e}: {failures[e]}" for e in sorted(failures)))
+        error.causes = failures  # type: ignore[attr-defined]
+        raise error from next(iter(failures.values()))
+    close_extraction(conninfo, sync_run_id)
+    return {"extracted": results, "already_extracted": sorted(done)}
+
+
+def retrying_cannot_fix(error: BaseException) -> bool:
+    """Whether an extraction failed for a reason another attempt cannot change (a token
+    Clever rejects)."""
+    causes = list(getattr(error, "causes", {}).values()) or [error.__cause__]
+    return any(isinstance(cause, CleverAuthError) or isinstance(getattr(cause, "__cause__", None), CleverAuthError)
+               for cause in causes)
+
+
+def close_if_open(conninfo: str, sync_run_id: int) -> None:
+    """Close a run whose extraction never closed (an endpoint failed for good): it becomes
+    ``failed`` with the endpoints it lacks."""
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        row = conn.execute("SELECT status FROM clever_landing.sync_runs WHERE sync_run_id = %s",
+                           (sync_run_id,)).fetchone()
+        if row is not None and row[0] == "started":
+            finish_sync_run(conn, sync_run_id)
+
+
 def close_extraction(conninfo: str, sync_run_id: int) -> str:
     """Mark the run completed or failed from its endpoints; raise if it is not complete."""
     with psycopg.connect(conninfo, autocommit=True) as conn:
@@ -117,18 +172,20 @@ def fail_run(conninfo: str, sync_run_id: int, step: str, error: BaseException) -
 def approve(conninfo: str, sync_run_id: int, *, threshold: float, floor: int,
             allow_mass_archive: bool = False, lock_timeout_seconds: int = 3600) -> list[str]:
     """Point the snapshots at this run's extraction, endpoint by endpoint, atomically,
-    after the mass-archive guard allowed it. Holds the build lock, so no build is running
-    while the guard counts and the approval lands."""
+    after the mass-archive guard allowed it. Holds the district's build lock, so no build
+    of the district is running while the guard counts and the approval lands (other
+    districts build meanwhile)."""
     from clever import guard
-    from clever.dbt_runner import build_lock
+    from clever.dbt_runner import district_lock
 
-    with build_lock(conninfo, timeout_seconds=lock_timeout_seconds), \
-            psycopg.connect(conninfo, autocommit=True) as conn:
+    with psycopg.connect(conninfo, autocommit=True) as conn:
         run = conn.execute("SELECT district_slug, status FROM clever_landing.sync_runs WHERE sync_run_id = %s",
                            (sync_run_id,)).fetchone()
-        if run is None or run[1] != "completed":
-            raise RunNotComplete(f"sync run {sync_run_id} is not a completed extraction; refusing to approve it")
-        district_slug = run[0]
+    if run is None or run[1] != "completed":
+        raise RunNotComplete(f"sync run {sync_run_id} is not a completed extraction; refusing to approve it")
+    district_slug = run[0]
+    with district_lock(conninfo, [district_slug], timeout_seconds=lock_timeout_seconds), \
+            psycopg.connect(conninfo, autocommit=True) as conn:
         pruned = pruned_endpoints(conn, sync_run_id)
         if pruned:
             raise RunNotComplete(f"district {district_slug!r}: sync run {sync_run_id} no longer holds its "
@@ -168,22 +225,24 @@ def approve(conninfo: str, sync_run_id: int, *, threshold: float, floor: int,
     return approved
 
 
-def build(target: WarehouseTarget, full_refresh: bool = False, lock_timeout_seconds: int = 3600,
-          district: DistrictConfig | None = None) -> dict[str, Any]:
-    """dbt build (staging, snapshots, marts, matching, tests) under the warehouse-wide
-    build lock, after writing ``district``'s matching settings for it."""
-    from clever.dbt_runner import build_lock, run_dbt
+def build(target: WarehouseTarget, district: DistrictConfig, full_refresh: bool = False,
+          lock_timeout_seconds: int = 3600) -> dict[str, Any]:
+    """The district's dbt build (its snapshots, its rows of every table, its data tests),
+    after writing its matching settings; other districts build side by side. Deploys the
+    dbt project first if the warehouse was built with another version of it."""
+    from clever.dbt_runner import build_districts
     from clever.matching import write_match_settings
 
-    args = ["build"] + (["--full-refresh"] if full_refresh else [])
-    with build_lock(target.conninfo, timeout_seconds=lock_timeout_seconds):
-        if district is not None:
-            with psycopg.connect(target.conninfo, autocommit=True) as conn:
-                ensure_landing_schema(conn)
-                write_match_settings(conn, district)
-        outcome = run_dbt(target, args)
+    with psycopg.connect(target.conninfo, autocommit=True) as conn:
+        ensure_landing_schema(conn)
+        write_match_settings(conn, district)
+    outcome = build_districts(target, [district.slug], full_refresh=full_refresh,
+                              lock_timeout_seconds=lock_timeout_seconds)
+    for unique_id, message in outcome.warnings.items():
+        log.warning("district %s: dbt test %s warned: %s", district.slug, unique_id, message)
     return {"started_at": outcome.started_at_epoch, "seconds": round(outcome.seconds, 1),
-            "nodes": len(outcome.statuses)}
+            "nodes": len(outcome.statuses),
+            "warnings": {unique_id.split(".", 2)[-1]: message for unique_id, message in outcome.warnings.items()}}
 
 
 def history_changes(conn: psycopg.Connection, district_slug: str, since: datetime) -> dict[str, dict[str, int]]:
@@ -197,10 +256,11 @@ def history_changes(conn: psycopg.Connection, district_slug: str, since: datetim
         key_list = sql.SQL(", ").join(sql.Identifier(k) for k in keys)
         key_match = sql.SQL(" AND ").join(
             sql.SQL("e.{k} = r.{k}").format(k=sql.Identifier(k)) for k in keys)
-        # Only the keys written since `since` are looked up in the older history: one
-        # scan of the snapshot, and a hash join on those few keys (no index needed). A
-        # previous version was closed when the next was written, so only closed versions
-        # (dbt_valid_to set) can be one: on a first sync there are none to join.
+        # Only the keys written since `since` are looked up in the district's older
+        # history (both read through the snapshot's district-led indexes, so other
+        # districts' rows are never read), joined by hash. A previous version was closed
+        # when the next was written, so only closed versions (dbt_valid_to set) can be
+        # one: on a first sync there are none to join.
         query = sql.SQL("""
             WITH recent AS (
                 SELECT {keys}, dbt_valid_from, dbt_is_deleted FROM {t}
@@ -210,7 +270,7 @@ def history_changes(conn: psycopg.Connection, district_slug: str, since: datetim
                 SELECT DISTINCT ON ({r_keys}, r.dbt_valid_from) {r_keys}, r.dbt_valid_from,
                        e.dbt_is_deleted AS previous_is_deleted
                 FROM recent AS r JOIN {t} AS e ON {km} AND e.dbt_valid_from < r.dbt_valid_from
-                WHERE e.dbt_valid_to IS NOT NULL
+                WHERE e.district_slug = %(district)s AND e.dbt_valid_to IS NOT NULL
                 ORDER BY {r_keys}, r.dbt_valid_from, e.dbt_valid_from DESC
             )
             SELECT
@@ -335,6 +395,8 @@ def format_summary(summary: dict[str, Any]) -> str:
     for data_type, change in summary.get("history", {}).items():
         lines.append(f"  {data_type:<12} +{change['added']} new, {change['changed']} changed, "
                      f"{change['archived']} archived, {change['restored']} restored")
+    for test, message in summary.get("dbt_test_warnings", {}).items():
+        lines.append(f"  dbt test warning, district {summary['district']!r}: {test}: {message}")
     for key in ("data_docs", "dbt_docs"):
         if summary.get(key):
             lines.append(f"  {key.replace('_', ' ')}: {summary[key]}")

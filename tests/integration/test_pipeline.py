@@ -6,7 +6,7 @@ import psycopg
 import pytest
 
 from clever import pipeline
-from clever.dbt_runner import _BUILD_LOCK_KEY, BuildLockTimeout, build_lock
+from clever.dbt_runner import BuildLockTimeout, deploy_lock, district_lock
 from clever.warehouse import ensure_landing_schema, start_sync_run
 
 
@@ -36,26 +36,39 @@ def test_a_failed_step_fails_the_run_so_it_can_never_be_approved(conn, warehouse
         pipeline.approve(warehouse_url, run.sync_run_id, threshold=0.2, floor=10)
 
 
-def test_build_lock_waits_then_gives_up_with_a_clear_message(warehouse_url):
-    with psycopg.connect(warehouse_url, autocommit=True) as other_build:
-        other_build.execute("SELECT pg_advisory_lock(%s)", (_BUILD_LOCK_KEY,))
-        with pytest.raises(BuildLockTimeout, match="re-run this DAG"), build_lock(warehouse_url, timeout_seconds=1):
+def test_a_district_lock_waits_then_gives_up_with_a_clear_message_and_other_districts_go_on(warehouse_url):
+    with district_lock(warehouse_url, ["demo"], timeout_seconds=1):
+        with pytest.raises(BuildLockTimeout, match=r"district 'demo'.*re-run this DAG"), \
+                district_lock(warehouse_url, ["demo"], timeout_seconds=1):
             pass
-        other_build.execute("SELECT pg_advisory_unlock(%s)", (_BUILD_LOCK_KEY,))
-    with build_lock(warehouse_url, timeout_seconds=1):
+        with district_lock(warehouse_url, ["other"], timeout_seconds=1):  # another district is not held up
+            pass
+    with district_lock(warehouse_url, ["demo"], timeout_seconds=1):
         pass
 
 
-def test_approval_never_lands_while_a_build_is_running(conn, warehouse_url):
+def test_a_deploy_waits_for_district_builds_and_holds_new_ones(warehouse_url):
+    with district_lock(warehouse_url, ["demo"], timeout_seconds=1):
+        with pytest.raises(BuildLockTimeout, match="deploying the dbt project"), \
+                deploy_lock(warehouse_url, timeout_seconds=1):
+            pass
+    with deploy_lock(warehouse_url, timeout_seconds=1):
+        with pytest.raises(BuildLockTimeout, match="deploy build"), \
+                district_lock(warehouse_url, ["other"], timeout_seconds=1):
+            pass
+    with district_lock(warehouse_url, ["demo", "other"], timeout_seconds=1):
+        pass
+
+
+def test_approval_never_lands_while_the_district_builds(conn, warehouse_url):
     run = start_sync_run(conn, "demo", "v3.0", [])
     assert pipeline.close_extraction(warehouse_url, run.sync_run_id) == "completed"
-    with psycopg.connect(warehouse_url, autocommit=True) as running_build:
-        running_build.execute("SELECT pg_advisory_lock(%s)", (_BUILD_LOCK_KEY,))
+    with district_lock(warehouse_url, ["demo"], timeout_seconds=1):  # the district's build is running
         with pytest.raises(BuildLockTimeout):
             pipeline.approve(warehouse_url, run.sync_run_id, threshold=0.2, floor=10, lock_timeout_seconds=1)
-        running_build.execute("SELECT pg_advisory_unlock(%s)", (_BUILD_LOCK_KEY,))
     assert conn.execute("SELECT count(*) FROM clever_landing.guard_checks").fetchone() == (0,)
-    pipeline.approve(warehouse_url, run.sync_run_id, threshold=0.2, floor=10, lock_timeout_seconds=1)
+    with district_lock(warehouse_url, ["other"], timeout_seconds=1):  # another district's build is no obstacle
+        pipeline.approve(warehouse_url, run.sync_run_id, threshold=0.2, floor=10, lock_timeout_seconds=1)
 
 
 def test_an_older_run_is_never_approved_after_a_newer_one(conn, warehouse_url):

@@ -1,8 +1,10 @@
-{{ config(pre_hook=no_nested_loops()) }}
+{{ config(materialized='shared_table', pre_hook=no_nested_loops()) }}
 {# One decision per Clever district that any rule finds an app district for: which
    app district, by which rule, or why it needs review (macro match_decision_ctes).
    Rules: clever_id, nces_id, name_state (normalised name and state; the state is the
-   district's `matching.state` from config, else the most common state of its schools). #}
+   district's `matching.state` from config, else the most common state of its schools).
+   One app district may be claimed by several Clever districts, so this small table (a
+   row per district) is decided across all of them at every build (shared_table). #}
 with rules as (
     select district_slug, rule, priority, confidence
     from {{ ref('stg_clever__match_rules') }}

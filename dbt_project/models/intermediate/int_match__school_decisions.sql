@@ -8,7 +8,7 @@
 with rules as (
     select district_slug, rule, priority, confidence
     from {{ ref('stg_clever__match_rules') }}
-    where entity = 'schools'
+    where entity = 'schools' and {{ in_build_scope('district_slug') }}
 ),
 
 clever as (
@@ -21,6 +21,7 @@ clever as (
         {{ id_key('school_number') }} as school_number_key,
         clever_staging.normalize_name(name) as name_key
     from {{ ref('dim_schools') }}
+    where {{ in_build_scope('district_slug') }}
 ),
 
 clever_keys as (

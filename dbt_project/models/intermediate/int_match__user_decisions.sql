@@ -10,7 +10,7 @@
 with rules as (
     select district_slug, rule, priority, confidence
     from {{ ref('stg_clever__match_rules') }}
-    where entity = 'users'
+    where entity = 'users' and {{ in_build_scope('district_slug') }}
 ),
 
 users as (
@@ -31,6 +31,7 @@ users as (
         u.staff_school_ids as staff_schools
     from {{ ref('dim_users') }} as u
     join {{ ref('int_people') }} as p on p.district_slug = u.district_slug and p.clever_id = u.clever_id
+    where {{ in_build_scope('u.district_slug') }}
 ),
 
 clever_keys as (
@@ -80,7 +81,7 @@ app_keys as (
     from app as a
     join {{ ref('school_matches') }} as sm
       on sm.district_slug = a.district_slug and sm.app_school_id = a.app_school_id
-    where a.name_key is not null
+    where a.name_key is not null and {{ in_build_scope('sm.district_slug') }}
 ),
 
 candidates as (

@@ -20,6 +20,7 @@ with users as (
         last_name,
         cardinality(roles) > 0 and roles <@ array['district_admin', 'staff', 'teacher'] as is_staff_type
     from {{ ref('dim_users') }}
+    where {{ in_build_scope('district_slug') }}
 ),
 
 staff as (

@@ -4,11 +4,13 @@
    changed (+1 when a version starts, -1 when it ends) and how many records were added,
    archived and restored, from the snapshots' version history.
    Snapshot history only grows, at the time of each build: a version starts when a
-   snapshot writes it and ends when a later snapshot writes the next version of its key.
-   So a build adds to its day only the starts and ends after covered_until (the latest
-   snapshot time already counted); a version's predecessor ends the moment it starts, so
-   it is among them. A quiet day reads a few thousand versions, not the whole history.
-   `full_refresh` recounts everything. #}
+   snapshot writes it and ends when a later snapshot writes the next version of its key
+   (at the same time). So a build adds to its day only the starts and ends after the
+   district's covered_until (the latest snapshot time already counted for it): the
+   versions of the keys that got a new version since, read through the key index. A
+   quiet day reads a few thousand versions, not the whole history, and a district's build
+   reads only its own. `full_refresh` recounts everything. #}
+{{ require_incremental_when_scoped() }}
 {% set histories = [
     ('districts', 'snap_clever__districts', ['clever_id']),
     ('schools', 'snap_clever__schools', ['clever_id']),
@@ -18,19 +20,37 @@
     ('courses', 'snap_clever__courses', ['clever_id']),
     ('enrollments', 'snap_clever__section_enrollments', ['section_id', 'user_id', 'role']),
 ] %}
-{% set since %}{% if is_incremental() %}(select max(covered_until) from {{ this }}){% else %}'-infinity'::timestamp{% endif %}{% endset %}
-with versions as (
+{% set adds_to_earlier = is_incremental() and not scoped_full_refresh() %}
+with covered as (
+    {% if is_incremental() %}
+    {{ district_watermarks(this, 'covered_until') }}
+    {% else %}
+    select null::text as district_slug, null::timestamp as covered_until where false
+    {% endif %}
+),
+
+versions as (
     {% for data_type, snapshot, keys in histories %}
     select
         '{{ data_type }}'::text as data_type,
-        district_slug,
-        dbt_is_deleted = 'True' as is_archived,
-        lag(dbt_is_deleted) over (partition by district_slug, {{ keys | join(', ') }}
-                                  order by dbt_valid_from) as previous_is_deleted,
-        dbt_valid_from,
-        dbt_valid_to
-    from {{ ref(snapshot) }}
-    where dbt_valid_from > {{ since }} or dbt_valid_to > {{ since }}
+        v.district_slug,
+        v.dbt_is_deleted = 'True' as is_archived,
+        lag(v.dbt_is_deleted) over (partition by v.district_slug, {% for k in keys %}v.{{ k }}{% if not loop.last %}, {% endif %}{% endfor %}
+                                    order by v.dbt_valid_from) as previous_is_deleted,
+        v.dbt_valid_from,
+        v.dbt_valid_to,
+        coalesce(c.covered_until, '-infinity') as since
+    from {{ ref(snapshot) }} as v
+    left join covered as c on c.district_slug = v.district_slug
+    where {{ in_build_scope('v.district_slug') }}
+      and (v.district_slug, {% for k in keys %}v.{{ k }}{% if not loop.last %}, {% endif %}{% endfor %}) in (
+          select s.district_slug, {% for k in keys %}s.{{ k }}{% if not loop.last %}, {% endif %}{% endfor %}
+          from {{ ref(snapshot) }} as s
+          left join covered as sc on sc.district_slug = s.district_slug
+          where {{ in_build_scope('s.district_slug') }}
+            and s.dbt_valid_from > coalesce(sc.covered_until, '-infinity'))
+      and (v.dbt_valid_from > coalesce(c.covered_until, '-infinity')
+           or v.dbt_valid_to > coalesce(c.covered_until, '-infinity'))
     {% if not loop.last %}union all{% endif %}
     {% endfor %}
 ),
@@ -43,14 +63,14 @@ events as (
            case when is_archived then 1 else 0 end as archived,
            case when not is_archived and previous_is_deleted = 'True' then 1 else 0 end as restored
     from versions
-    where dbt_valid_from > {{ since }}
+    where dbt_valid_from > since
     union all
     select district_slug, data_type, dbt_valid_to::date,
            case when is_archived then 0 else -1 end,
            case when is_archived then -1 else 0 end,
            0, 0, 0
     from versions
-    where dbt_valid_to > {{ since }}
+    where dbt_valid_to > since
 ),
 
 changes as (
@@ -61,8 +81,10 @@ changes as (
     group by district_slug, data_type, day
 ),
 
-covered as (
-    select max(greatest(dbt_valid_from, dbt_valid_to)) as covered_until from versions
+covered_now as (
+    select district_slug, max(greatest(dbt_valid_from, dbt_valid_to)) as covered_until
+    from versions
+    group by district_slug
 )
 
 select
@@ -70,11 +92,12 @@ select
     c.data_type,
     c.day,
     {% for measure in ['active_delta', 'archived_delta', 'added', 'archived', 'restored'] %}
-    c.{{ measure }}{% if is_incremental() %} + coalesce(earlier.{{ measure }}, 0){% endif %} as {{ measure }},
+    c.{{ measure }}{% if adds_to_earlier %} + coalesce(earlier.{{ measure }}, 0){% endif %} as {{ measure }},
     {% endfor %}
-    (select covered_until from covered) as covered_until
+    n.covered_until
 from changes as c
-{% if is_incremental() %}
+join covered_now as n on n.district_slug = c.district_slug
+{% if adds_to_earlier %}
 left join {{ this }} as earlier
   on earlier.district_slug = c.district_slug and earlier.data_type = c.data_type and earlier.day = c.day
 {% endif %}

@@ -19,11 +19,13 @@ with records as (
         u.first_seen_at
     from {{ ref('int_people') }} as p
     join {{ ref('dim_users') }} as u on u.district_slug = p.district_slug and u.clever_id = p.clever_id
+    where {{ in_build_scope('p.district_slug') }}
 ),
 
 accounts as (
     select district_slug, person_id, array_agg(distinct app_user_id order by app_user_id) as app_user_ids
     from {{ ref('user_matches') }}
+    where {{ in_build_scope('district_slug') }}
     group by district_slug, person_id
 ),
 

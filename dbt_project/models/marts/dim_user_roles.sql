@@ -5,6 +5,7 @@
    Grants to accounts with no Clever link stay in app.role_grants only. #}
 with users as (
     select district_slug, clever_id, roles, is_archived from {{ ref('dim_users') }}
+    where {{ in_build_scope('district_slug') }}
 ),
 
 direct as ({{ clever_user_districts() }}),
@@ -17,7 +18,7 @@ grants as (
     select g.*, m.district_slug, m.clever_id
     from {{ source('app', 'role_grants') }} as g
     join {{ ref('user_matches') }} as m on m.app_user_id = g.app_user_id
-    where g.user_clever_id is null
+    where g.user_clever_id is null and {{ in_build_scope('m.district_slug') }}
 )
 
 select

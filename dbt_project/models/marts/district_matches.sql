@@ -1,6 +1,8 @@
-{{ config(pre_hook=no_nested_loops()) }}
+{{ config(materialized='shared_table', pre_hook=no_nested_loops()) }}
 {# Clever districts linked to the application's districts, one row per linked Clever
-   district (see macro effective_match_ctes for override and history rules). #}
+   district (see macro effective_match_ctes for override and history rules). Decided
+   across all districts at every build (shared_table): an app district is linked to one
+   Clever district at most. #}
 with clever_records as (
     select district_slug, clever_id, clever_id as person_key
     from {{ ref('dim_districts') }}
@@ -13,7 +15,7 @@ app_scope as (  -- an app district may be linked in any configured district
 ),
 
 {{ effective_match_ctes('district', 'clever_records', 'app_scope', 'int_match__district_decisions',
-                        'snap_match__district_links') }}
+                        'snap_match__district_links', scoped=false) }}
 
 select
     district_slug,

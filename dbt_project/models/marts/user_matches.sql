@@ -5,6 +5,7 @@
 with clever_records as (
     select district_slug, clever_id, person_id as person_key
     from {{ ref('int_people') }}
+    where {{ in_build_scope('district_slug') }}
 ),
 
 app_scope as (

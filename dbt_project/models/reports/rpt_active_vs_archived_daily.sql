@@ -1,10 +1,12 @@
-{{ config(materialized='table') }}
+{{ config(materialized='district_partition') }}
 {# Active and archived records per district and data type at the end of every day (UTC)
    from the district's first sync to the day of the build, plus what happened that day:
    the running sums of the per-day changes (int_reports__daily_changes, which a build
-   updates only for the days since the last one), so it costs days, not versions. #}
+   updates only for the days since the last one), so it costs days, not versions. A
+   district's build rewrites its own rows only. #}
 with daily as (
     select * from {{ ref('int_reports__daily_changes') }}
+    where {{ in_build_scope('district_slug') }}
 ),
 
 spine as (

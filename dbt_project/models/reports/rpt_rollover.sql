@@ -1,4 +1,4 @@
-{{ config(schema='clever_marts', materialized='table', pre_hook=[no_nested_loops(), hash_aggregates(), bounded_hash_memory()]) }}
+{{ config(schema='clever_marts', materialized='district_partition', pre_hook=[no_nested_loops(), hash_aggregates(), bounded_hash_memory()]) }}
 {# Rollover: each period compared with the next (school year with school year, term with
    term), per school and for the whole district (is_district_total). Enrollment is
    section-based: a student is "at" a school in a period when they are on the roster of a
@@ -53,8 +53,10 @@ pair_masks as (
     left join (
         select district_slug, clever_id, bool_or(dbt_is_deleted = 'True') as ever_archived
         from {{ ref(snapshot) }}
+        where {{ in_build_scope('district_slug') }}
         group by district_slug, clever_id
     ) as h on h.district_slug = m.district_slug and h.clever_id = m.clever_id
+    where {{ in_build_scope('m.district_slug') }}
 ),
 {% endfor %}
 
@@ -64,7 +66,7 @@ section_facts as (
            st.is_archived, coalesce(st.ever_archived, false) as ever_archived
     from pair_terms as pt
     join {{ ref('dim_sections') }} as s
-      on s.district_slug = pt.district_slug and s.term_id = pt.term_id
+      on s.district_slug = pt.district_slug and s.term_id = pt.term_id and {{ in_build_scope('s.district_slug') }}
     left join section_state as st on st.district_slug = s.district_slug and st.clever_id = s.clever_id
 ),
 
@@ -248,6 +250,6 @@ select
 from report_rows as r
 join pairs as p on p.pair_id = r.pair_id
 left join {{ ref('dim_schools') }} as sc
-  on sc.district_slug = p.district_slug and sc.clever_id = r.school_id
+  on sc.district_slug = p.district_slug and sc.clever_id = r.school_id and {{ in_build_scope('sc.district_slug') }}
 left join {{ ref('stg_clever__current_extractions') }} as ce
-  on ce.district_slug = p.district_slug and ce.endpoint = 'sections'
+  on ce.district_slug = p.district_slug and ce.endpoint = 'sections' and {{ in_build_scope('ce.district_slug') }}

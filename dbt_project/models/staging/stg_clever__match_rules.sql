@@ -1,4 +1,4 @@
-{{ config(materialized='table', post_hook=analyze_table()) }}
+{# A view: match_settings holds one row per district, and district builds read it side by side. #}
 {# Each district's matching rule order, one row per (district, entity, rule), from the
    settings its sync wrote (config/districts.yml `matching:`). A rule a district left
    out has no row and is never applied there; a district whose sync never wrote its

@@ -8,6 +8,7 @@ with current_state as (
            count(*) filter (where not is_archived) as active_records,
            count(*) filter (where is_archived) as archived_records
     from {{ ref(mart) }}
+    where {{ in_build_scope('district_slug') }}
     group by district_slug
     {% if not loop.last %}union all{% endif %}
     {% endfor %}
@@ -16,6 +17,7 @@ with current_state as (
 latest as (
     select distinct on (district_slug, data_type) district_slug, data_type, active_records, archived_records
     from {{ ref('rpt_active_vs_archived_daily') }}
+    where {{ in_build_scope('district_slug') }}
     order by district_slug, data_type, day desc
 )
 

@@ -23,3 +23,4 @@ left join {{ ref('int_reports__terms') }} as t
   on t.district_slug = s.district_slug and t.term_id = s.term_id
 left join {{ ref('dim_courses') }} as c
   on c.district_slug = s.district_slug and c.clever_id = s.course_id
+where {{ in_build_scope('s.district_slug') }}

@@ -9,3 +9,4 @@ select
     is_archived,
     {{ school_year_start('coalesce(start_date, end_date)') }} as school_year_start
 from {{ ref('dim_terms') }}
+where {{ in_build_scope('district_slug') }}

@@ -13,7 +13,7 @@ with enrolled as (
       on s.district_slug = e.district_slug and s.clever_id = e.section_id
     join {{ ref('int_rollover__term_bits') }} as t
       on t.district_slug = s.district_slug and t.term_id = s.term_id
-    where e.role = 'student'
+    where e.role = 'student' and {{ in_build_scope('e.district_slug') }}
 ),
 
 per_school as materialized (

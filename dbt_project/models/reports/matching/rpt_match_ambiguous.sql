@@ -28,9 +28,9 @@ join {{ ref(e.clever) }} as c on c.district_slug = d.district_slug and c.clever_
 left join {{ ref(e.matches) }} as m on m.district_slug = d.district_slug and m.clever_id = d.clever_id
 left join {{ source('app', 'match_overrides') }} as o
   on o.entity = '{{ e.entity }}' and o.district_slug = d.district_slug and o.clever_id = d.clever_id
-where (d.status <> 'matched' and m.clever_id is null)
+where {{ in_build_scope('d.district_slug') }} and ((d.status <> 'matched' and m.clever_id is null)
    or (d.status = 'matched' and m.match_source <> 'override' and m.{{ e.app_key }} is distinct from d.app_id)
-   or (d.status = 'matched' and m.clever_id is null and o.clever_id is null)
+   or (d.status = 'matched' and m.clever_id is null and o.clever_id is null))
 union all
 select
     '{{ e.entity }}',
@@ -47,7 +47,7 @@ select
 from {{ source('app', 'match_overrides') }} as o
 left join {{ ref(e.clever) }} as c on c.district_slug = o.district_slug and c.clever_id = o.clever_id
 left join {{ ref(e.matches) }} as m on m.district_slug = o.district_slug and m.clever_id = o.clever_id
-where o.entity = '{{ e.entity }}'
+where o.entity = '{{ e.entity }}' and {{ in_build_scope('o.district_slug') }}
   and o.app_id is not null
   and (m.clever_id is null or m.match_source <> 'override' or m.{{ e.app_key }} <> o.app_id)
 {% if not loop.last %}union all{% endif %}

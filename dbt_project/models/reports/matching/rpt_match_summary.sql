@@ -1,5 +1,7 @@
+{{ config(materialized='view') }}
 -- How matching went, per district and entity: linked records by rule and source, and
--- the records in the two review reports. `make demo` prints it.
+-- the records in the two review reports. `make demo` prints it. A view: it counts
+-- what the matches and the reports hold when read.
 {% for e in match_entities() %}
 select district_slug, '{{ e.entity }}' as entity, 'clever' as side, 'linked' as outcome,
        match_source, rule, count(*) as records

@@ -1,0 +1,128 @@
+{# District-scoped builds.
+
+   A district's sync builds only its own data: clever.dbt_runner sets
+   CLEVER_BUILD_DISTRICTS (comma-separated slugs) for the dbt process, and every model,
+   snapshot and test that reads per-district data filters on it. Without it (the deploy
+   build, a manual `dbt build`) everything is built.
+
+   The variable is read only while executing (`execute`), never while parsing, so a new
+   scope does not invalidate dbt's partial parse: each build re-parses in about a second
+   instead of five (`--vars` would force a full parse every time). Slugs are checked
+   against the config's pattern before they are written into SQL as literals, so the
+   planner sees the district it filters on. #}
+
+{% macro build_scope() %}
+    {%- if not execute -%}{{ return(none) }}{%- endif -%}
+    {%- set raw = env_var('CLEVER_BUILD_DISTRICTS', '') | trim -%}
+    {%- if not raw -%}{{ return(none) }}{%- endif -%}
+    {%- set slugs = [] -%}
+    {%- for slug in raw.split(',') -%}
+        {%- set slug = slug | trim -%}
+        {%- if not modules.re.fullmatch('[a-z][a-z0-9_]{0,62}', slug) -%}
+            {{ exceptions.raise_compiler_error("CLEVER_BUILD_DISTRICTS holds " ~ slug ~ ", not a district slug") }}
+        {%- endif -%}
+        {%- do slugs.append(slug) -%}
+    {%- endfor -%}
+    {{ return(slugs) }}
+{% endmacro %}
+
+{# A district's `full_refresh` run (CLEVER_BUILD_FULL_REFRESH=1): incremental models
+   recompute every row of the build's districts. dbt's own --full-refresh would rebuild
+   the shared table from those districts alone, so it is only used unscoped. #}
+{% macro scoped_full_refresh() %}
+    {{ return(execute and env_var('CLEVER_BUILD_FULL_REFRESH', '') == '1') }}
+{% endmacro %}
+
+{# In an incremental model: a scoped build neither creates nor fully rebuilds the shared
+   table (that would keep only its districts' rows). #}
+{% macro require_incremental_when_scoped() %}
+    {%- if execute and build_scope() is not none and not is_incremental() -%}
+        {{ exceptions.raise_compiler_error(
+            this ~ ": a district-scoped build cannot create or --full-refresh a table every district shares; "
+            ~ "deploy the project first (unscoped build), or use the scoped full refresh") }}
+    {%- endif -%}
+{% endmacro %}
+
+{# A predicate: `column` belongs to a district this build covers (`true` when unscoped). #}
+{% macro in_build_scope(column) -%}
+    {%- set scope = build_scope() -%}
+    {%- if scope is none -%}true{%- else -%}{{ column }} in ('{{ scope | join("', '") }}'){%- endif -%}
+{%- endmacro %}
+
+{# Run only in an unscoped (deploy) build, which holds the warehouse exclusively:
+   DDL on shared objects (functions, roles, grants) would race between concurrent
+   district builds ("tuple concurrently updated"). #}
+{% macro deploy_only(sql) %}
+    {%- if build_scope() is none -%}{{ sql }}{%- else -%}select 1{%- endif -%}
+{% endmacro %}
+
+{# Post-hook: the indexes a model's per-district reads and writes need (meta
+   `indexes`: a list of {columns, unique}). Created when missing; the catalog is checked
+   first in a DO block, because CREATE INDEX IF NOT EXISTS would take a share lock on the
+   table and wait for every concurrent district build writing it. Names are derived
+   from the table and columns, so the check is exact. #}
+{% macro ensure_indexes(indexes=none) %}
+    {%- set indexes = indexes if indexes is not none else (config.get('meta') or {}).get('indexes', []) -%}
+    {%- if not execute or not indexes -%}{{ return('select 1') }}{%- endif -%}
+    {%- set statements = [] -%}
+    {%- for index in indexes -%}
+        {%- set name = (this.identifier ~ '__' ~ (index.columns | join('_')))[:50] ~ '_'
+                       ~ local_md5(this.identifier ~ (index.columns | join(',')) ~ (index.unique | default(false)))[:8] -%}
+        {%- do statements.append(
+            "if not exists (select from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace "
+            ~ "where n.nspname = '" ~ this.schema ~ "' and c.relname = '" ~ name ~ "') then "
+            ~ "create " ~ ("unique " if index.unique else "") ~ "index " ~ adapter.quote(name) ~ " on " ~ this
+            ~ " (" ~ (index.columns | join(', ')) ~ "); end if;") -%}
+    {%- endfor -%}
+    do $$ begin {{ statements | join(' ') }} end $$
+{% endmacro %}
+
+{# Post-hook: fresh statistics when this transaction changed a noticeable share of the
+   table (1%), or it was never analyzed. The next models of the same build are planned
+   on them, before autovacuum would get there (a million-row snapshot planned on an
+   empty table's statistics never finishes). A small district's daily changes in a
+   warehouse of many districts do not re-sample the shared table at every build. #}
+{% macro analyze_if_changed(relation=none) %}
+    {%- if not execute -%}{{ return('select 1') }}{%- endif -%}
+    {%- set relation = relation if relation is not none else this -%}
+do $$
+declare
+    changed double precision;
+    estimated double precision;
+begin
+    select coalesce(n_tup_ins + n_tup_upd + n_tup_del, 0) into changed
+    from pg_catalog.pg_stat_xact_user_tables where relid = '{{ relation }}'::regclass;
+    select reltuples into estimated from pg_catalog.pg_class where oid = '{{ relation }}'::regclass;
+    if estimated < 0 or coalesce(changed, 0) > greatest(estimated, 1) * 0.01 then
+        execute 'analyze {{ relation }}';
+    end if;
+end $$
+{% endmacro %}
+
+{# The indexes every snapshot needs for per-district work: its key, led by the district
+   (the comparison's current rows, the history of changed keys, the guard's active
+   records), and the district with the version start (what a build wrote since the
+   last one: state tables, daily counts, the run summary). #}
+{% macro snapshot_indexes() %}
+    {%- set keys = config.get('unique_key') -%}
+    {%- set keys = [keys] if keys is string else keys -%}
+    {{ return([{'columns': keys}, {'columns': ['district_slug', 'dbt_valid_from']}]) }}
+{% endmacro %}
+
+{# Generic data tests (unique, not_null, relationships, ...) read the model they test
+   through this macro (dbt's own, overridden): in a district-scoped build only the rows
+   of the build's districts are tested, so a district's build costs its own rows and a
+   failure is that district's. Singular tests filter with in_build_scope themselves. #}
+{% macro get_where_subquery(relation) -%}
+    {%- set conditions = [] -%}
+    {%- set where = config.get('where', '') -%}
+    {%- if where -%}{%- do conditions.append('(' ~ where ~ ')') -%}{%- endif -%}
+    {%- if build_scope() is not none
+          and 'district_slug' in (adapter.get_columns_in_relation(relation) | map(attribute='name') | list) -%}
+        {%- do conditions.append(in_build_scope('district_slug')) -%}
+    {%- endif -%}
+    {%- if conditions -%}
+        {%- do return('(select * from ' ~ relation ~ ' where ' ~ (conditions | join(' and ')) ~ ') dbt_subquery') -%}
+    {%- endif -%}
+    {%- do return(relation) -%}
+{%- endmacro %}
