@@ -19,11 +19,15 @@ PYTEST_ARGS ?=
 TEST_WORKERS ?= 2
 SIZE ?= 20000
 BENCH_ARGS ?=
+DISTRICTS ?= 50
+SIZE_MIX ?=
+EXECUTOR ?= local
+FLEET_ARGS ?=
 
 DISTRICT ?= demo
 
 .PHONY: help setup test test-ui test-tools lint db-up db-down db-status simulator sample-data expectations \
-	constraints demo sync airflow docs report compose-config bench clean
+	constraints demo sync airflow docs report compose-config bench bench-fleet clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -98,6 +102,10 @@ compose-config: setup  ## validate docker-compose.yaml (docker-compose config -q
 bench: setup  ## benchmark a SIZE-student district (default 20000; SIZE=1000000 is the full run; see docs/PERFORMANCE.md)
 	$(PY) -m clever.bench --size $(SIZE) $(if $(PROFILE),--profile) $(if $(KEEP_DATA),--keep-data) \
 		$(if $(RECORD),--record) $(BENCH_ARGS)
+
+bench-fleet: setup  ## a fleet day of DISTRICTS districts (50) under a real Airflow scheduler (EXECUTOR=local|celery)
+	$(PY) -m clever.fleet --districts $(DISTRICTS) $(if $(SIZE_MIX),--size-mix "$(SIZE_MIX)") --executor $(EXECUTOR) \
+		$(if $(RECORD),--record) $(FLEET_ARGS)
 
 clean:  ## stop the warehouse and remove .venv and local state
 	-$(PY) -m clever.pg_local destroy

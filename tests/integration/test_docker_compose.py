@@ -99,7 +99,19 @@ def test_code_config_dbt_and_expectations_are_mounted_where_the_pipeline_reads_t
         assert env["CLEVER_DBT_PROJECT_DIR"] == "/opt/airflow/dbt_project"
         assert env["PYTHONPATH"] == "/opt/airflow/plugins"
     init = " ".join(config["services"]["airflow-init"]["command"])
-    assert "airflow pools set clever_build 1" in init and "airflow pools set clever_extract" in init
+    assert "airflow pools import /opt/airflow/config/airflow_pools.json" in init
+
+
+def test_the_pools_are_the_ones_the_fleet_bench_runs_with():
+    import json
+
+    from clever.fleet import POOLS_FILE, pool_settings
+
+    assert POOLS_FILE == REPO_ROOT / "config" / "airflow_pools.json"
+    pools = json.loads(POOLS_FILE.read_text())
+    assert set(pools) == {"clever_extract", "clever_build"}  # what config/districts.yml may name
+    assert pool_settings(extract_slots=4, build_slots=2) == {"clever_extract": {**pools["clever_extract"], "slots": 4},
+                                                             "clever_build": {**pools["clever_build"], "slots": 2}}
 
 
 def test_image_is_the_pinned_airflow_with_the_pinned_requirements(config):
