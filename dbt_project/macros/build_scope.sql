@@ -117,8 +117,7 @@ end $$
     {%- set conditions = [] -%}
     {%- set where = config.get('where', '') -%}
     {%- if where -%}{%- do conditions.append('(' ~ where ~ ')') -%}{%- endif -%}
-    {%- if build_scope() is not none
-          and 'district_slug' in (adapter.get_columns_in_relation(relation) | map(attribute='name') | list) -%}
+    {%- if build_scope() is not none and relation_has_district(relation) -%}
         {%- do conditions.append(in_build_scope('district_slug')) -%}
     {%- endif -%}
     {%- if conditions -%}
@@ -126,3 +125,14 @@ end $$
     {%- endif -%}
     {%- do return(relation) -%}
 {%- endmacro %}
+
+{# Whether a relation has a district_slug column: from the documented columns of the
+   model or snapshot it is (every one is documented, tests/unit), else from the catalog. #}
+{% macro relation_has_district(relation) %}
+    {%- set name = relation | string -%}
+    {%- for node in graph.nodes.values() if node.resource_type in ('model', 'snapshot')
+                                              and node.relation_name == name -%}
+        {{ return('district_slug' in node.columns) }}
+    {%- endfor -%}
+    {{ return('district_slug' in (adapter.get_columns_in_relation(relation) | map(attribute='name') | list)) }}
+{% endmacro %}

@@ -277,3 +277,26 @@ def _build_target(scoped: bool, results_dir: Path | None) -> Iterator[tuple[Path
                 os.replace(work / "run_results.json", results_dir / "run_results.json")
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m clever.dbt_runner deploy``: deploy the dbt project to the warehouse now
+    (after an upgrade, ahead of the next syncs), if it is not deployed yet."""
+    import argparse
+
+    from clever.warehouse import warehouse_url
+
+    parser = argparse.ArgumentParser(prog="clever-dbt", description=main.__doc__)
+    parser.add_argument("command", choices=["deploy"])
+    parser.add_argument("--url", help="warehouse URL (default: as `make sync` finds it)")
+    parser.add_argument("--lock-timeout", type=int, default=3600)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    target = WarehouseTarget.from_conninfo(args.url or warehouse_url())
+    outcome = ensure_deployed(target, args.lock_timeout)
+    print("already deployed" if outcome is None else f"deployed in {outcome.seconds:.1f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -336,7 +336,15 @@ def summarize(conninfo: str, sync_run_id: int, build_started_at: float | None,
         }
         changes = {}
         if build_started_at is not None:
-            changes = history_changes(conn, run[0], datetime.fromtimestamp(build_started_at, UTC))
+            # What was written for this run's extraction: every version of the district since
+            # its approval. The district's own build writes them, or a deploy build another
+            # district's build started (it waits for this approval to commit, so its writes
+            # come after it); no other build writes this district's history meanwhile.
+            (approved_at,) = conn.execute(
+                "SELECT min(approved_at) FROM clever_landing.approved_extractions WHERE sync_run_id = %s",
+                (sync_run_id,)).fetchone()
+            since = approved_at or datetime.fromtimestamp(build_started_at, UTC)
+            changes = history_changes(conn, run[0], since)
         summary = {
             "sync_run_id": sync_run_id, "district": run[0], "api_version": run[1],
             "extraction_status": run[2], "error": run[3],

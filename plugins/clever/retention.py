@@ -82,21 +82,24 @@ def prune_landing(conninfo: str, district_slug: str, keep_days: int | None) -> l
                         district_slug, *CARRIED_RECORDS_VIEW)
             return []
         candidates = conn.execute(_PRUNABLE_EXTRACTIONS, {"district": district_slug, "days": keep_days}).fetchall()
-        pruned = [p for endpoint, run in candidates if (p := _prune_extraction(conn, endpoint, run)).rows]
+        pruned = [p for endpoint, run in candidates
+                  if (p := _prune_extraction(conn, district_slug, endpoint, run)).rows]
     total = sum(p.rows for p in pruned)
     log.info("district %s: pruned %d landing rows of %d extractions older than %d days", district_slug, total,
              len(pruned), keep_days)
     return pruned
 
 
-def _prune_extraction(conn: psycopg.Connection, endpoint: str, sync_run_id: int) -> PrunedExtraction:
+def _prune_extraction(conn: psycopg.Connection, district_slug: str, endpoint: str,
+                      sync_run_id: int) -> PrunedExtraction:
     # An endpoint without staging (resources) has no stand-ins in the view: all its rows go.
     delete = sql.SQL("""DELETE FROM {landing} AS l WHERE l.sync_run_id = %(run)s
-                        AND NOT EXISTS (SELECT 1 FROM {view} AS c WHERE c.endpoint = %(endpoint)s
+                        AND NOT EXISTS (SELECT 1 FROM {view} AS c WHERE c.district_slug = %(district)s
+                                        AND c.endpoint = %(endpoint)s
                                         AND c.sync_run_id = l.sync_run_id AND c.clever_id = l.clever_id)""").format(
         landing=landing_table(endpoint), view=sql.Identifier(*CARRIED_RECORDS_VIEW))
     with conn.transaction():
-        rows = conn.execute(delete, {"run": sync_run_id, "endpoint": endpoint}).rowcount
+        rows = conn.execute(delete, {"run": sync_run_id, "endpoint": endpoint, "district": district_slug}).rowcount
         if rows:
             conn.execute(
                 """UPDATE clever_landing.endpoint_runs

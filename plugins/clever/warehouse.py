@@ -89,6 +89,46 @@ CREATE TABLE IF NOT EXISTS clever_landing.approved_extractions (
     PRIMARY KEY (district_slug, endpoint, sync_run_id)
 );
 
+-- The latest approved extraction per district and endpoint (what approved_extractions
+-- would give with max(sync_run_id): approve refuses a run older than one approved),
+-- kept by a trigger on approved_extractions, so readers (the staging views, the marts'
+-- last_seen_at) read a row per district and endpoint instead of the whole log.
+CREATE TABLE IF NOT EXISTS clever_landing.current_extractions (
+    district_slug  text        NOT NULL,
+    endpoint       text        NOT NULL,
+    sync_run_id    bigint      NOT NULL,
+    synced_at      timestamptz NOT NULL,
+    approved_at    timestamptz NOT NULL,
+    PRIMARY KEY (district_slug, endpoint)
+);
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+                   WHERE n.nspname = 'clever_landing' AND p.proname = 'track_current_extraction') THEN
+        CREATE FUNCTION clever_landing.track_current_extraction() RETURNS trigger LANGUAGE plpgsql AS $f$
+        BEGIN
+            INSERT INTO clever_landing.current_extractions AS c
+                (district_slug, endpoint, sync_run_id, synced_at, approved_at)
+            VALUES (NEW.district_slug, NEW.endpoint, NEW.sync_run_id, NEW.synced_at, NEW.approved_at)
+            ON CONFLICT (district_slug, endpoint) DO UPDATE
+                SET sync_run_id = EXCLUDED.sync_run_id, synced_at = EXCLUDED.synced_at,
+                    approved_at = EXCLUDED.approved_at
+                WHERE c.sync_run_id < EXCLUDED.sync_run_id;
+            RETURN NULL;
+        END $f$;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'approved_extractions_current'
+                   AND tgrelid = 'clever_landing.approved_extractions'::regclass) THEN
+        CREATE TRIGGER approved_extractions_current AFTER INSERT ON clever_landing.approved_extractions
+            FOR EACH ROW EXECUTE FUNCTION clever_landing.track_current_extraction();
+        -- a warehouse approved before this table existed
+        INSERT INTO clever_landing.current_extractions (district_slug, endpoint, sync_run_id, synced_at, approved_at)
+        SELECT DISTINCT ON (district_slug, endpoint) district_slug, endpoint, sync_run_id, synced_at, approved_at
+        FROM clever_landing.approved_extractions ORDER BY district_slug, endpoint, sync_run_id DESC
+        ON CONFLICT DO NOTHING;
+    END IF;
+END $$;
+
 -- Records of a run that broke a rule Clever guarantees (missing id, duplicate id,
 -- missing guaranteed field, unresolvable guaranteed reference...). Kept with the rule
 -- they broke. Snapshots never see a quarantined record: they keep its last good

@@ -194,13 +194,16 @@ def test_a_failing_data_test_fails_only_its_district(warehouse_url, two_district
     districts, sim, _ = two_districts
     for slug in ("demo", "other"):
         land_and_build(warehouse_url, districts[slug], sim.base_url, token(slug))
-    # A broken invariant in other's rows only: an active record with an archive time.
+    # Broken invariants in other's rows only: an active record with an archive time (a
+    # singular test) and a record without its district (a generic not_null test).
     with psycopg.connect(warehouse_url, autocommit=True) as conn:
-        conn.execute("""UPDATE clever_intermediate.int_state__users SET archived_at = now()
+        conn.execute("""UPDATE clever_intermediate.int_state__users SET archived_at = now(), district_id = NULL
                         WHERE district_slug = 'other' AND clever_id = (SELECT min(clever_id)
                             FROM clever_intermediate.int_state__users WHERE district_slug = 'other')""")
     target = WarehouseTarget.from_conninfo(warehouse_url)
-    with pytest.raises(DbtError, match=r"district 'other'.*assert_marts_archived_at_matches_is_archived"):
+    with pytest.raises(DbtError, match=r"district 'other'") as failure:
         pipeline.build(target, districts["other"])
+    assert "assert_marts_archived_at_matches_is_archived" in str(failure.value)
+    assert "not_null_dim_users_district_id" in str(failure.value)
     built = pipeline.build(target, districts["demo"])  # demo's build tests demo's rows: it passes
     assert built["warnings"] == {}

@@ -1,11 +1,12 @@
 -- The approved extraction each snapshot reads, per district and endpoint: the newest
 -- run (approve refuses a run older than one already approved, so this is also the
--- latest approval).
-select distinct on (district_slug, endpoint)
+-- latest approval). clever_landing.current_extractions holds one row each, kept by a
+-- trigger on the approvals log, so this view reads a row per district and endpoint
+-- rather than every approval ever made.
+select
     district_slug,
     endpoint,
     sync_run_id,
     synced_at,
     approved_at
-from {{ source('clever_landing', 'approved_extractions') }}
-order by district_slug, endpoint, sync_run_id desc
+from {{ source('clever_landing', 'current_extractions') }}
