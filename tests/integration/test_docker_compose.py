@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -122,3 +123,10 @@ def test_image_is_the_pinned_airflow_with_the_pinned_requirements(config):
     assert "-r /opt/clever/requirements.txt -c /opt/clever/constraints.txt" in dockerfile
     images = {config["services"][name]["image"] for name in (*AIRFLOW_SERVICES, "airflow-init")}
     assert images == {f"clever-warehouse/airflow:{pinned}"}
+
+
+def test_the_pinned_packages_load_the_celery_executor_the_compose_file_runs():
+    result = subprocess.run([str(Path(sys.executable)), "-c",
+                             "from airflow.providers.celery.executors.celery_executor import CeleryExecutor"],
+                            capture_output=True, text=True, check=False, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
