@@ -6,6 +6,9 @@ import functools
 import json
 import os
 import re
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +24,11 @@ def load_records(district_dir: Path, api_version: str, endpoint: str) -> list[di
 def write_records(district_dir: Path, api_version: str, endpoint: str, records: list[dict[str, Any]]) -> None:
     path = district_dir / api_version / f"{endpoint}.json"
     staging = path.with_suffix(".json.tmp")
-    staging.write_text(json.dumps(records, ensure_ascii=False, indent=1), encoding="utf-8")
+    try:
+        text = json.dumps(records, ensure_ascii=False, indent=1).encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: only its JSON escape can be written
+        text = json.dumps(records, indent=1).encode("ascii")
+    staging.write_bytes(text)
     os.replace(staging, path)  # a new inode: the simulator cannot miss the change
 
 
@@ -130,3 +137,43 @@ def land_and_build(conninfo: str, district, base_url: str, token: str, *, endpoi
     pipeline.approve(conninfo, run_id, threshold=district.mass_archive_threshold, floor=district.mass_archive_floor)
     pipeline.build(WarehouseTarget.from_conninfo(conninfo), district)
     return run_id
+
+
+class Hostile:
+    """A local server whose every GET is answered by ``handler(request) -> None``."""
+
+    def __init__(self, handler: Callable[[BaseHTTPRequestHandler], None]):
+        owner = self
+        self.requests: list[tuple[str, str | None]] = []  # (path, Authorization header)
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self):
+                owner.requests.append((self.path, self.headers.get("Authorization")))
+                try:
+                    handler(self)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def send_json(request: BaseHTTPRequestHandler, payload, status: int = 200, headers: dict | None = None) -> None:
+    body = json.dumps(payload).encode()
+    request.send_response(status)
+    for name, value in {"Content-Type": "application/json", "Content-Length": str(len(body)),
+                        **(headers or {})}.items():
+        request.send_header(name, value)
+    request.end_headers()
+    request.wfile.write(body)

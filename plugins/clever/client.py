@@ -4,9 +4,13 @@ Streams an endpoint page by page, following ``links`` rel=next, and yields recor
 at a time, so at most one page is ever held in memory. Transient failures (429, 5xx,
 timeouts, dropped connections, a page cut short) are retried with tenacity: a 429 waits
 for ``Retry-After``/``X-RateLimit-Reset``, the rest back off exponentially with jitter,
-capped. Anything that retrying cannot fix (401/403, 404, 4xx) raises at once with the
-district, endpoint and URL in the message. The bearer token lives only in the HTTP
-session's headers: it is never part of a message, a repr or a log line.
+capped. A page must arrive whole within ``page_timeout`` seconds (the read timeout only
+bounds the wait for each piece), else it is retried. Anything that retrying cannot fix
+(401/403, 404, 4xx) raises at once with the district, endpoint and URL in the message.
+The bearer token lives only in the HTTP session's headers: it is never part of a
+message, a repr or a log line, and no request leaves the API host: redirects and
+``next`` links to another host are refused. Results come sorted by id, so each page must
+start after the previous one ended: a paging loop fails instead of landing repeats.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import Any
 from urllib.parse import urlencode, urljoin, urlsplit
 
 import requests
+import urllib3
 from tenacity import (
     RetryCallState,
     Retrying,
@@ -35,6 +40,9 @@ from clever.endpoints import MAX_PAGE_SIZE, check_api_version
 log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = (10.0, 120.0)  # (connect, read) seconds
+DEFAULT_PAGE_TIMEOUT = 600.0  # seconds for a whole response, headers to last byte
+MAX_REDIRECTS = 5
+_READ_CHUNK = 1 << 16
 
 
 class CleverAPIError(RuntimeError):
@@ -124,6 +132,7 @@ class CleverClient:
         api_version: str = "v3.0",
         page_size: int = MAX_PAGE_SIZE,
         timeout: tuple[float, float] = DEFAULT_TIMEOUT,
+        page_timeout: float = DEFAULT_PAGE_TIMEOUT,
         max_attempts: int = 8,
         max_retry_seconds: float = 900.0,
         backoff_initial: float = 1.0,
@@ -139,6 +148,7 @@ class CleverClient:
         self.api_version = check_api_version(api_version)
         self.page_size = page_size
         self.timeout = timeout
+        self.page_timeout = page_timeout
         root = base_url.rstrip("/")
         for version in ("/v3.0", "/v3.1"):
             root = root.removesuffix(version)
@@ -175,6 +185,7 @@ class CleverClient:
         url: str | None = f"{self.base_url}/{self.api_version}/{endpoint}?{urlencode(query)}"
         seen: set[str] = set()
         number = 0
+        last_id: str | None = None
         while url:
             if url in seen:
                 raise CleverResponseError(self.district, endpoint, "paging loops back to a page already read",
@@ -183,8 +194,11 @@ class CleverClient:
             number += 1
             payload = self._get_json(url, endpoint)
             records = self._page_records(payload, endpoint, url)
+            next_url = self._next_url(payload, endpoint, url)
+            if next_url or number > 1:
+                last_id = self._check_progress(records, last_id, endpoint, number, url, next_url is not None)
             yield Page(endpoint, number, self._path(url), records)
-            url = self._next_url(payload, endpoint, url)
+            url = next_url
 
     def iter_records(self, endpoint: str, params: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
         """Every record of a list endpoint, one at a time."""
@@ -207,6 +221,25 @@ class CleverClient:
     def _redact(self, text: str) -> str:
         return text.replace(self._token, "[redacted]") if self._token else text
 
+    def _check_progress(self, records: list[dict[str, Any]], last_id: str | None, endpoint: str, number: int,
+                        url: str, has_next: bool) -> str | None:
+        """The page's largest id, after checking the page starts after ``last_id``: results are
+        sorted by id, so a page that does not is a loop (or a server that lost its place)."""
+        ids = [r["id"] for r in records if isinstance(r.get("id"), str)]
+        if not ids:
+            if has_next:
+                raise CleverResponseError(self.district, endpoint, f"page {number} has no record with a readable "
+                                          "id but a next link; refusing to page on", self._path(url))
+            return last_id
+        first = min(ids)
+        if last_id is not None and first <= last_id:
+            raise CleverResponseError(
+                self.district, endpoint,
+                f"paging does not advance: page {number} starts at id {first!r}, not after {last_id!r} where "
+                f"page {number - 1} ended (results are sorted by id); refusing to land repeated records",
+                self._path(url))
+        return max(ids)
+
     def _get_json(self, url: str, endpoint: str) -> Any:
         attempt = 0
 
@@ -224,20 +257,65 @@ class CleverClient:
                 self._path(url), exc.status,
             ) from None
 
+    def _get_on_api_host(self, url: str, endpoint: str) -> requests.Response:
+        """GET ``url``, following redirects only while they stay on the API host (the body is
+        not read yet)."""
+        for _ in range(MAX_REDIRECTS + 1):
+            response = self._session.get(url, timeout=self.timeout, stream=True, allow_redirects=False)
+            if not response.is_redirect:
+                return response
+            response.close()
+            target = urljoin(url, response.headers["Location"])
+            if urlsplit(target)[:2] != self._origin:
+                raise CleverResponseError(
+                    self.district, endpoint,
+                    f"HTTP {response.status_code} redirect to another host ({urlsplit(target).netloc}); "
+                    "refusing to follow", self._path(url), response.status_code)
+            url = target
+        raise CleverResponseError(self.district, endpoint, f"more than {MAX_REDIRECTS} redirects",
+                                  self._path(url), response.status_code)
+
+    def _read_body(self, response: requests.Response, started: float) -> bytes:
+        """The whole body, or _Transient once ``page_timeout`` has passed since the request
+        began: a server can trickle a byte per read timeout for ever."""
+        chunks = []
+        try:
+            while chunk := response.raw.read1(_READ_CHUNK, decode_content=True):
+                chunks.append(chunk)
+                if time.monotonic() - started > self.page_timeout:
+                    raise _Transient(f"the response took longer than page_timeout ({self.page_timeout:g} s); "
+                                     f"{sum(map(len, chunks))} bytes had arrived")
+        # As requests names them when it reads a body itself.
+        except urllib3.exceptions.ProtocolError as exc:  # a body cut short
+            raise requests.exceptions.ChunkedEncodingError(exc) from None
+        except urllib3.exceptions.DecodeError as exc:
+            raise requests.exceptions.ContentDecodingError(exc) from None
+        except urllib3.exceptions.ReadTimeoutError as exc:
+            raise requests.exceptions.ConnectionError(exc) from None
+        finally:
+            response.close()
+        return b"".join(chunks)
+
     def _request_once(self, url: str, endpoint: str, attempt: int) -> Any:
         path = self._path(url)
+        started = time.monotonic()
         try:
-            response = self._session.get(url, timeout=self.timeout)
+            response = self._get_on_api_host(url, endpoint)
+            body = self._read_body(response, started)
         except (requests.Timeout, requests.ConnectionError, requests.exceptions.ChunkedEncodingError,
                 requests.exceptions.ContentDecodingError) as exc:
             # Refused/reset connections, time-outs and bodies cut short; the exception
             # text never holds request headers.
             self._log_retry(endpoint, path, attempt, f"{type(exc).__name__}")
             raise _Transient(f"{type(exc).__name__}: {self._redact(str(exc))}") from None
+        except _Transient as exc:
+            self._log_retry(endpoint, path, attempt, exc.detail)
+            raise
         status = response.status_code
         if status == 429:
             wait = _retry_after_seconds(response)
-            self._log_retry(endpoint, path, attempt, f"HTTP 429, retry after {wait}s")
+            self._log_retry(endpoint, path, attempt, "HTTP 429, " + (
+                f"retry after {wait:g} s" if wait is not None else "no Retry-After: backing off"))
             raise _Transient("HTTP 429 Too Many Requests", retry_after=wait, status=429)
         if status >= 500:
             self._log_retry(endpoint, path, attempt, f"HTTP {status}")
@@ -253,10 +331,11 @@ class CleverClient:
             raise CleverNotFound(self.district, endpoint, "HTTP 404: not found (not shared)", path, status)
         if status != 200:
             raise CleverResponseError(
-                self.district, endpoint, f"HTTP {status}: {self._redact(response.text[:300])}", path, status
+                self.district, endpoint,
+                f"HTTP {status}: {self._redact(body[:300].decode('utf-8', 'replace'))}", path, status
             )
         try:
-            return json.loads(response.content)
+            return json.loads(body)
         except ValueError as exc:
             self._log_retry(endpoint, path, attempt, "malformed JSON")
             raise _Transient(f"malformed JSON in response ({exc})", status=200) from None

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -49,20 +50,36 @@ class EndpointResult:
     seconds: float
 
 
+def _readable_id(value: Any) -> str | None:
+    """The Clever id as landed: a string as sent, a number as its text. A number breaks
+    a guaranteed rule and is quarantined, but under its id, so that the record it stands
+    for keeps its last clean version instead of counting as gone."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return json.dumps(value)
+    return None
+
+
 def _district_of(endpoint: str, record: dict[str, Any]) -> str | None:
     value = record.get("id") if endpoint == "districts" else record.get("district")
     return value if isinstance(value, str) else None
+
+
+def _unstorable(record: dict[str, Any], run: SyncRun, endpoint: str, page: int, position: int,
+                what: str) -> BadRecordError:
+    return BadRecordError(
+        f"Clever district {run.district_slug!r}, endpoint {endpoint!r}: record "
+        f"{record.get('id', '<no id>')!r} (page {page}, item {position}) contains {what}, "
+        "which the warehouse cannot store"
+    )
 
 
 def _serialise(record: dict[str, Any], run: SyncRun, endpoint: str, page: int, position: int) -> str:
     text = json.dumps(record, ensure_ascii=False, separators=(",", ":"))
     # PostgreSQL's jsonb cannot store U+0000; refuse loudly instead of altering data.
     if "\\u0000" in text and _ESCAPED_NUL.search(text):
-        raise BadRecordError(
-            f"Clever district {run.district_slug!r}, endpoint {endpoint!r}: record "
-            f"{record.get('id', '<no id>')!r} (page {page}, item {position}) contains a NUL character, "
-            "which the warehouse cannot store"
-        )
+        raise _unstorable(record, run, endpoint, page, position, "a NUL character")
     return text
 
 
@@ -111,8 +128,14 @@ def _refresh_statistics(conn: psycopg.Connection, run: SyncRun, endpoint: str) -
                     exc_info=True)
 
 
-def extract_endpoint(conn: psycopg.Connection, client: CleverClient, run: SyncRun, endpoint: str) -> EndpointResult:
-    """Land every record of ``endpoint`` for ``run``; raise ExtractionError on failure."""
+class ExtractionStopped(ExtractionError):
+    """The task stopped the extraction (its time limit): the endpoint is failed, not finished."""
+
+
+def extract_endpoint(conn: psycopg.Connection, client: CleverClient, run: SyncRun, endpoint: str,
+                     stop: threading.Event | None = None) -> EndpointResult:
+    """Land every record of ``endpoint`` for ``run``; raise ExtractionError on failure.
+    ``stop``, once set, ends it after the page being landed (failed, like any failure)."""
     if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
         # Each page commits on its own; a caller's open transaction would swallow that.
         raise ValueError("extract_endpoint needs a connection with no transaction open (use autocommit)")
@@ -124,19 +147,21 @@ def extract_endpoint(conn: psycopg.Connection, client: CleverClient, run: SyncRu
     rows = pages = 0
     try:
         for page in client.iter_pages(endpoint):
+            if stop is not None and stop.is_set():
+                raise ExtractionStopped(f"Clever district {run.district_slug!r}, endpoint {endpoint!r}: stopped "
+                                        f"after {pages} page(s) (the task was stopped, e.g. by its time limit)")
             extracted_at = datetime.now(UTC)
             with conn.transaction(), conn.cursor() as cur:
                 with cur.copy(copy_sql) as copy:
                     for position, record in enumerate(page.records, start=1):
-                        clever_id = record.get("id")
-                        copy.write_row((
-                            run.sync_run_id,
-                            _district_of(endpoint, record),
-                            clever_id if isinstance(clever_id, str) else None,
-                            run.api_version,
-                            _serialise(record, run, endpoint, page.number, position),
-                            extracted_at,
-                        ))
+                        row = (run.sync_run_id, _district_of(endpoint, record),
+                               _readable_id(record.get("id")), run.api_version,
+                               _serialise(record, run, endpoint, page.number, position), extracted_at)
+                        try:
+                            copy.write_row(row)
+                        except UnicodeEncodeError:  # a lone UTF-16 surrogate (a "\ud800" escape)
+                            raise _unstorable(record, run, endpoint, page.number, position,
+                                              "an invalid Unicode character (a lone UTF-16 surrogate)") from None
                 cur.execute(
                     """UPDATE clever_landing.endpoint_runs
                        SET row_count = row_count + %s, page_count = page_count + 1
@@ -146,7 +171,7 @@ def extract_endpoint(conn: psycopg.Connection, client: CleverClient, run: SyncRu
             rows += len(page.records)
             pages += 1
             log.info("district %s, %s: page %d landed (%d rows so far)", run.district_slug, endpoint, pages, rows)
-    except (CleverAPIError, BadRecordError, psycopg.Error) as exc:
+    except (CleverAPIError, BadRecordError, ExtractionStopped, psycopg.Error) as exc:
         message = str(exc) if not isinstance(exc, psycopg.Error) else (
             f"Clever district {run.district_slug!r}, endpoint {endpoint!r}: warehouse error: {exc}")
         _record_failure(conn, run, endpoint, message)

@@ -4,8 +4,10 @@ Before a run is approved for the snapshots, count per data type how many records
 are active now would be archived because this run does not contain them. Above the
 district's threshold (a share of the type's active records, with an absolute floor so
 tiny districts still work) the run stops, archives nothing, and says what it would
-have done, unless it was triggered with ``allow_mass_archive``. Every check is kept in
-clever_landing.guard_checks.
+have done, unless it was triggered with ``allow_mass_archive``. A run that holds records
+without a readable Clever id (quarantined by validation) stops the same way if it would
+archive anything of their type: any of those records could be one that looks gone.
+Every check is kept in clever_landing.guard_checks.
 """
 
 from __future__ import annotations
@@ -37,8 +39,11 @@ WITH active AS (
 )
 SELECT (SELECT count(*) FROM active),
        (SELECT count(*) FROM active AS s WHERE NOT EXISTS (
-           SELECT 1 FROM {landing} AS l WHERE l.sync_run_id = %(run)s AND l.clever_id = s.clever_id))
+           SELECT 1 FROM {landing} AS l WHERE l.sync_run_id = %(run)s AND l.clever_id = s.clever_id)),
+       {unidentified}
 """
+# Records of the run whose id could not be read: the guard cannot tell which they are.
+_UNIDENTIFIED = "(SELECT count(*) FROM {landing} WHERE sync_run_id = %(run)s AND clever_id IS NULL)"
 
 # The (user, role) pairs on the roster of section `s` (its raw JSON).
 _ROSTER_MEMBERS = """
@@ -70,7 +75,8 @@ SELECT (SELECT count(*) FROM active),
         WHERE NOT EXISTS (SELECT 1 FROM present AS p
                           WHERE p.section_id = e.section_id AND p.user_id = e.user_id AND p.role = e.role)
           AND NOT EXISTS (SELECT 1 FROM clever_landing.quarantine AS q
-                          WHERE q.sync_run_id = %(run)s AND q.endpoint = 'sections' AND q.clever_id = e.section_id))
+                          WHERE q.sync_run_id = %(run)s AND q.endpoint = 'sections' AND q.clever_id = e.section_id)),
+       {unidentified}
 """
 
 
@@ -105,7 +111,8 @@ SELECT (SELECT count(*) FROM active),
           AND NOT EXISTS (SELECT 1 FROM present AS p
                           WHERE p.section_id = e.section_id AND p.user_id = e.user_id AND p.role = e.role)
           AND NOT EXISTS (SELECT 1 FROM clever_landing.quarantine AS q
-                          WHERE q.sync_run_id = %(run)s AND q.endpoint = 'sections' AND q.clever_id = e.section_id))
+                          WHERE q.sync_run_id = %(run)s AND q.endpoint = 'sections' AND q.clever_id = e.section_id)),
+       {unidentified}
 """
 ENROLLMENT_SCOPE_HASHES = "snap_clever__section_enrollments__scope_hashes"
 
@@ -120,15 +127,18 @@ class GuardCheck:
     active_before: int
     would_archive: int
     limit: int
+    unidentified: int = 0  # records of the run without a readable Clever id
 
     @property
     def tripped(self) -> bool:
-        return self.would_archive > self.limit
+        return self.would_archive > self.limit or (self.unidentified > 0 and self.would_archive > 0)
 
     def describe(self) -> str:
         share = self.would_archive / self.active_before if self.active_before else 0.0
+        unreadable = (f"; {self.unidentified} record(s) of this run have no readable Clever id and could be "
+                      "among them" if self.unidentified and self.would_archive else "")
         return (f"{self.data_type}: would archive {self.would_archive} of {self.active_before} active "
-                f"({share:.1%}; limit {self.limit})")
+                f"({share:.1%}; limit {self.limit}){unreadable}")
 
 
 def archive_limit(active: int, threshold: float, floor: int) -> int:
@@ -151,9 +161,11 @@ def check_run(conn: psycopg.Connection, district_slug: str, sync_run_id: int, en
             template = _ENROLLMENTS_WOULD_ARCHIVE_SCOPED if scoped else _ENROLLMENTS_WOULD_ARCHIVE
         query = sql.SQL(template).format(
             landing=sql.Identifier("clever_landing", endpoint), snapshot=sql.Identifier(SNAPSHOT_SCHEMA, snapshot),
-            scope_hashes=sql.Identifier(SNAPSHOT_SCHEMA, ENROLLMENT_SCOPE_HASHES), members=sql.SQL(_ROSTER_MEMBERS))
-        active, missing = conn.execute(query, {"run": sync_run_id, "district": district_slug}).fetchone()
-        checks.append(GuardCheck(data_type, active, missing, archive_limit(active, threshold, floor)))
+            scope_hashes=sql.Identifier(SNAPSHOT_SCHEMA, ENROLLMENT_SCOPE_HASHES), members=sql.SQL(_ROSTER_MEMBERS),
+            unidentified=sql.SQL(_UNIDENTIFIED).format(landing=sql.Identifier("clever_landing", endpoint)))
+        active, missing, unidentified = conn.execute(query, {"run": sync_run_id, "district": district_slug}
+                                                     ).fetchone()
+        checks.append(GuardCheck(data_type, active, missing, archive_limit(active, threshold, floor), unidentified))
     return checks
 
 

@@ -152,20 +152,25 @@ def test_text_that_only_looks_like_an_escaped_nul_lands_byte_for_byte(conn, simu
     assert [n[0] for n in names][: len(literal)] == literal
 
 
-@pytest.mark.parametrize("where", ["value", "after_escaped_backslash", "key"])
+@pytest.mark.parametrize("where", ["value", "after_escaped_backslash", "key", "surrogate", "surrogate_key"])
 def test_record_that_cannot_be_stored_names_the_record(conn, simulator, district_dir, where):
     terms = load_records(district_dir, "v3.0", "terms")
     if where == "value":
         terms[-1]["name"] = "nul\u0000byte"
     elif where == "after_escaped_backslash":  # backslash, then a real NUL
         terms[-1]["name"] = "back\\\u0000slash"
-    else:
+    elif where == "key":
         terms[-1]["ext"] = {"k\u0000": "v"}
+    elif where == "surrogate":  # Clever's JSON could carry the escape "\ud800" alone
+        terms[-1]["name"] = "lone \ud800 surrogate"
+    else:
+        terms[-1]["ext"] = {"k\udfff": "v"}
     write_records(district_dir, "v3.0", "terms", terms)
     run = start_sync_run(conn, "demo", "v3.0", ["terms"])
     with pytest.raises(ExtractionError, match=terms[-1]["id"]) as info:
         extract_endpoint(conn, client_for(simulator), run, "terms")
     assert isinstance(info.value.__cause__, BadRecordError)
-    assert "'terms'" in str(info.value)
+    assert "'terms'" in str(info.value) and "(page 1, item " in str(info.value)
+    assert ("surrogate" in str(info.value)) == where.startswith("surrogate")
     assert completed_endpoints(conn, run.sync_run_id) == set()
 

@@ -84,6 +84,7 @@ def test_records_breaking_guaranteed_rules_are_quarantined_and_the_rest_pass(
         ("users", no_name["id"], "guaranteed field name is present, not null and a JSON object"),
         ("users", duplicate["id"], "no Clever id appears twice in one extraction"),
         ("users", None, "every record has a Clever id"),
+        ("users", None, "guaranteed field id is present, not null and a JSON string"),
         ("sections", orphan["id"], "school refers to schools in the same extraction"),
     }
     assert conn.execute("SELECT count(*) FROM clever_landing.quarantine WHERE sync_run_id = %s AND clever_id = %s",
