@@ -1,10 +1,12 @@
 {# Clever's non-guaranteed fields may be missing, null, empty or malformed. A bad value
    must become NULL in its typed column (the raw JSON keeps the original), never fail
-   the whole build. #}
+   the whole build. The functions catch the cast's error in an EXCEPTION block, a
+   subtransaction, which PostgreSQL forbids during a parallel query: they are parallel
+   unsafe, or a large district's build fails whenever the planner goes parallel. #}
 {% macro create_cast_functions() %}
 create schema if not exists clever_staging;
 create or replace function clever_staging.try_timestamptz(value text) returns timestamptz
-language plpgsql stable parallel safe as $$
+language plpgsql stable parallel unsafe as $$
 begin
     if value is null or btrim(value) = '' then return null; end if;
     return value::timestamptz;
@@ -12,7 +14,7 @@ exception when others then
     return null;
 end $$;
 create or replace function clever_staging.try_date(value text, fmt text) returns date
-language plpgsql stable parallel safe as $$
+language plpgsql stable parallel unsafe as $$
 begin
     if value is null or btrim(value) = '' then return null; end if;
     return to_date(value, fmt);

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from clever.match_rules import MatchingConfig, parse_matching
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DISTRICTS_FILE = REPO_ROOT / "config" / "districts.yml"
-_SLUG = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+_SLUG = re.compile(r"[a-z][a-z0-9_]{0,62}")  # fullmatch: "$" would let a final newline through
 _DEFAULTS: dict[str, Any] = {
     "api_version": "v3.0",
     "schedule": "@daily",
@@ -30,6 +31,7 @@ _DEFAULTS: dict[str, Any] = {
     "quarantine_floor": 10,
     "http_max_attempts": 8,
     "http_backoff_max_seconds": 60.0,
+    "http_page_timeout_seconds": 600.0,
     "extract_retries": 2,
     "extract_concurrency": 3,
     "extract_retry_delay_seconds": 120,
@@ -37,7 +39,10 @@ _DEFAULTS: dict[str, Any] = {
     "extract_pool": "default_pool",
     "build_pool": "default_pool",
     "landing_retention_days": 7,
+    "expected_students": 100_000,
+    "task_timeout_minutes": {},
 }
+TASKS = ("start_run", "extract", "validate", "approve", "build", "summarize")
 
 
 class ConfigError(ValueError):
@@ -58,6 +63,7 @@ class DistrictConfig:
     quarantine_floor: int = 10
     http_max_attempts: int = 8  # per request, for 429/5xx/time-outs (tenacity)
     http_backoff_max_seconds: float = 60.0
+    http_page_timeout_seconds: float = 600.0  # a whole page, first byte to last; slower is retried
     extract_retries: int = 2  # Airflow retries of a whole endpoint extraction
     extract_retry_delay_seconds: int = 120
     extract_concurrency: int = 3  # endpoints of one run extracted at a time (threads of the extract task)
@@ -68,6 +74,10 @@ class DistrictConfig:
     # Landing rows of older runs are pruned after this many days (None: kept for ever);
     # what the pipeline still reads is always kept (clever.retention).
     landing_retention_days: int | None = 7
+    # Time limits of the tasks and the DAG run scale with this (time_limits()); a run over
+    # its limit fails instead of holding the district (max_active_runs=1) for ever.
+    expected_students: int = 100_000
+    task_timeout_minutes: dict[str, float] = field(default_factory=dict)  # per task, instead of the derived
     options: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -78,6 +88,30 @@ class DistrictConfig:
     def connection_id(self) -> str:
         return f"clever_{self.slug}"
 
+    def time_limits(self) -> dict[str, timedelta]:
+        """Each task's execution_timeout: a fixed part for start-up, a lock wait or a slow
+        page's retries, plus minutes per 10,000 expected students, several times what a
+        million-student district measured (docs/PERFORMANCE.md) since a fleet shares the
+        machine; ``task_timeout_minutes`` overrides any of them."""
+        tens = max(1.0, self.expected_students / 10_000)
+        lock = self.build_lock_timeout_seconds / 60
+        minutes = {
+            "start_run": 10,
+            "extract": 30 + 1.0 * tens,  # 1M students measured 1 min; a page may take 15 min of retries
+            "validate": 15 + 0.5 * tens,
+            "approve": lock + 10 + 0.2 * tens,
+            "build": lock + 20 + 1.0 * tens,
+            "summarize": 15 + 0.2 * tens,
+            **self.task_timeout_minutes,
+        }
+        return {name: timedelta(minutes=minutes[name]) for name in TASKS}
+
+    def dagrun_timeout(self) -> timedelta:
+        """Every task's limit, and the extract task's for each of its retries."""
+        limits = self.time_limits()
+        retry = limits["extract"] + timedelta(seconds=self.extract_retry_delay_seconds)
+        return sum(limits.values(), timedelta()) + self.extract_retries * retry
+
 
 def districts_file() -> Path:
     return Path(os.environ.get("CLEVER_DISTRICTS_FILE") or DEFAULT_DISTRICTS_FILE)
@@ -86,7 +120,7 @@ def districts_file() -> Path:
 def _district(entry: dict[str, Any], defaults: dict[str, Any], where: str) -> DistrictConfig:
     merged = {**_DEFAULTS, **defaults, **entry}
     slug = merged.pop("slug", None)
-    if not isinstance(slug, str) or not _SLUG.match(slug):
+    if not isinstance(slug, str) or not _SLUG.fullmatch(slug):
         raise ConfigError(f"{where}: slug {slug!r} must be lower-case letters, digits or _ (starting with a letter)")
     try:
         endpoints = check_endpoints(list(merged.pop("endpoints")))
@@ -107,6 +141,14 @@ def _district(entry: dict[str, Any], defaults: dict[str, Any], where: str) -> Di
     quarantine_threshold = float(merged.pop("quarantine_threshold"))
     if not 0 <= quarantine_threshold <= 1:
         raise ConfigError(f"{where} ({slug}): quarantine_threshold must be in [0, 1]")
+    timeouts = merged.pop("task_timeout_minutes") or {}
+    if not isinstance(timeouts, dict) or set(timeouts) - set(TASKS) or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) and v > 0 for v in timeouts.values()):
+        raise ConfigError(f"{where} ({slug}): task_timeout_minutes maps task names ({', '.join(TASKS)}) to "
+                          "minutes > 0")
+    expected_students = merged.pop("expected_students")
+    if isinstance(expected_students, bool) or not isinstance(expected_students, int) or expected_students < 1:
+        raise ConfigError(f"{where} ({slug}): expected_students must be a whole number > 0")
     retention = merged.pop("landing_retention_days")
     if retention is not None and (isinstance(retention, bool) or not isinstance(retention, int) or retention < 0):
         raise ConfigError(f"{where} ({slug}): landing_retention_days must be a whole number of days >= 0, "
@@ -124,6 +166,7 @@ def _district(entry: dict[str, Any], defaults: dict[str, Any], where: str) -> Di
         quarantine_floor=max(0, int(merged.pop("quarantine_floor"))),
         http_max_attempts=max(1, int(merged.pop("http_max_attempts"))),
         http_backoff_max_seconds=float(merged.pop("http_backoff_max_seconds")),
+        http_page_timeout_seconds=float(merged.pop("http_page_timeout_seconds")),
         extract_retries=max(0, int(merged.pop("extract_retries"))),
         extract_retry_delay_seconds=max(0, int(merged.pop("extract_retry_delay_seconds"))),
         extract_concurrency=max(1, int(merged.pop("extract_concurrency"))),
@@ -132,6 +175,8 @@ def _district(entry: dict[str, Any], defaults: dict[str, Any], where: str) -> Di
         extract_pool=str(merged.pop("extract_pool")),
         build_pool=str(merged.pop("build_pool")),
         landing_retention_days=retention,
+        expected_students=expected_students,
+        task_timeout_minutes={k: float(v) for k, v in timeouts.items()},
         options=merged,
     )
 

@@ -117,6 +117,10 @@ class CleverEndpoint:
     token: str = field(repr=False)
 
 
+class MissingConnection(LookupError):
+    """The district has no Airflow connection holding its token: retrying cannot help."""
+
+
 def clever_endpoint(district: DistrictConfig) -> CleverEndpoint:
     """Base URL and token from the district's http connection `clever_<slug>`.
 
@@ -124,8 +128,18 @@ def clever_endpoint(district: DistrictConfig) -> CleverEndpoint:
     ``schema`` field names it, as for Airflow's HTTP hook, defaulting to https.
     """
     from airflow.sdk import BaseHook
+    from airflow.sdk.exceptions import AirflowNotFoundException
 
-    conn = BaseHook.get_connection(district.connection_id)
+    try:
+        conn = BaseHook.get_connection(district.connection_id)
+    except AirflowNotFoundException:
+        variable = f"AIRFLOW_CONN_{district.connection_id.upper()}"
+        raise MissingConnection(
+            f"district {district.slug!r}: no Airflow connection {district.connection_id!r} holds its Clever "
+            f"token. Add it in the UI (Admin > Connections, type http, host https://api.clever.com, password = "
+            f"the token), with `airflow connections add {district.connection_id} --conn-type http --conn-host "
+            f"https://api.clever.com --conn-password <token>`, or as the variable {variable}; then trigger "
+            "the DAG again (docs/OPERATIONS.md#add-a-district)") from None
     host = (conn.host or "api.clever.com").rstrip("/")
     if "://" not in host:
         host = f"{conn.schema or 'https'}://{host}"

@@ -53,18 +53,24 @@ def _district_params(district: DistrictConfig) -> dict[str, Param]:
 
 
 @contextmanager
-def _failing_run(conninfo: str, sync_run_id: int, step: str) -> Iterator[None]:
-    """Mark the sync run failed, naming the step, if the block raises."""
-    try:
-        yield
-    except Exception as exc:
-        from clever import pipeline
+def _run_step(conninfo: str, district: DistrictConfig, sync_run_id: int, step: str,
+              fails_run: bool = True) -> Iterator[None]:
+    """A step of the run: holds the district's run lease (no other run of the district
+    starts meanwhile) and, if ``fails_run``, marks the run failed naming the step when the
+    block raises, its time limit included (AirflowTaskTimeout is a BaseException)."""
+    from clever import pipeline
 
-        pipeline.fail_run(conninfo, sync_run_id, step, exc)
-        raise
+    with pipeline.run_lease(conninfo, district.slug):
+        try:
+            yield
+        except BaseException as exc:
+            if fails_run:
+                pipeline.fail_run(conninfo, sync_run_id, step, exc)
+            raise
 
 
 def build_district_dag(district: DistrictConfig) -> DAG:
+    limits = district.time_limits()  # each task's execution_timeout (config.DistrictConfig.time_limits)
     with DAG(
         dag_id=district.dag_id,
         description=f"Clever Secure Sync for {district.name} ({district.api_version})",
@@ -72,13 +78,14 @@ def build_district_dag(district: DistrictConfig) -> DAG:
         start_date=datetime(2024, 1, 1),
         catchup=False,
         max_active_runs=1,
+        dagrun_timeout=district.dagrun_timeout(),
         default_args=DEFAULT_ARGS,
         params=_district_params(district),
         tags=["clever", f"district:{district.slug}"],
         doc_md=__doc__,
     ) as dag:
 
-        @task
+        @task(execution_timeout=limits["start_run"])
         def start_run() -> int:
             """A new sync run of the trigger's `endpoints` param, else the config's."""
             from clever import pipeline
@@ -90,7 +97,7 @@ def build_district_dag(district: DistrictConfig) -> DAG:
             return pipeline.start_run(warehouse_target().conninfo, district, endpoints,
                                       external_run_id=context["run_id"], params=dict(context["params"]))
 
-        @task(retries=district.extract_retries,
+        @task(retries=district.extract_retries, execution_timeout=limits["extract"],
               retry_delay=timedelta(seconds=district.extract_retry_delay_seconds), pool=district.extract_pool)
         def extract(sync_run_id: int) -> dict[str, Any]:
             """Every endpoint of the run not completed yet (a retry re-reads only those), then
@@ -98,43 +105,48 @@ def build_district_dag(district: DistrictConfig) -> DAG:
             from airflow.sdk.exceptions import AirflowFailException
 
             from clever import pipeline
-            from clever.connections import clever_endpoint, warehouse_target
+            from clever.connections import MissingConnection, clever_endpoint, warehouse_target
             from clever.extract import ExtractionError
 
-            api = clever_endpoint(district)
             try:
-                return pipeline.extract_run(warehouse_target().conninfo, district, sync_run_id, api.base_url,
-                                            api.token)
+                api = clever_endpoint(district)
+            except MissingConnection as exc:  # fail now: no retry can add the connection
+                raise AirflowFailException(str(exc)) from None
+            conninfo = warehouse_target().conninfo
+            try:
+                with _run_step(conninfo, district, sync_run_id, "extract", fails_run=False):
+                    return pipeline.extract_run(conninfo, district, sync_run_id, api.base_url, api.token)
             except ExtractionError as exc:
                 if pipeline.retrying_cannot_fix(exc):  # a revoked token: fail now, no retries
                     raise AirflowFailException(str(exc)) from exc
                 raise
 
-        @task
+        @task(execution_timeout=limits["validate"])
         def validate(sync_run_id: int) -> dict[str, Any]:
             from clever import validation
             from clever.connections import warehouse_target
 
             conninfo = warehouse_target().conninfo
             full = bool(get_current_context()["params"].get("full_refresh"))
-            with _failing_run(conninfo, sync_run_id, "validate"):
+            with _run_step(conninfo, district, sync_run_id, "validate"):
                 return validation.validate_run(conninfo, sync_run_id,
                                                quarantine_threshold=district.quarantine_threshold,
                                                quarantine_floor=district.quarantine_floor, full=full)
 
-        @task(pool=district.build_pool)
+        @task(pool=district.build_pool, execution_timeout=limits["approve"])
         def approve(sync_run_id: int) -> list[str]:
             from clever import pipeline
             from clever.connections import warehouse_target
 
             conninfo = warehouse_target().conninfo
             allow = bool(get_current_context()["params"].get("allow_mass_archive"))
-            with _failing_run(conninfo, sync_run_id, "approve"):
+            with _run_step(conninfo, district, sync_run_id, "approve"):
                 return pipeline.approve(conninfo, sync_run_id, threshold=district.mass_archive_threshold,
                                         floor=district.mass_archive_floor, allow_mass_archive=allow,
                                         lock_timeout_seconds=district.build_lock_timeout_seconds)
 
-        @task(pool=district.build_pool, outlets=[MARTS])  # success schedules clever_rollover_report
+        # success schedules clever_rollover_report
+        @task(pool=district.build_pool, outlets=[MARTS], execution_timeout=limits["build"])
         def build(sync_run_id: int) -> dict[str, Any]:
             from clever import pipeline
             from clever.connections import warehouse_target
@@ -142,13 +154,13 @@ def build_district_dag(district: DistrictConfig) -> DAG:
             target = warehouse_target()
             context = get_current_context()
             full_refresh = bool(context["params"].get("full_refresh"))
-            with _failing_run(target.conninfo, sync_run_id, "build"):
+            with _run_step(target.conninfo, district, sync_run_id, "build"):
                 result = pipeline.build(target, district, full_refresh=full_refresh,
                                         lock_timeout_seconds=district.build_lock_timeout_seconds)
             context["outlet_events"][MARTS].extra = {"district": district.slug, "sync_run_id": sync_run_id}
             return result
 
-        @task(trigger_rule=TriggerRule.ALL_DONE)
+        @task(trigger_rule=TriggerRule.ALL_DONE, execution_timeout=limits["summarize"])
         def summarize(sync_run_id: int) -> dict[str, Any]:
             from airflow.sdk.exceptions import AirflowFailException
 
@@ -157,7 +169,6 @@ def build_district_dag(district: DistrictConfig) -> DAG:
             from clever.retention import prune_landing
 
             conninfo = warehouse_target().conninfo
-            pipeline.close_if_open(conninfo, sync_run_id)  # its extraction failed for good
             # Pulled, not passed: a failed step leaves no XCom and summarize must still run.
             ti = get_current_context()["ti"]
             build_result = ti.xcom_pull(task_ids="build")
@@ -165,7 +176,9 @@ def build_district_dag(district: DistrictConfig) -> DAG:
             data_docs = pipeline.data_docs_hint(district.slug, sync_run_id)
             extra = {"data_docs": data_docs, "dbt_docs": pipeline.dbt_docs_hint(),
                      "dbt_test_warnings": (build_result or {}).get("warnings") or {}}
-            summary = pipeline.summarize(conninfo, sync_run_id, started, extra=extra)
+            with _run_step(conninfo, district, sync_run_id, "summarize", fails_run=False):
+                pipeline.close_if_open(conninfo, sync_run_id)  # its extraction failed for good
+                summary = pipeline.summarize(conninfo, sync_run_id, started, extra=extra)
             print(pipeline.format_summary(summary))
             if started is None:
                 if summary["approved_endpoints"]:

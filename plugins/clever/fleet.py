@@ -576,34 +576,45 @@ def alone_comparison(sample: list[dict[str, Any]], server: Any, env: dict[str, s
                      tokens: dict[str, str], serving: Path, data: Path, days: list[str]) -> list[dict[str, Any]]:
     """For each sampled district: an unchanged re-sync's build on the quiet fleet warehouse,
     and on a warehouse holding only that district after the same days (so its own
-    history is the same size): what the rest of the fleet costs it."""
+    history is the same size): what the rest of the fleet costs it. A comparison that
+    fails is reported with its error, and the others go on."""
+    rows = []
+    for district in sample:
+        try:
+            rows.append(_alone_row(district, server, env, config, api, tokens, serving, data, days))
+        except RuntimeError as exc:
+            print(f"  {district['slug']}: alone comparison failed: {exc}", flush=True)
+            rows.append({"slug": district["slug"], "students": district["students"], "ratio": None,
+                         "error": str(exc)[-2000:]})
+    return rows
+
+
+def _alone_row(district: dict[str, Any], server: Any, env: dict[str, str], config: Path, api: str,
+               tokens: dict[str, str], serving: Path, data: Path, days: list[str]) -> dict[str, Any]:
     import psycopg
 
     day_data = {"first": "day1", "change": "day2"}  # an unchanged day writes no history
     last = "day2" if "change" in days else "day1"
-    rows = []
-    for district in sample:
-        slug = district["slug"]
-        in_fleet = build_alone(env, server.url_for("warehouse"), config, slug, api, tokens[slug])
-        name = f"alone_{slug}"
+    slug = district["slug"]
+    in_fleet = build_alone(env, server.url_for("warehouse"), config, slug, api, tokens[slug])
+    name = f"alone_{slug}"
+    with psycopg.connect(server.url_for("postgres"), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        alone_env = {**env, "CLEVER_ARTIFACTS_DIR": str(Path(env["CLEVER_ARTIFACTS_DIR"]) / name)}
+        for day in days:
+            if day in day_data:
+                _point(serving / slug, data / slug / day_data[day])
+                build_alone(alone_env, server.url_for(name), config, slug, api, tokens[slug])
+        _point(serving / slug, data / slug / last)
+        alone = build_alone(alone_env, server.url_for(name), config, slug, api, tokens[slug])
+    finally:
         with psycopg.connect(server.url_for("postgres"), autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            conn.execute(f'CREATE DATABASE "{name}"')
-        try:
-            alone_env = {**env, "CLEVER_ARTIFACTS_DIR": str(Path(env["CLEVER_ARTIFACTS_DIR"]) / name)}
-            for day in days:
-                if day in day_data:
-                    _point(serving / slug, data / slug / day_data[day])
-                    build_alone(alone_env, server.url_for(name), config, slug, api, tokens[slug])
-            _point(serving / slug, data / slug / last)
-            alone = build_alone(alone_env, server.url_for(name), config, slug, api, tokens[slug])
-        finally:
-            with psycopg.connect(server.url_for("postgres"), autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        rows.append({"slug": slug, "students": district["students"], "fleet_day_build_seconds":
-                     district["build_seconds"], "quiet_fleet_build_seconds": in_fleet,
-                     "alone_build_seconds": alone, "ratio": round(in_fleet / alone, 2) if alone else None})
-    return rows
+    return {"slug": slug, "students": district["students"], "fleet_day_build_seconds": district["build_seconds"],
+            "quiet_fleet_build_seconds": in_fleet, "alone_build_seconds": alone,
+            "ratio": round(in_fleet / alone, 2) if alone else None}
 
 
 # -- extrapolation -----------------------------------------------------------------------------------------
@@ -642,8 +653,8 @@ def write_fleet_config(path: Path, plan: list[FleetDistrict]) -> Path:
     config = {"defaults": {"api_version": API_VERSION, "schedule": None, "page_size": 10000,
                            "extract_pool": "clever_extract", "build_pool": "clever_build",
                            "extract_retries": 1, "extract_retry_delay_seconds": 10},
-              "districts": [{"slug": d.slug, "name": f"Fleet district {d.slug[-4:]} ({d.students} students)"}
-                            for d in plan]}
+              "districts": [{"slug": d.slug, "name": f"Fleet district {d.slug[-4:]} ({d.students} students)",
+                             "expected_students": d.students} for d in plan]}
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
 
@@ -701,6 +712,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             result = run_day(day, plan, fleet, server.url_for("airflow"), server.url_for("warehouse"), roles,
                              args.day_timeout)
             results["days"][day] = result
+            save_results(results, work, args.executor, partial=True)  # a later failure keeps the days done
             print(f"  {day}: {result['wall_seconds']:.0f}s wall, {len(result['failed_runs'])} failed, "
                   f"median gap between tasks {result['median_task_gap_seconds']}s", flush=True)
         results["airflow_overhead_per_task_seconds"] = run_probe(fleet, server.url_for("airflow"))
@@ -794,16 +806,23 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _interrupted)  # stop Airflow, the simulator and PostgreSQL on the way out
     results = run(args)
-    stamp = results["started_at"].replace(":", "")
-    results_file = Path(args.work_dir) / "results" / f"fleet-{args.executor}-{stamp}.json"
-    results_file.parent.mkdir(parents=True, exist_ok=True)
-    results_file.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+    results_file = save_results(results, Path(args.work_dir), args.executor)
     print(format_report(results))
     print(f"results: {results_file}")
     if args.record:
         record_in_doc(results)
     failed = any(day["failed_runs"] for day in results["days"].values())
     return 1 if failed else 0
+
+
+def save_results(results: dict[str, Any], work: Path, executor: str, partial: bool = False) -> Path:
+    stamp = results["started_at"].replace(":", "")
+    results_file = work / "results" / f"fleet-{executor}-{stamp}{'.partial' if partial else ''}.json"
+    results_file.parent.mkdir(parents=True, exist_ok=True)
+    results_file.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+    if not partial:
+        results_file.with_suffix(".partial.json").unlink(missing_ok=True)
+    return results_file
 
 
 def _interrupted(signum: int, frame: Any) -> None:

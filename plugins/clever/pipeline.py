@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
@@ -51,6 +54,27 @@ class RunNotComplete(RuntimeError):
     """The run's extraction did not complete; nothing from it may be archived."""
 
 
+class RunInProgress(RuntimeError):
+    """Another run of the district is working; a district syncs one run at a time."""
+
+
+# pg_advisory_lock(namespace, hashtext(slug)): each step of a run holds it shared while it
+# works; start_run takes it exclusively, so it never starts beside a working run and can
+# tell that an unfinished run is dead.
+RUN_LEASE_NAMESPACE = 0x0C1E7E17
+
+
+@contextmanager
+def run_lease(conninfo: str, district_slug: str) -> Iterator[None]:
+    """Held by a step of a run (extract, validate, approve, build, summarize) while it works."""
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock_shared(%s, hashtext(%s))", (RUN_LEASE_NAMESPACE, district_slug))
+        try:
+            yield
+        finally:
+            conn.execute("SELECT pg_advisory_unlock_all()")
+
+
 class StaleRun(RuntimeError):
     """A newer run of the district is already approved; approving an older one would
     roll the district back (archive what the newer run added)."""
@@ -61,32 +85,54 @@ def start_run(conninfo: str, district: DistrictConfig, endpoints: list[str] | No
     requested = list(endpoints or district.endpoints)
     with psycopg.connect(conninfo, autocommit=True) as conn:
         ensure_landing_schema(conn)
-        # One run per district at a time (max_active_runs=1): an older run still marked
-        # 'started' was killed mid-way. Close it so nobody mistakes it for in progress.
-        abandoned = conn.execute(
-            """UPDATE clever_landing.sync_runs
-               SET status = 'failed', finished_at = clock_timestamp(),
-                   error = concat_ws('; ', error, 'abandoned: the run stopped before finishing')
-               WHERE district_slug = %s AND status = 'started' RETURNING sync_run_id""",
-            (district.slug,)).fetchall()
-        for (old_run,) in abandoned:
-            conn.execute("""UPDATE clever_landing.endpoint_runs SET status = 'failed', error = 'abandoned',
-                            finished_at = clock_timestamp() WHERE sync_run_id = %s AND status = 'started'""",
-                         (old_run,))
-            log.warning("district %s: sync run %d never finished; marked failed", district.slug, old_run)
-        run = start_sync_run(conn, district.slug, district.api_version, requested, external_run_id, params)
+        if not conn.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))",
+                            (RUN_LEASE_NAMESPACE, district.slug)).fetchone()[0]:
+            (live,) = conn.execute("SELECT max(sync_run_id) FROM clever_landing.sync_runs WHERE district_slug = %s",
+                                   (district.slug,)).fetchone()
+            raise RunInProgress(
+                f"district {district.slug!r}: sync run {live} is still working (one of its steps is running); a "
+                "district syncs one run at a time. Wait for it to end, or stop it, then trigger again.")
+        try:
+            _close_dead_runs(conn, district.slug)
+            run = start_sync_run(conn, district.slug, district.api_version, requested, external_run_id, params)
+        finally:
+            conn.execute("SELECT pg_advisory_unlock_all()")
     log.info("district %s: sync run %d started (%s, endpoints: %s)",
              district.slug, run.sync_run_id, district.api_version, ", ".join(requested))
     return run.sync_run_id
 
 
+def _close_dead_runs(conn: psycopg.Connection, district_slug: str) -> None:
+    """Close the district's earlier runs that never ended: no step of them holds the run
+    lease (the caller does), so they were killed. One still extracting ('started'), or
+    extracted but never summarized (killed during validate, approve or build): both
+    become 'failed', so nobody mistakes them for running. An approved extraction among
+    them is applied by the next build, and reported by the next run's summary."""
+    dead = conn.execute(
+        """UPDATE clever_landing.sync_runs AS r
+           SET status = 'failed', finished_at = coalesce(r.finished_at, clock_timestamp()),
+               error = concat_ws('; ', r.error, CASE r.status
+                   WHEN 'started' THEN 'abandoned: the run stopped before finishing'
+                   ELSE 'abandoned: the run stopped after its extraction, in validate, approve or build' END)
+           WHERE r.district_slug = %s AND (r.status = 'started' OR (r.status = 'completed' AND NOT EXISTS (
+               SELECT 1 FROM clever_landing.run_summaries AS s WHERE s.sync_run_id = r.sync_run_id)))
+           RETURNING r.sync_run_id""",
+        (district_slug,)).fetchall()
+    for (old_run,) in dead:
+        conn.execute("""UPDATE clever_landing.endpoint_runs SET status = 'failed', error = 'abandoned',
+                        finished_at = clock_timestamp() WHERE sync_run_id = %s AND status = 'started'""",
+                     (old_run,))
+        log.warning("district %s: sync run %d never finished; marked failed", district_slug, old_run)
+
+
 def extract(conninfo: str, district: DistrictConfig, sync_run_id: int, endpoint: str,
-            base_url: str, token: str) -> dict[str, Any]:
+            base_url: str, token: str, stop: threading.Event | None = None) -> dict[str, Any]:
     with psycopg.connect(conninfo, autocommit=True) as conn, CleverClient(
         base_url, token, district=district.slug, api_version=district.api_version, page_size=district.page_size,
         max_attempts=district.http_max_attempts, backoff_max=district.http_backoff_max_seconds,
+        page_timeout=district.http_page_timeout_seconds,
     ) as client:
-        result = extract_endpoint(conn, client, get_sync_run(conn, sync_run_id), endpoint)
+        result = extract_endpoint(conn, client, get_sync_run(conn, sync_run_id), endpoint, stop)
     return asdict(result)
 
 
@@ -107,15 +153,21 @@ def extract_run(conninfo: str, district: DistrictConfig, sync_run_id: int, base_
     results: dict[str, Any] = {}
     failures: dict[str, BaseException] = {}
     if todo:
+        stop = threading.Event()
         with ThreadPoolExecutor(max_workers=min(len(todo), district.extract_concurrency),
                                 thread_name_prefix=f"extract-{district.slug}") as pool:
-            futures = {pool.submit(extract, conninfo, district, sync_run_id, endpoint, base_url, token): endpoint
+            futures = {pool.submit(extract, conninfo, district, sync_run_id, endpoint, base_url, token, stop): endpoint
                        for endpoint in todo}
-            for future in as_completed(futures):
-                try:
-                    results[futures[future]] = future.result()
-                except Exception as exc:  # every endpoint is tried; each failure is named below
-                    failures[futures[future]] = exc
+            try:
+                for future in as_completed(futures):
+                    try:
+                        results[futures[future]] = future.result()
+                    except Exception as exc:  # every endpoint is tried; each failure is named below
+                        failures[futures[future]] = exc
+            except BaseException:  # the task's time limit, or a kill: the threads stop after their page
+                stop.set()
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
     if failures:
         error = ExtractionError(
             f"district {district.slug!r}, sync run {sync_run_id}: {len(failures)} of {len(run.endpoints)} "
@@ -340,9 +392,16 @@ def summarize(conninfo: str, sync_run_id: int, build_started_at: float | None,
             # its approval. The district's own build writes them, or a deploy build another
             # district's build started (it waits for this approval to commit, so its writes
             # come after it); no other build writes this district's history meanwhile.
+            # Earlier approvals no successful run reported (their build failed or was
+            # killed) were applied by this build too: their changes are counted here.
             (approved_at,) = conn.execute(
-                "SELECT min(approved_at) FROM clever_landing.approved_extractions WHERE sync_run_id = %s",
-                (sync_run_id,)).fetchone()
+                """SELECT min(a.approved_at) FROM clever_landing.approved_extractions AS a
+                   WHERE a.district_slug = %(district)s AND a.sync_run_id <= %(run)s
+                     AND (a.sync_run_id = %(run)s OR a.sync_run_id > coalesce((
+                         SELECT max(s.sync_run_id) FROM clever_landing.run_summaries AS s
+                         WHERE s.district_slug = %(district)s AND s.status = 'succeeded'
+                           AND s.sync_run_id < %(run)s), 0))""",
+                {"district": run[0], "run": sync_run_id}).fetchone()
             since = approved_at or datetime.fromtimestamp(build_started_at, UTC)
             changes = history_changes(conn, run[0], since)
         summary = {

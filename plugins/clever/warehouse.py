@@ -359,11 +359,19 @@ def get_sync_run(conn: psycopg.Connection, sync_run_id: int) -> SyncRun:
 
 def finish_sync_run(conn: psycopg.Connection, sync_run_id: int, error: str | None = None) -> str:
     """Close a run: ``completed`` only if every requested endpoint completed and no error
-    was given; otherwise ``failed``. Returns the status written."""
+    was given; otherwise ``failed``. Returns the status written. A run closed already
+    (failed by a step) may be closed again, as an operator does after fixing what failed,
+    unless a newer run of the district has started: then it stays as it is."""
     with conn.transaction():
-        if conn.execute("SELECT 1 FROM clever_landing.sync_runs WHERE sync_run_id = %s FOR UPDATE",
-                        (sync_run_id,)).fetchone() is None:
+        row = conn.execute(
+            """SELECT status, EXISTS (SELECT 1 FROM clever_landing.sync_runs AS n
+                                      WHERE n.district_slug = r.district_slug AND n.sync_run_id > r.sync_run_id)
+               FROM clever_landing.sync_runs AS r WHERE sync_run_id = %s FOR UPDATE""",
+            (sync_run_id,)).fetchone()
+        if row is None:
             raise LookupError(f"sync run {sync_run_id} does not exist")
+        if row[0] != "started" and row[1]:
+            return row[0]
         incomplete = conn.execute(
             """SELECT e AS endpoint FROM clever_landing.sync_runs r, unnest(r.endpoints) e
                WHERE r.sync_run_id = %s

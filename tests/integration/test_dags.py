@@ -26,6 +26,8 @@ for dag_id, dag in bag.dags.items():
         "assets": sorted(a.name for a in getattr(getattr(dag.timetable, "asset_condition", None), "objects", ())),
         "outlets": {t.task_id: sorted(a.name for a in t.outlets) for t in dag.tasks if t.outlets},
         "pools": {t.task_id: t.pool for t in dag.tasks},
+        "timeouts": {t.task_id: t.execution_timeout and t.execution_timeout.total_seconds() / 60 for t in dag.tasks},
+        "dagrun_timeout": dag.dagrun_timeout and dag.dagrun_timeout.total_seconds() / 60,
         "catchup": dag.catchup,
         "max_active_runs": dag.max_active_runs,
         "params": {k: dag.params.get_param(k).value for k in dag.params},
@@ -74,6 +76,35 @@ def test_pools_from_config_hold_extracts_and_builds(tmp_path):
     assert pools["summarize"] == "default_pool"
 
 
+def test_every_task_and_the_run_have_time_limits_that_grow_with_the_district(tmp_path):
+    dags = parse_dags(tmp_path, [
+        {"slug": "small", "expected_students": 500},
+        {"slug": "large", "expected_students": 1_000_000},
+        {"slug": "tuned", "expected_students": 500, "task_timeout_minutes": {"extract": 5}, "extract_retries": 0},
+    ])["dags"]
+    small, large, tuned = (dags[f"clever_sync_{slug}"] for slug in ("small", "large", "tuned"))
+    assert small["timeouts"] == {"start_run": 10, "extract": 31, "validate": 15.5, "approve": 70.2, "build": 81,
+                                 "summarize": 15.2}
+    # build: the lock wait, 20 min, then 1 min per 10,000 students
+    assert large["timeouts"]["extract"] == 130 and large["timeouts"]["build"] == 60 + 20 + 100
+    assert all(large["timeouts"][task] > minutes for task, minutes in small["timeouts"].items() if task != "start_run")
+    # Every task, then two retries of extract (120 s apart by default).
+    assert small["dagrun_timeout"] == pytest.approx(sum(small["timeouts"].values()) + 2 * (31 + 2))
+    assert tuned["timeouts"]["extract"] == 5
+    assert tuned["dagrun_timeout"] == pytest.approx(sum(tuned["timeouts"].values()))
+
+
+@pytest.mark.parametrize("bad", [{"task_timeout_minutes": {"extrct": 5}}, {"task_timeout_minutes": {"build": 0}},
+                                 {"expected_students": "many"}, {"expected_students": 0}])
+def test_config_rejects_time_limits_that_cannot_work(tmp_path, bad):
+    from clever.config import ConfigError, load_districts
+
+    path = tmp_path / "d.yml"
+    path.write_text(yaml.safe_dump({"districts": [{"slug": "x", **bad}]}))
+    with pytest.raises(ConfigError, match=r"task_timeout_minutes|expected_students"):
+        load_districts(path)
+
+
 def test_rollover_report_dag_runs_on_rebuilt_marts_for_any_configured_district(tmp_path):
     report = parse_dags(tmp_path, [{"slug": "demo"}, {"slug": "springfield"}])["dags"]["clever_rollover_report"]
     assert report["assets"] == ["clever_marts"]
@@ -108,6 +139,16 @@ def test_config_rejects_what_clever_would_refuse(tmp_path, bad):
     path = tmp_path / "d.yml"
     path.write_text(yaml.safe_dump({"districts": [bad]}))
     with pytest.raises(ConfigError, match="x"):
+        load_districts(path)
+
+
+@pytest.mark.parametrize("slug", ["demo\n", "Demo", "1demo", "de-mo", "", "d" * 64])
+def test_config_rejects_a_slug_that_is_not_a_plain_name(tmp_path, slug):
+    from clever.config import ConfigError, load_districts
+
+    path = tmp_path / "d.yml"
+    path.write_text(yaml.safe_dump({"districts": [{"slug": slug}]}))
+    with pytest.raises(ConfigError, match="must be lower-case letters"):
         load_districts(path)
 
 

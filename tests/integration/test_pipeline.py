@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import psycopg
 import pytest
 
 from clever import pipeline
+from clever.config import get_district
 from clever.dbt_runner import BuildLockTimeout, deploy_lock, district_lock
 from clever.warehouse import ensure_landing_schema, start_sync_run
 
@@ -89,3 +92,38 @@ def test_an_older_run_is_never_approved_after_a_newer_one(conn, warehouse_url):
         pipeline.approve(warehouse_url, older.sync_run_id, threshold=0.2, floor=10)
     assert conn.execute("SELECT sync_run_id FROM clever_landing.approved_extractions WHERE district_slug = 'demo'"
                         ).fetchall() == [(newer.sync_run_id,)]
+
+
+def _status(conn, run_id: int) -> tuple[str, str | None]:
+    return conn.execute("SELECT status, error FROM clever_landing.sync_runs WHERE sync_run_id = %s",
+                        (run_id,)).fetchone()
+
+
+def test_a_run_never_starts_beside_a_working_run_of_its_district(conn, warehouse_url):
+    demo = get_district("demo")
+    other = dataclasses.replace(demo, slug="other")
+    first = pipeline.start_run(warehouse_url, demo, ["districts"])
+    with pipeline.run_lease(warehouse_url, "demo"):  # a step of the first run is working
+        with pytest.raises(pipeline.RunInProgress, match=rf"district 'demo': sync run {first} is still working"):
+            pipeline.start_run(warehouse_url, demo, ["districts"])
+        assert _status(conn, first) == ("started", None), "the working run was left alone"
+        pipeline.start_run(warehouse_url, other, ["districts"])  # another district is not held up
+    # No step works any more: the first run was killed, and the next run closes it.
+    second = pipeline.start_run(warehouse_url, demo, ["districts"])
+    assert _status(conn, first) == ("failed", "abandoned: the run stopped before finishing")
+    # Had it been alive after all (between two tasks), its extraction could not reopen it.
+    with pytest.raises(pipeline.RunNotComplete, match="abandoned"):
+        pipeline.close_extraction(warehouse_url, first)
+    assert _status(conn, first)[0] == "failed" and _status(conn, second) == ("started", None)
+
+
+def test_a_run_killed_after_its_extraction_is_closed_by_the_next(conn, warehouse_url):
+    killed = start_sync_run(conn, "demo", "v3.0", []).sync_run_id
+    assert pipeline.close_extraction(warehouse_url, killed) == "completed"  # then killed during the build
+    summarized = start_sync_run(conn, "demo", "v3.0", []).sync_run_id
+    pipeline.close_extraction(warehouse_url, summarized)
+    pipeline.summarize(warehouse_url, summarized, None)
+    pipeline.start_run(warehouse_url, get_district("demo"), ["districts"])
+    assert _status(conn, killed) == (
+        "failed", "abandoned: the run stopped after its extraction, in validate, approve or build")
+    assert _status(conn, summarized) == ("completed", None), "a summarized run is left as it ended"

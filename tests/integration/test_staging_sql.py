@@ -41,6 +41,24 @@ TERM_DATES = {
 }
 
 
+def test_the_safe_casts_work_when_the_planner_goes_parallel(conn):
+    """A million-user build's plans go parallel; the casts catch errors in a subtransaction,
+    which a parallel query forbids ("cannot start subtransactions during a parallel
+    operation"): they must keep the query serial instead of failing the build."""
+    conn.execute("CREATE TEMP TABLE stamps AS SELECT CASE WHEN i % 3 = 0 THEN 'soon' ELSE '2025-08-13T00:00:00Z' END "
+                 "AS value FROM generate_series(1, 20000) AS i")
+    # Planned once before forcing parallel mode: forced, each cast inside the functions
+    # would be a parallel plan of its own (a debug setting's artefact, slow).
+    conn.execute("SELECT clever_staging.try_timestamptz('soon'), clever_staging.try_date('soon', 'YYYY-MM-DD')")
+    version = conn.execute("SHOW server_version_num").fetchone()["server_version_num"]
+    conn.execute("SET debug_parallel_query = on" if int(version) >= 160000 else "SET force_parallel_mode = on")
+    for setting in ("parallel_setup_cost", "parallel_tuple_cost", "min_parallel_table_scan_size"):
+        conn.execute(f"SET {setting} = 0")
+    row = conn.execute("SELECT count(clever_staging.try_timestamptz(value)) AS stamps, "
+                       "count(clever_staging.try_date(left(value, 10), 'YYYY-MM-DD')) AS dates FROM stamps").fetchone()
+    assert row == {"stamps": 13334, "dates": 13334}
+
+
 @pytest.mark.parametrize("time_zone", ["UTC", "Pacific/Kiritimati", "America/Los_Angeles", "Asia/Tokyo"])
 def test_term_dates_are_the_dates_clever_wrote_whatever_the_session_time_zone(conn, time_zone):
     conn.execute(f"SET TIME ZONE '{time_zone}'")

@@ -118,3 +118,34 @@ def test_dbt_sessions_run_without_jit_after_the_callers_options(monkeypatch):
     assert target.dbt_env()["PGOPTIONS"] == "-c jit=off"
     monkeypatch.setenv("PGOPTIONS", "-c statement_timeout=0")
     assert target.dbt_env()["PGOPTIONS"] == "-c statement_timeout=0 -c jit=off"
+
+
+ENDPOINT_SCRIPT = r"""
+import json, sys
+from clever.config import DistrictConfig
+from clever.connections import MissingConnection, clever_endpoint
+district = DistrictConfig(slug="springfield", name="s", api_version="v3.0", schedule=None, page_size=100,
+                          endpoints=("users",), mass_archive_threshold=0.2, mass_archive_floor=10)
+try:
+    found = clever_endpoint(district)
+except MissingConnection as exc:
+    print(json.dumps({"missing": str(exc)}))
+else:
+    print(json.dumps({"base_url": found.base_url, "token": bool(found.token)}))
+"""
+
+
+def test_a_district_without_its_connection_is_told_how_to_add_it(tmp_path):
+    env = {"PATH": "/usr/bin:/bin", "AIRFLOW_HOME": str(tmp_path / "airflow"), "PYTHONPATH": str(REPO_ROOT / "plugins")}
+
+    def endpoint(**variables):
+        result = subprocess.run([sys.executable, "-c", ENDPOINT_SCRIPT], env={**env, **variables},
+                                capture_output=True, text=True, check=True, timeout=300)
+        return json.loads(result.stdout.strip().splitlines()[-1])
+
+    message = endpoint()["missing"]
+    assert "district 'springfield': no Airflow connection 'clever_springfield'" in message
+    assert "airflow connections add clever_springfield" in message and "AIRFLOW_CONN_CLEVER_SPRINGFIELD" in message
+    assert endpoint(AIRFLOW_CONN_CLEVER_SPRINGFIELD='{"conn_type": "http", "host": "https://api.clever.com", '
+                                                   '"password": "t0ken"}') == {"base_url": "https://api.clever.com",
+                                                                                "token": True}
