@@ -6,6 +6,11 @@ there are none. PostgreSQL refuses to run as root, so when we are root every ser
 command runs as the ``postgres`` OS user on a data directory that user owns; as any
 other user it runs as that user.
 
+Every connection needs the password (scram-sha-256), generated at initialisation and
+kept in ``<data dir>.password`` (mode 0600, readable by whoever set the server up);
+the URLs this module gives carry it. The Unix socket admits only the server's own OS
+user. A server initialised before (with ``trust``) is switched over at its next start.
+
 CLI::
 
     python -m clever.pg_local up|down|status|url [--data-dir DIR] [--port N]
@@ -18,6 +23,8 @@ import glob
 import hashlib
 import os
 import pwd
+import re
+import secrets
 import shutil
 import socket
 import subprocess
@@ -34,9 +41,20 @@ DEFAULT_DB = "clever_warehouse"
 SERVICE_USER = "postgres"
 
 
+def password_file(data_dir: Path) -> Path:
+    return data_dir.parent / f"{data_dir.name}.password"
+
+
+def _userinfo(user: str, data_dir: Path) -> str:
+    try:
+        return f"{user}:{password_file(data_dir).read_text().strip()}"
+    except FileNotFoundError:  # not initialised yet: the URL gains its password at `make db-up`
+        return user
+
+
 def default_url(port: int = DEFAULT_PORT) -> str:
     """URL of the embedded warehouse (`make db-up`), without touching the server."""
-    return f"postgresql://{DEFAULT_USER}@127.0.0.1:{port}/{DEFAULT_DB}"
+    return f"postgresql://{_userinfo(DEFAULT_USER, DEFAULT_DATA_DIR)}@127.0.0.1:{port}/{DEFAULT_DB}"
 
 
 class PostgresError(RuntimeError):
@@ -147,7 +165,25 @@ class LocalPostgres:
         return self.url_for(self.dbname)
 
     def url_for(self, dbname: str) -> str:
-        return f"postgresql://{self.user}@127.0.0.1:{self.port}/{dbname}"
+        return f"postgresql://{_userinfo(self.user, self.data_dir)}@127.0.0.1:{self.port}/{dbname}"
+
+    @property
+    def password_file(self) -> Path:
+        return password_file(self.data_dir)
+
+    def _new_password(self) -> str:
+        """A fresh password in ``password_file`` (0600), also returned."""
+        password = secrets.token_hex(24)
+        self.password_file.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.password_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(password + "\n")
+        return password
+
+    def _for_service_user(self, path: Path) -> None:
+        if self._as_service_user:
+            pw = pwd.getpwnam(SERVICE_USER)
+            os.chown(path, pw.pw_uid, pw.pw_gid)
 
     # -- lifecycle ---------------------------------------------------------------------
     def initialized(self) -> bool:
@@ -158,15 +194,39 @@ class LocalPostgres:
             return
         data = self._real_data_dir()
         data.mkdir(parents=True, exist_ok=True)
-        if self._as_service_user:
-            pw = pwd.getpwnam(SERVICE_USER)
-            os.chown(data, pw.pw_uid, pw.pw_gid)
-            os.chown(data.parent, pw.pw_uid, pw.pw_gid)
+        self._for_service_user(data)
+        self._for_service_user(data.parent)
         os.chmod(data, 0o700)
-        self._run(
-            str(self.bin_dir / "initdb"), "-D", str(data), "-U", self.user,
-            "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8",
-        )
+        # initdb (run as the postgres OS user) reads the password from a file of its own.
+        pwfile = data.parent / ".initdb-password"
+        fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(self._new_password() + "\n")
+        self._for_service_user(pwfile)
+        try:
+            self._run(
+                str(self.bin_dir / "initdb"), "-D", str(data), "-U", self.user, f"--pwfile={pwfile}",
+                "--auth=scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8",
+            )
+        finally:
+            pwfile.unlink(missing_ok=True)
+
+    def _require_passwords(self) -> None:
+        """A cluster initialised with ``trust`` (before passwords): give the user a password
+        and make every connection need it, then reload."""
+        hba = self._real_data_dir() / "pg_hba.conf"
+        text = hba.read_text()
+        trusting = re.compile(r"^([^#\n]*\s)trust(\s*)$", re.MULTILINE)
+        if self.password_file.exists() and not trusting.search(text):
+            return
+        import psycopg
+        from psycopg import sql
+
+        with psycopg.connect(f"postgresql://{self.user}@127.0.0.1:{self.port}/postgres", autocommit=True) as conn:
+            conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(self.user),
+                                                                     sql.Literal(self._new_password())))
+        hba.write_text(trusting.sub(r"\1scram-sha-256\2", text))
+        self._run(str(self.bin_dir / "pg_ctl"), "-D", str(self._real_data_dir()), "reload")
 
     def running(self) -> bool:
         if not self.initialized():
@@ -194,6 +254,7 @@ class LocalPostgres:
             "-c listen_addresses=127.0.0.1",
             f"-c unix_socket_directories={self._real_data_dir().parent}",
             "-c max_connections=200",
+            "-c unix_socket_permissions=0700",  # the socket admits only the server's OS user
         ]
         if self.fast_unsafe:
             options += ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]
@@ -202,6 +263,7 @@ class LocalPostgres:
             str(self.bin_dir / "pg_ctl"), "-D", str(self._real_data_dir()), "-l", str(self.log_file),
             "-o", " ".join(options), "-w", "-t", str(timeout), "start",
         )
+        self._require_passwords()
         self.create_database(self.dbname)
 
     def stop(self) -> None:
@@ -214,6 +276,7 @@ class LocalPostgres:
         shutil.rmtree(real, ignore_errors=True)
         if self.log_file.exists():
             self.log_file.unlink()
+        self.password_file.unlink(missing_ok=True)
         if self.data_dir.is_symlink():
             self.data_dir.unlink()
 
@@ -248,6 +311,8 @@ def wait_for_port(host: str, port: int, timeout: float = 30.0) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from clever.warehouse import redacted
+
     parser = argparse.ArgumentParser(prog="clever-pg", description=__doc__.split("\n\n")[0])
     parser.add_argument("action", choices=["up", "down", "status", "url", "destroy"])
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
@@ -261,13 +326,14 @@ def main(argv: list[str] | None = None) -> int:
     actual_port = pg.running_port() if args.action in {"up", "status", "url"} else None
     if actual_port is not None and actual_port != args.port:
         print(f"The embedded warehouse is already running on port {actual_port}, not on the requested "
-              f"port {args.port} (CLEVER_PG_PORT): its URL is {replace(pg, port=actual_port).url}. "
+              f"port {args.port} (CLEVER_PG_PORT): its URL is {redacted(replace(pg, port=actual_port).url)}. "
               f"Use CLEVER_PG_PORT={actual_port}, or stop it with `make db-down` and start it again.",
               file=sys.stderr)
         return 2
     if args.action == "up":
         pg.start()
-        print(f"Local warehouse running: {pg.url}  (data: {args.data_dir}, log: {pg.log_file})")
+        print(f"Local warehouse running: {redacted(pg.url)}  (password in {pg.password_file}; data: "
+              f"{args.data_dir}, log: {pg.log_file})")
     elif args.action == "down":
         pg.stop()
         print("Local warehouse stopped.")
@@ -276,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Local warehouse removed ({args.data_dir}).")
     elif args.action == "status":
         state = "running" if pg.running() else ("stopped" if pg.initialized() else "not initialised")
-        print(f"{state}: {pg.url}")
+        print(f"{state}: {redacted(pg.url)}")
         return 0 if state == "running" else 3
     elif args.action == "url":
         print(pg.url)

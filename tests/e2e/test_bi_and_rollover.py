@@ -328,7 +328,7 @@ def test_bi_role_reads_marts_and_reports_and_nothing_else(rollover_run):
     login = f"dashboard_{uuid.uuid4().hex[:8]}"  # roles are cluster-wide; the test server is shared
     with psycopg.connect(airflow.warehouse_url, autocommit=True) as conn:
         assert conn.execute("SELECT rolcanlogin FROM pg_roles WHERE rolname = 'clever_bi'").fetchone() == (False,)
-        conn.execute(f"CREATE ROLE {login} LOGIN IN ROLE clever_bi")
+        conn.execute(f"CREATE ROLE {login} LOGIN PASSWORD '{login}-pw' IN ROLE clever_bi")
     try:
         readable = airflow.query(
             "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
@@ -340,7 +340,7 @@ def test_bi_role_reads_marts_and_reports_and_nothing_else(rollover_run):
             "WHERE c.relkind IN ('r', 'v', 'm', 'p') AND n.nspname IN ('clever_marts', 'clever_reports')")
         assert set(readable) == set(everything)  # after four dbt builds rebuilt every mart table
 
-        bi_url = re.sub(r"://[^@/]*@", f"://{login}@", airflow.warehouse_url)
+        bi_url = re.sub(r"://[^@/]*@", f"://{login}:{login}-pw@", airflow.warehouse_url)
         with psycopg.connect(bi_url, autocommit=True) as bi:
             for schema, relation in everything:
                 bi.execute(f'SELECT * FROM {schema}."{relation}" LIMIT 1')

@@ -20,13 +20,17 @@ AIRFLOW_SERVICES = {"airflow-apiserver": "api-server", "airflow-scheduler": "sch
                     "airflow-dag-processor": "dag-processor", "airflow-triggerer": "triggerer",
                     "airflow-worker": "celery worker"}
 MOUNTED = ("dags", "plugins", "dbt_project", "expectations", "config")
+SECRETS = {"AIRFLOW_FERNET_KEY": "x7p4vP0c7Z8m1bq9Gm9uJ4wXyqkX2l0iFz7WcY3Vq3o=", "AIRFLOW_SECRET_KEY": "s" * 64,
+           "AIRFLOW_JWT_SECRET": "j" * 64, "CLEVER_WAREHOUSE_PASSWORD": "w" * 48}
 
 
-def compose(*args: str, project: Path = REPO_ROOT, **env: str) -> subprocess.CompletedProcess[str]:
+def compose(*args: str, project: Path = REPO_ROOT, secrets: dict[str, str] = SECRETS,
+            **env: str) -> subprocess.CompletedProcess[str]:
     command = [str(find_or_install("docker-compose")), "--project-directory", str(project),
                "-f", str(project / "docker-compose.yaml"), *args]
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "CLEVER", "COMPOSE"))}
-    return subprocess.run(command, env={**clean, **env}, capture_output=True, text=True, timeout=120, check=False)
+    return subprocess.run(command, env={**clean, **secrets, **env}, capture_output=True, text=True, timeout=120,
+                          check=False)
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +40,23 @@ def config() -> dict:
     rendered = compose("--profile", "flower", "config", AIRFLOW_API_PORT="18080", AIRFLOW_WORKER_CONCURRENCY="16")
     assert rendered.returncode == 0, rendered.stderr
     return yaml.safe_load(rendered.stdout)
+
+
+@pytest.mark.parametrize("missing", sorted(SECRETS))
+def test_compose_refuses_to_start_without_each_secret(missing):
+    result = compose("config", "-q", secrets={k: v for k, v in SECRETS.items() if k != missing})
+    assert result.returncode != 0
+    assert f"set {missing}" in result.stderr and "docs/OPERATIONS.md#deployment-with-docker-compose" in result.stderr
+
+
+def test_the_secrets_reach_every_component(config):
+    services = config["services"]
+    for name in (*AIRFLOW_SERVICES, "airflow-init"):
+        env = services[name]["environment"]
+        assert env["AIRFLOW__CORE__FERNET_KEY"] == SECRETS["AIRFLOW_FERNET_KEY"], name
+        assert env["AIRFLOW__API__SECRET_KEY"] == SECRETS["AIRFLOW_SECRET_KEY"], name
+        assert env["AIRFLOW__API_AUTH__JWT_SECRET"] == SECRETS["AIRFLOW_JWT_SECRET"], name
+    assert services["warehouse"]["environment"]["POSTGRES_PASSWORD"] == SECRETS["CLEVER_WAREHOUSE_PASSWORD"]
 
 
 def test_validation_rejects_a_broken_file(tmp_path):
