@@ -572,16 +572,81 @@ def build_alone(env: dict[str, str], url: str, config: Path, slug: str, api: str
     return round(json.loads(result.stdout.strip().splitlines()[-1])["build_seconds"], 2)
 
 
+def wait_until_quiet(url: str, timeout: float = 900) -> float:
+    """Checkpoint and wait until no autovacuum worker runs: right after a fleet day (or a
+    database dropped) the server flushes and vacuums for minutes, and a build measured
+    then pays for it. Returns the seconds waited."""
+    import psycopg
+
+    started = time.monotonic()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CHECKPOINT")
+        while time.monotonic() - started < timeout:
+            busy = conn.execute("SELECT count(*) FROM pg_stat_activity "
+                                "WHERE backend_type = 'autovacuum worker'").fetchone()[0]
+            if not busy:
+                break
+            time.sleep(2)
+    return round(time.monotonic() - started, 1)
+
+
+def build_phases(results_file: Path) -> dict[str, Any]:
+    """Where one district build's dbt time went (its run_results.json): before the first
+    node (dbt's start, parse, connections, hooks), the nodes' wall time, after the last
+    node, and each node's seconds."""
+    results = json.loads(results_file.read_text(encoding="utf-8"))
+
+    def moment(text: str) -> float:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+    timings = [t for node in results["results"] for t in node["timing"] if t.get("started_at")]
+    started = moment(results["metadata"]["invocation_started_at"])
+    ended = moment(results["metadata"]["generated_at"])
+    first = min((moment(t["started_at"]) for t in timings), default=started)
+    last = max((moment(t["completed_at"]) for t in timings), default=ended)
+    return {"dbt_seconds": round(ended - started, 2), "before_first_node": round(first - started, 2),
+            "nodes_wall": round(last - first, 2), "after_last_node": round(ended - last, 2),
+            "nodes": {node["unique_id"].split(".", 2)[-1]: round(node["execution_time"], 3)
+                      for node in results["results"]}}
+
+
+def phase_difference(fleet: dict[str, Any], alone: dict[str, Any], top: int = 6) -> dict[str, Any]:
+    """Seconds the quiet fleet warehouse's build took over the own warehouse's, per phase,
+    and the nodes that differ most."""
+    nodes = sorted(((fleet["nodes"].get(n, 0.0) - alone["nodes"].get(n, 0.0), n)
+                    for n in set(fleet["nodes"]) | set(alone["nodes"])), reverse=True)
+    return {**{key: round(fleet[key] - alone[key], 2)
+               for key in ("dbt_seconds", "before_first_node", "nodes_wall", "after_last_node")},
+            "node_seconds_total": round(sum(d for d, _ in nodes), 2),
+            "nodes": {name: round(d, 2) for d, name in nodes[:top]}}
+
+
+def measured_builds(env: dict[str, str], url: str, config: Path, slug: str, api: str, token: str,
+                    repeats: int) -> tuple[list[float], dict[str, Any] | None]:
+    """``repeats`` unchanged re-syncs on a quiet server: their build seconds, and the phases
+    of the median one."""
+    seconds, phases = [], []
+    results_file = Path(env["CLEVER_ARTIFACTS_DIR"]) / "dbt_builds" / slug / "run_results.json"
+    for _ in range(repeats):
+        wait_until_quiet(url)
+        seconds.append(build_alone(env, url, config, slug, api, token))
+        phases.append(build_phases(results_file) if results_file.exists() else None)
+    median = sorted(range(repeats), key=lambda i: seconds[i])[repeats // 2]
+    return seconds, phases[median]
+
+
 def alone_comparison(sample: list[dict[str, Any]], server: Any, env: dict[str, str], config: Path, api: str,
-                     tokens: dict[str, str], serving: Path, data: Path, days: list[str]) -> list[dict[str, Any]]:
-    """For each sampled district: an unchanged re-sync's build on the quiet fleet warehouse,
+                     tokens: dict[str, str], serving: Path, data: Path, days: list[str],
+                     repeats: int = 3) -> list[dict[str, Any]]:
+    """For each sampled district: unchanged re-syncs' builds on the quiet fleet warehouse,
     and on a warehouse holding only that district after the same days (so its own
-    history is the same size): what the rest of the fleet costs it. A comparison that
+    history is the same size), ``repeats`` of each on a quiet server, medians compared:
+    what the rest of the fleet costs it, and in which phase and nodes. A comparison that
     fails is reported with its error, and the others go on."""
     rows = []
     for district in sample:
         try:
-            rows.append(_alone_row(district, server, env, config, api, tokens, serving, data, days))
+            rows.append(_alone_row(district, server, env, config, api, tokens, serving, data, days, repeats))
         except RuntimeError as exc:
             print(f"  {district['slug']}: alone comparison failed: {exc}", flush=True)
             rows.append({"slug": district["slug"], "students": district["students"], "ratio": None,
@@ -590,13 +655,14 @@ def alone_comparison(sample: list[dict[str, Any]], server: Any, env: dict[str, s
 
 
 def _alone_row(district: dict[str, Any], server: Any, env: dict[str, str], config: Path, api: str,
-               tokens: dict[str, str], serving: Path, data: Path, days: list[str]) -> dict[str, Any]:
+               tokens: dict[str, str], serving: Path, data: Path, days: list[str], repeats: int) -> dict[str, Any]:
     import psycopg
 
     day_data = {"first": "day1", "change": "day2"}  # an unchanged day writes no history
     last = "day2" if "change" in days else "day1"
     slug = district["slug"]
-    in_fleet = build_alone(env, server.url_for("warehouse"), config, slug, api, tokens[slug])
+    in_fleet, fleet_phases = measured_builds(env, server.url_for("warehouse"), config, slug, api, tokens[slug],
+                                             repeats)
     name = f"alone_{slug}"
     with psycopg.connect(server.url_for("postgres"), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -608,13 +674,18 @@ def _alone_row(district: dict[str, Any], server: Any, env: dict[str, str], confi
                 _point(serving / slug, data / slug / day_data[day])
                 build_alone(alone_env, server.url_for(name), config, slug, api, tokens[slug])
         _point(serving / slug, data / slug / last)
-        alone = build_alone(alone_env, server.url_for(name), config, slug, api, tokens[slug])
+        alone, alone_phases = measured_builds(alone_env, server.url_for(name), config, slug, api, tokens[slug],
+                                              repeats)
     finally:
         with psycopg.connect(server.url_for("postgres"), autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    fleet_median, alone_median = statistics.median(in_fleet), statistics.median(alone)
     return {"slug": slug, "students": district["students"], "fleet_day_build_seconds": district["build_seconds"],
-            "quiet_fleet_build_seconds": in_fleet, "alone_build_seconds": alone,
-            "ratio": round(in_fleet / alone, 2) if alone else None}
+            "quiet_fleet_build_seconds": fleet_median, "alone_build_seconds": alone_median,
+            "quiet_fleet_samples": in_fleet, "alone_samples": alone,
+            "ratio": round(fleet_median / alone_median, 2) if alone_median else None,
+            "difference": (phase_difference(fleet_phases, alone_phases)
+                           if fleet_phases and alone_phases else None)}
 
 
 # -- extrapolation -----------------------------------------------------------------------------------------
@@ -725,7 +796,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                      day["first_build"]["slug"], day["last_build"]["slug"]}
             sample = [day["districts"][slug] for slug in sorted(picks)][: args.alone_sample]
             results["alone"] = alone_comparison(sample, server, env, config, api, tokens, serving, work / "data",
-                                                list(args.days))
+                                                list(args.days), args.alone_repeats)
     resync = results["days"].get("unchanged")
     results["extrapolation"] = extrapolate(resync, settings, cores) if resync else None
     results["summary"] = summarise(results)
@@ -764,10 +835,18 @@ def format_report(results: dict[str, Any]) -> str:
         if day.get("first_build"):
             lines.append(f"            first build {day['first_build']}, last build {day['last_build']}")
     for row in results.get("alone", []):
+        if row.get("error"):
+            lines.append(f"  alone: {row['slug']} ({row['students']:,} students): failed, see the results file")
+            continue
         lines.append(f"  alone: {row['slug']} ({row['students']:,} students): "
                      f"fleet day {row['fleet_day_build_seconds']}s, "
                      f"quiet fleet warehouse {row['quiet_fleet_build_seconds']}s, own warehouse "
                      f"{row['alone_build_seconds']}s, ratio {row['ratio']}")
+        if row.get("difference"):
+            d = row["difference"]
+            lines.append(f"         over its own warehouse: dbt {d['dbt_seconds']:+}s (before the first node "
+                         f"{d['before_first_node']:+}s, nodes {d['nodes_wall']:+}s, after {d['after_last_node']:+}s); "
+                         "nodes: " + ", ".join(f"{n} {v:+}s" for n, v in d["nodes"].items()))
     if results.get("extrapolation"):
         e = results["extrapolation"]
         lines.append(f"  extrapolation: {e['districts']} districts x {e['students_each']} students on {e['workers']} "
@@ -793,6 +872,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--days", nargs="*", default=list(DAYS), choices=DAYS)
     parser.add_argument("--day-timeout", type=float, default=7200)
     parser.add_argument("--alone-sample", type=int, default=5, help="districts built alone to compare (0: none)")
+    parser.add_argument("--alone-repeats", type=int, default=3,
+                        help="builds per side of the alone comparison, medians compared (default 3)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work-dir", default=str(DEFAULT_WORK_DIR))
     parser.add_argument("--record", action="store_true", help="add the run to docs/PERFORMANCE.md's fleet table")
