@@ -18,6 +18,7 @@ from __future__ import annotations
 import email.utils
 import json
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -65,6 +66,14 @@ class CleverNotFound(CleverAPIError):
 
 class CleverResponseError(CleverAPIError):
     """Clever answered, but not with a usable page (bad JSON or shape, bad request, 413...)."""
+
+
+class CleverRequestStopped(CleverAPIError):
+    """The caller stopped the client (its task is ending): the page being read is abandoned."""
+
+
+class _Stopped(Exception):
+    """Internal: the stop event was set during a read or a wait between attempts."""
 
 
 class _Transient(Exception):
@@ -139,6 +148,7 @@ class CleverClient:
         backoff_max: float = 60.0,
         max_server_wait: float = 300.0,
         session: requests.Session | None = None,
+        stop: threading.Event | None = None,
     ):
         if not token:
             raise CleverAuthError(district, "*", "no API token configured for this district")
@@ -158,7 +168,9 @@ class CleverClient:
         self._session = session or requests.Session()
         self._session.headers["Authorization"] = f"Bearer {token}"
         self._session.headers.setdefault("Accept", "application/json")
+        self._stop = stop  # set by the caller: the page read or the wait in progress ends now
         self._retrying = dict(
+            sleep=self._sleep,
             stop=stop_after_attempt(max_attempts) | stop_after_delay(max_retry_seconds),
             wait=_WaitHonouringRetryAfter(backoff_initial, backoff_max, max_server_wait),
             retry=retry_if_exception_type(_Transient),
@@ -171,6 +183,16 @@ class CleverClient:
 
     def close(self) -> None:
         self._session.close()
+
+    def _sleep(self, seconds: float) -> None:
+        if self._stop is None:
+            time.sleep(seconds)
+        elif self._stop.wait(seconds):
+            raise _Stopped
+
+    def _check_stop(self) -> None:
+        if self._stop is not None and self._stop.is_set():
+            raise _Stopped
 
     def __enter__(self) -> CleverClient:
         return self
@@ -246,10 +268,14 @@ class CleverClient:
         def once() -> Any:
             nonlocal attempt
             attempt += 1
+            self._check_stop()
             return self._request_once(url, endpoint, attempt)
 
         try:
             return Retrying(**self._retrying)(once)
+        except _Stopped:
+            raise CleverRequestStopped(self.district, endpoint, f"stopped during attempt {attempt}: the task is "
+                                       "ending; this page was not landed", self._path(url)) from None
         except _Transient as exc:
             raise CleverAPIError(
                 self.district, endpoint,
@@ -281,6 +307,7 @@ class CleverClient:
         chunks = []
         try:
             while chunk := response.raw.read1(_READ_CHUNK, decode_content=True):
+                self._check_stop()
                 chunks.append(chunk)
                 if time.monotonic() - started > self.page_timeout:
                     raise _Transient(f"the response took longer than page_timeout ({self.page_timeout:g} s); "

@@ -14,6 +14,8 @@ successful build (clever.retention), and fails the DAG run if any step before it
 
 from __future__ import annotations
 
+import signal
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -52,15 +54,49 @@ def _district_params(district: DistrictConfig) -> dict[str, Param]:
     }
 
 
+class StepTerminated(KeyboardInterrupt):
+    """SIGTERM reached a running step. Not an Exception, so no ``except Exception`` in the
+    step swallows it; an interrupt, so dbt cancels its running queries on the way out."""
+
+
+@contextmanager
+def _stops_on_sigterm(district: DistrictConfig, step: str) -> Iterator[None]:
+    """Stop the step at once on SIGTERM, failed without retries. ``airflow dags test``
+    (``make sync``) runs tasks in its own process, where Airflow's handler only calls the
+    operator's on_kill and the step would run on; a worker's supervisor kills the task
+    after a grace period, and this lets it record its failure first."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def terminate(signum: int, frame: Any) -> None:
+        if callable(previous):
+            previous(signum, frame)  # Airflow's: the operator's on_kill
+        raise StepTerminated(f"district {district.slug!r}: {step} stopped by SIGTERM")
+
+    signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    except StepTerminated as exc:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        raise AirflowFailException(f"{exc}; nothing from this run is archived, and the next run starts "
+                                   "over where it must") from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 @contextmanager
 def _run_step(conninfo: str, district: DistrictConfig, sync_run_id: int, step: str,
               fails_run: bool = True) -> Iterator[None]:
-    """A step of the run: holds the district's run lease (no other run of the district
-    starts meanwhile) and, if ``fails_run``, marks the run failed naming the step when the
-    block raises, its time limit included (AirflowTaskTimeout is a BaseException)."""
+    """A step of the run: stops at once on SIGTERM, holds the district's run lease (no
+    other run of the district starts meanwhile) and, if ``fails_run``, marks the run failed
+    naming the step when the block raises, its time limit and SIGTERM included
+    (AirflowTaskTimeout and StepTerminated are BaseExceptions)."""
     from clever import pipeline
 
-    with pipeline.run_lease(conninfo, district.slug):
+    with _stops_on_sigterm(district, step), pipeline.run_lease(conninfo, district.slug):
         try:
             yield
         except BaseException as exc:

@@ -250,6 +250,8 @@ def run_dbt(target: WarehouseTarget, args: list[str], scope: dict[str, str] | No
             failures.append(f"{unique_id}: {status}: {node_result.message}")
         elif status == "warn":
             warnings[unique_id] = str(node_result.message)
+    if isinstance(result.exception, KeyboardInterrupt):  # dbt cancelled its queries; the caller stops
+        raise result.exception
     if not result.success:
         detail = "; ".join(failures) or str(result.exception or "dbt reported failure")
         raise DbtError(f"dbt {' '.join(args)} failed: {detail}")

@@ -14,6 +14,7 @@ import logging
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import wait as wait_for
 from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import UTC, datetime
@@ -62,6 +63,8 @@ class RunInProgress(RuntimeError):
 # works; start_run takes it exclusively, so it never starts beside a working run and can
 # tell that an unfinished run is dead.
 RUN_LEASE_NAMESPACE = 0x0C1E7E17
+# How long a stopped extraction waits for its threads to notice (their next read or wait).
+STOP_WAIT_SECONDS = 5.0
 
 
 @contextmanager
@@ -130,7 +133,7 @@ def extract(conninfo: str, district: DistrictConfig, sync_run_id: int, endpoint:
     with psycopg.connect(conninfo, autocommit=True) as conn, CleverClient(
         base_url, token, district=district.slug, api_version=district.api_version, page_size=district.page_size,
         max_attempts=district.http_max_attempts, backoff_max=district.http_backoff_max_seconds,
-        page_timeout=district.http_page_timeout_seconds,
+        page_timeout=district.http_page_timeout_seconds, stop=stop,
     ) as client:
         result = extract_endpoint(conn, client, get_sync_run(conn, sync_run_id), endpoint, stop)
     return asdict(result)
@@ -154,20 +157,25 @@ def extract_run(conninfo: str, district: DistrictConfig, sync_run_id: int, base_
     failures: dict[str, BaseException] = {}
     if todo:
         stop = threading.Event()
-        with ThreadPoolExecutor(max_workers=min(len(todo), district.extract_concurrency),
-                                thread_name_prefix=f"extract-{district.slug}") as pool:
-            futures = {pool.submit(extract, conninfo, district, sync_run_id, endpoint, base_url, token, stop): endpoint
-                       for endpoint in todo}
-            try:
-                for future in as_completed(futures):
-                    try:
-                        results[futures[future]] = future.result()
-                    except Exception as exc:  # every endpoint is tried; each failure is named below
-                        failures[futures[future]] = exc
-            except BaseException:  # the task's time limit, or a kill: the threads stop after their page
-                stop.set()
-                pool.shutdown(wait=True, cancel_futures=True)
-                raise
+        pool = ThreadPoolExecutor(max_workers=min(len(todo), district.extract_concurrency),
+                                  thread_name_prefix=f"extract-{district.slug}")
+        futures = {pool.submit(extract, conninfo, district, sync_run_id, endpoint, base_url, token, stop): endpoint
+                   for endpoint in todo}
+        try:
+            for future in as_completed(futures):
+                try:
+                    results[futures[future]] = future.result()
+                except Exception as exc:  # every endpoint is tried; each failure is named below
+                    failures[futures[future]] = exc
+        except BaseException:
+            # The task's time limit or SIGTERM: the threads stop at their next read or
+            # retry wait. A read that never returns (a silent server) is not waited for
+            # beyond a few seconds; its thread ends at its read timeout, landing nothing.
+            stop.set()
+            wait_for(futures, timeout=STOP_WAIT_SECONDS)
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
     if failures:
         error = ExtractionError(
             f"district {district.slug!r}, sync run {sync_run_id}: {len(failures)} of {len(run.endpoints)} "

@@ -4,6 +4,7 @@ each of which must fail closed (clear error, nothing followed or landed for ever
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler
@@ -11,7 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from clever.client import CleverAPIError, CleverClient, CleverResponseError
+from clever.client import CleverAPIError, CleverClient, CleverRequestStopped, CleverResponseError
 from tests.helpers import Hostile, send_json
 
 TOKEN = "hostile-test-token-0123456789"
@@ -58,6 +59,41 @@ def test_a_page_trickling_past_the_page_timeout_is_retried_then_fails(hostile):
         list(client(server, timeout=(2, 2), page_timeout=1, max_attempts=2).iter_records("users"))
     assert time.monotonic() - started < 6, "each attempt stops at the page timeout, not at the server's pace"
     assert len(server.requests) == 2, "the slow page was asked for again"
+
+
+def _trickle_forever(request):
+    request.send_response(200)
+    request.send_header("Content-Type", "application/json")
+    request.send_header("Content-Length", "100000")
+    request.end_headers()
+    for _ in range(300):
+        request.wfile.write(b" ")
+        request.wfile.flush()
+        time.sleep(0.1)
+
+
+def _stop_after(seconds: float) -> threading.Event:
+    stop = threading.Event()
+    threading.Timer(seconds, stop.set).start()
+    return stop
+
+
+def test_a_stop_ends_a_page_being_read_at_once(hostile):
+    """A task ending (SIGTERM, its time limit) stops its extraction threads mid-page."""
+    server = hostile(_trickle_forever)
+    started = time.monotonic()
+    with pytest.raises(CleverRequestStopped, match=r"stopped during attempt 1.*not landed"):
+        list(client(server, timeout=(2, 2), page_timeout=60, stop=_stop_after(0.5)).iter_records("users"))
+    assert time.monotonic() - started < 2
+
+
+def test_a_stop_ends_a_wait_between_attempts_at_once(hostile):
+    server = hostile(lambda request: send_json(request, {"error": "busy"}, status=503))
+    started = time.monotonic()
+    with pytest.raises(CleverRequestStopped):
+        list(client(server, backoff_initial=30, backoff_max=30, stop=_stop_after(0.5)).iter_records("users"))
+    assert time.monotonic() - started < 2, "the 30 s back-off was not waited out"
+    assert len(server.requests) == 1
 
 
 def test_a_paging_loop_with_ever_new_links_fails_on_the_first_repeat(hostile):
