@@ -84,7 +84,7 @@ demo: setup db-up  ## run the pipeline on the sample district and print a summar
 	$(PY) -m clever.demo --sim-port $(SIM_PORT) $(if $(filter 0,$(DEMO_UI)),--no-ui)
 
 sync: setup db-up  ## one full sync of DISTRICT (default demo) through a real Airflow run
-	$(PY) -m clever.runner sync --district $(DISTRICT)
+	$(PY) -m clever.runner sync --district $(DISTRICT) $(if $(CONF),--conf '$(CONF)')
 
 airflow: setup db-up  ## airflow standalone with every district's DAG on AIRFLOW_PORT (8080); prints how to log in
 	$(PY) -m clever.runner airflow --port $(AIRFLOW_PORT)

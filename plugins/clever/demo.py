@@ -22,8 +22,9 @@ from pathlib import Path
 
 import psycopg
 
+from clever.cli import run_main
 from clever.demo_app_data import iter_summary_lines, seed_demo_app_data
-from clever.runner import BIN_DIR, REPO_ROOT, airflow_env, demo_simulator, run_dag
+from clever.runner import BIN_DIR, REPO_ROOT, airflow_env, demo_simulator, watch_dag
 from clever.warehouse import redacted, warehouse_url
 
 MARTS = ("dim_districts", "dim_schools", "dim_users", "dim_sections", "dim_terms", "dim_courses", "fct_enrollments")
@@ -50,12 +51,14 @@ def build_dbt_docs(conninfo: str) -> Path:
 
 
 def latest_data_docs(conninfo: str, district_slug: str = "demo") -> str | None:
+    """The Data Docs of the district's latest run that validated anything (a run with
+    nothing new or changed, like the UI walkthrough's, has none)."""
     from clever.pipeline import data_docs_hint
 
     with psycopg.connect(conninfo) as conn:
-        run = conn.execute("SELECT max(sync_run_id) FROM clever_landing.sync_runs WHERE district_slug = %s",
-                           (district_slug,)).fetchone()[0]
-    return data_docs_hint(district_slug, run) if run else None
+        runs = conn.execute("SELECT sync_run_id FROM clever_landing.sync_runs WHERE district_slug = %s "
+                            "ORDER BY sync_run_id DESC", (district_slug,)).fetchall()
+    return next((hint for (run,) in runs if (hint := data_docs_hint(district_slug, run))), None)
 
 
 def print_summary(conninfo: str, docs: Path, seconds: float, airflow_home: str) -> None:
@@ -120,14 +123,13 @@ def main(argv: list[str] | None = None) -> int:
     seeded = seed_demo_app_data(conninfo)
     print("Application data (schema app): " + ", ".join(f"{n} new {table}" for table, n in seeded.items()))
     with demo_simulator(env, args.sim_port):
-        result = run_dag("clever_sync_demo", env=env)
-        if result.returncode != 0:
-            print("\nDemo sync FAILED; the task logs above say why.", file=sys.stderr)
-            return result.returncode
-        report = run_dag("clever_rollover_report", conf={"districts": ["demo"]}, env=env)
-        if report.returncode != 0:
-            print("\nRollover report FAILED; the task logs above say why.", file=sys.stderr)
-            return report.returncode
+        for dag_id, conf, what in (("clever_sync_demo", None, "Demo sync"),
+                                   ("clever_rollover_report", {"districts": ["demo"]}, "Rollover report")):
+            run = watch_dag(dag_id, conf=conf, env=env)
+            if not run.succeeded:
+                print(f"{what} FAILED; the failed task and its error are in Airflow's log: {run.log_path}",
+                      file=sys.stderr)
+                return run.returncode or 1
         screenshots = [] if args.no_ui else ui_walkthrough(env)
         if screenshots is None:
             return 1
@@ -148,4 +150,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

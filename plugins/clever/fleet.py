@@ -937,4 +937,6 @@ def record_in_doc(results: dict[str, Any], doc: Path = PERFORMANCE_DOC) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from clever.cli import run_main
+
+    sys.exit(run_main(main))

@@ -331,6 +331,11 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     if args.action == "up":
+        from clever.cli import UsageError, port_in_use
+
+        if actual_port is None and port_in_use(args.port):
+            raise UsageError(f"port {args.port} is in use, so the embedded warehouse cannot start there: stop what "
+                             "listens on it, or choose another port (CLEVER_PG_PORT=<free port>)")
         pg.start()
         print(f"Local warehouse running: {redacted(pg.url)}  (password in {pg.password_file}; data: "
               f"{args.data_dir}, log: {pg.log_file})")
@@ -350,4 +355,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from clever.cli import run_main
+
+    sys.exit(run_main(main))

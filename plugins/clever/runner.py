@@ -6,21 +6,33 @@ use. ``AIRFLOW_CONN_*`` and ``CLEVER_DISTRICTS_FILE`` in the environment are hon
 when Airflow has no ``clever_warehouse`` connection (environment, secrets backend or
 metadata DB) the embedded one (``make db-up``) is used.
 
+The console gets one line per finished task, the run summary and a last line saying
+whether the sync succeeded; Airflow's own log goes to a file it names. SIGTERM or Ctrl-C
+stops the run: the running step fails at once (clever.dag_factory), and Airflow is
+killed if it has not ended within a few seconds.
+
     python -m clever.runner sync --district demo [--conf '{"allow_mass_archive": true}']
 """
 
 from __future__ import annotations
 
 import argparse
+import configparser
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext, suppress
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
+from clever.cli import UsageError, port_in_use, run_main
 from clever.pg_local import default_url
 from clever.warehouse import EMBEDDED_WAREHOUSE_ENV
 
@@ -28,6 +40,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 BIN_DIR = Path(sys.executable).parent
 DEMO_TOKEN = "demo-district-token"  # the simulator's sample district; not a real credential
 SIM_PORT = int(os.environ.get("SIM_PORT", "8765"))
+STOP_GRACE_SECONDS = 10.0  # after SIGTERM, how long Airflow may take to end before it is killed
 
 
 def airflow_env(base: dict[str, str] | None = None, airflow_home: Path | None = None) -> dict[str, str]:
@@ -65,10 +78,8 @@ def stored_connection(env: dict[str, str], conn_id: str) -> dict | None:
 
 def ensure_metadata_db(env: dict[str, str]) -> None:
     """`airflow db migrate` once per AIRFLOW_HOME and Airflow version."""
-    from airflow import __version__ as airflow_version
-
     home = Path(env["AIRFLOW_HOME"])
-    stamp = home / f".migrated-{airflow_version}"
+    stamp = home / f".migrated-{version('apache-airflow')}"
     if stamp.exists():
         return
     home.mkdir(parents=True, exist_ok=True)
@@ -98,14 +109,22 @@ def demo_simulator(env: dict[str, str], port: int = SIM_PORT) -> Iterator[None]:
     if "AIRFLOW_CONN_CLEVER_DEMO" in env:
         yield
         return
-    process = subprocess.Popen(
-        [sys.executable, "-m", "clever.simulator", "--port", str(port)],
-        env={**env, "CLEVER_SIM_TOKEN": DEMO_TOKEN}, stdout=subprocess.PIPE, text=True,
-    )
+    if port_in_use(port):
+        raise UsageError(f"port {port} is in use, so the Clever API simulator cannot start there: stop what "
+                         f"listens on it, or choose another port (make ... SIM_PORT=<free port>)")
+    log_path = run_log_dir(env) / "simulator.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "clever.simulator", "--port", str(port)],
+            env={**env, "CLEVER_SIM_TOKEN": DEMO_TOKEN}, stdout=subprocess.PIPE, stderr=log, text=True,
+        )
     line = process.stdout.readline() if process.stdout else ""
     if "listening" not in line:
         process.kill()
-        raise RuntimeError(f"the Clever API simulator did not start on port {port}: {line.strip()}")
+        process.wait(timeout=10)
+        last = log_path.read_text(errors="replace").strip().splitlines()[-1:] or ["it exited without saying why"]
+        raise UsageError(f"the Clever API simulator did not start on port {port}: {last[0]} (log: {log_path})")
     env["AIRFLOW_CONN_CLEVER_DEMO"] = json.dumps(
         {"conn_type": "http", "host": f"http://127.0.0.1:{port}", "password": DEMO_TOKEN})
     try:
@@ -115,8 +134,194 @@ def demo_simulator(env: dict[str, str], port: int = SIM_PORT) -> Iterator[None]:
         process.wait(timeout=10)
 
 
+@dataclass
+class WatchedRun:
+    dag_id: str
+    returncode: int
+    log_path: Path
+    seconds: float
+    run_id: str | None = None
+    stopped_by: str | None = None  # the signal that stopped it
+    killed: bool = False  # Airflow did not end within STOP_GRACE_SECONDS of the signal
+
+    @property
+    def succeeded(self) -> bool:
+        return self.returncode == 0 and self.stopped_by is None
+
+
+def metadata_db_url(env: dict[str, str]) -> str:
+    """Airflow's metadata database: the environment's setting, else airflow.cfg's (written
+    by `airflow db migrate`), else as `airflow config` resolves it (a _CMD or _SECRET)."""
+    if env.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"):
+        return env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+    config = configparser.ConfigParser(interpolation=None)
+    config.read(Path(env["AIRFLOW_HOME"]) / "airflow.cfg")
+    if config.get("database", "sql_alchemy_conn", fallback=""):
+        return config.get("database", "sql_alchemy_conn")
+    return subprocess.run([str(BIN_DIR / "airflow"), "config", "get-value", "database", "sql_alchemy_conn"],
+                          env=env, capture_output=True, text=True, check=True).stdout.strip()
+
+
+class _TaskReporter:
+    """Prints a line for each task of the run that reaches a final state (or a retry),
+    read from Airflow's metadata database: the console shows progress while Airflow's own
+    log goes to a file."""
+
+    REPORTED = ("success", "failed", "upstream_failed", "skipped", "up_for_retry")
+
+    def __init__(self, env: dict[str, str], dag_id: str):
+        from sqlalchemy import create_engine
+
+        self.dag_id = dag_id
+        self.engine = create_engine(metadata_db_url(env))
+        self.after_id = self._scalar("SELECT max(id) FROM dag_run WHERE dag_id = :dag", dag=dag_id) or 0
+        self.run_id: str | None = None
+        self.seen: set[tuple] = set()
+
+    def _scalar(self, query: str, **params: Any) -> Any:
+        from sqlalchemy import text
+
+        with self.engine.connect() as conn:
+            return conn.execute(text(query), params).scalar()
+
+    def report(self) -> None:
+        from sqlalchemy import text
+        from sqlalchemy.exc import OperationalError
+
+        try:
+            if self.run_id is None:
+                self.run_id = self._scalar("SELECT run_id FROM dag_run WHERE dag_id = :dag AND id > :after "
+                                           "ORDER BY id DESC LIMIT 1", dag=self.dag_id, after=self.after_id)
+                if self.run_id is None:
+                    return
+            with self.engine.connect() as conn:
+                rows = conn.execute(text(
+                    "SELECT task_id, map_index, state, try_number, duration FROM task_instance "
+                    "WHERE dag_id = :dag AND run_id = :run ORDER BY end_date"),
+                    {"dag": self.dag_id, "run": self.run_id}).all()
+        except OperationalError:  # SQLite busy with Airflow's write: next time
+            return
+        for task_id, map_index, state, try_number, duration in rows:
+            key = (task_id, map_index, state, try_number)
+            if state not in self.REPORTED or key in self.seen:
+                continue
+            self.seen.add(key)
+            name = task_id if map_index in (None, -1) else f"{task_id}[{map_index}]"
+            took = f" in {duration:.1f} s" if duration is not None else ""
+            verdict = {"up_for_retry": f"failed (try {try_number}), will be retried",
+                       "upstream_failed": "not run (an earlier task failed)"}.get(state, state)
+            print(f"  {name:<12} {verdict}{took}", flush=True)
+
+
+def run_log_dir(env: dict[str, str]) -> Path:
+    """Where Airflow's log of each `make sync`/`make demo` run goes."""
+    return Path(env.get("CLEVER_ARTIFACTS_DIR") or REPO_ROOT / ".local" / "artifacts") / "airflow_runs"
+
+
+def watch_dag(dag_id: str, conf: dict | None = None, env: dict[str, str] | None = None,
+              log_name: str | None = None) -> WatchedRun:
+    """One real DAG run via `airflow dags test`, its log in a file, a line per finished task
+    on the console. SIGTERM/SIGINT stop it (see the module's docstring)."""
+    env = airflow_env(env)
+    ensure_metadata_db(env)
+    started_at = datetime.now(UTC)
+    log_path = run_log_dir(env) / f"{log_name or dag_id}-{started_at:%Y%m%dT%H%M%S}.log"
+    command = [str(BIN_DIR / "airflow"), "dags", "test", dag_id, started_at.isoformat()]
+    if conf:
+        command += ["--conf", json.dumps(conf)]
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    reporter = _TaskReporter(env, dag_id)
+    print(f"{dag_id}: running through `airflow dags test`; Airflow's log: {log_path}", flush=True)
+    stopped: list[str] = []
+
+    def stop(signum: int, frame: Any) -> None:
+        if not stopped:
+            stopped.append(signal.Signals(signum).name)
+            print(f"{signal.Signals(signum).name}: stopping the run (the running step fails now) ...", flush=True)
+            with suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+
+    started = time.monotonic()
+    with log_path.open("w") as log:
+        # A session of its own: Ctrl-C reaches this process only, which stops Airflow in order.
+        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGTERM, signal.SIGINT)}
+    killed = False
+    try:
+        deadline = None
+        while process.poll() is None:
+            reporter.report()
+            if stopped and deadline is None:
+                deadline = time.monotonic() + STOP_GRACE_SECONDS
+            if deadline is not None and time.monotonic() > deadline:
+                with suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                killed = True
+                process.wait()
+                break
+            with suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=1)
+        reporter.report()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if process.poll() is None:  # this process failed: never leave Airflow running behind it
+            with suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    return WatchedRun(dag_id, process.returncode, log_path, time.monotonic() - started, reporter.run_id,
+                      stopped[0] if stopped else None, killed)
+
+
+def sync_summary(env: dict[str, str], district_slug: str, run_id: str | None) -> str | None:
+    """The run summary the sync's summarize task wrote, as its log shows it."""
+    import psycopg
+
+    from clever.pipeline import format_summary
+    from clever.warehouse import warehouse_url
+
+    if run_id is None:
+        return None
+    try:
+        with psycopg.connect(warehouse_url(env), autocommit=True, connect_timeout=10) as conn:
+            row = conn.execute("SELECT s.summary FROM clever_landing.run_summaries s "
+                               "JOIN clever_landing.sync_runs r USING (sync_run_id) "
+                               "WHERE r.district_slug = %s AND r.external_run_id = %s "
+                               "ORDER BY s.sync_run_id DESC LIMIT 1", (district_slug, run_id)).fetchone()
+    except psycopg.Error as exc:
+        return f"(the run summary could not be read: {type(exc).__name__})"
+    return format_summary(row[0]) if row else None
+
+
+def sync(slug: str, conf: dict | None = None) -> int:
+    """``make sync``: one district's sync, reported as described in the module's docstring."""
+    from clever.config import get_district
+
+    district = get_district(slug)
+    env = airflow_env()
+    with demo_simulator(env) if district.slug == "demo" else nullcontext():
+        run = watch_dag(district.dag_id, conf=conf, env=env, log_name=f"sync-{district.slug}")
+    summary = sync_summary(env, district.slug, run.run_id)
+    if summary:
+        print(summary)
+    if run.succeeded:
+        print(f"Sync of district {district.slug!r} succeeded in {run.seconds:.0f} s.")
+        return 0
+    if run.stopped_by:
+        how = "Airflow was killed after it did not end in time" if run.killed else "the running step failed"
+        print(f"Sync of district {district.slug!r} STOPPED by {run.stopped_by} after {run.seconds:.0f} s ({how}); "
+              f"nothing from it is archived. Airflow's log: {run.log_path}", file=sys.stderr)
+        return 128 + signal.Signals[run.stopped_by].value
+    print(f"Sync of district {district.slug!r} FAILED after {run.seconds:.0f} s; the failed task and its error "
+          f"are in Airflow's log: {run.log_path}", file=sys.stderr)
+    return 1
+
+
 def standalone(port: int) -> int:
     """`airflow standalone` on this repo, with the demo district's simulator running."""
+    if port_in_use(port):
+        raise UsageError(f"port {port} is in use, so the Airflow UI cannot start there: stop what listens on it, "
+                         "or choose another port (make airflow AIRFLOW_PORT=<free port>)")
     env = airflow_env()
     env["AIRFLOW__API__PORT"] = str(port)
     env.setdefault("AIRFLOW__API__HOST", "127.0.0.1")
@@ -142,9 +347,9 @@ def standalone(port: int) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="clever-runner", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    sync = sub.add_parser("sync", help="run one full sync of a district through Airflow")
-    sync.add_argument("--district", required=True)
-    sync.add_argument("--conf", default=None, help="JSON params, e.g. '{\"allow_mass_archive\": true}'")
+    sync_command = sub.add_parser("sync", help="run one full sync of a district through Airflow")
+    sync_command.add_argument("--district", required=True)
+    sync_command.add_argument("--conf", default=None, help="JSON params, e.g. '{\"allow_mass_archive\": true}'")
     ui = sub.add_parser("airflow", help="airflow standalone (UI on :8080) with every district's DAG")
     ui.add_argument("--port", type=int, default=8080)
     args = parser.parse_args(argv)
@@ -152,16 +357,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "airflow":
         return standalone(args.port)
 
-    from clever.config import get_district
-
-    district = get_district(args.district)
-    env = airflow_env()
-    with demo_simulator(env) if district.slug == "demo" else nullcontext():
-        result = run_dag(district.dag_id, conf=json.loads(args.conf) if args.conf else None, env=env)
-    if result.returncode != 0:
-        print(f"Sync of district {district.slug!r} FAILED (see the task logs above).", file=sys.stderr)
-    return result.returncode
+    try:
+        conf = json.loads(args.conf) if args.conf else None
+    except ValueError as exc:
+        raise UsageError(f"--conf is not valid JSON ({exc}): e.g. CONF='{{\"allow_mass_archive\": true}}'") from None
+    return sync(args.district, conf)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))
