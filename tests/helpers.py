@@ -134,7 +134,8 @@ def land_and_build(conninfo: str, district, base_url: str, token: str, *, endpoi
     if validate:
         validation.validate_run(conninfo, run_id, quarantine_threshold=district.quarantine_threshold,
                                 quarantine_floor=district.quarantine_floor, docs_dir=docs_dir)
-    pipeline.approve(conninfo, run_id, threshold=district.mass_archive_threshold, floor=district.mass_archive_floor)
+    pipeline.approve(conninfo, run_id, threshold=district.mass_archive_threshold, floor=district.mass_archive_floor,
+                     change_threshold=district.mass_update_threshold)
     pipeline.build(WarehouseTarget.from_conninfo(conninfo), district)
     return run_id
 

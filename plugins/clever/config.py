@@ -25,7 +25,8 @@ _DEFAULTS: dict[str, Any] = {
     "schedule": "@daily",
     "page_size": MAX_PAGE_SIZE,
     "endpoints": ["districts", "schools", "users", "sections", "terms", "courses"],
-    "mass_archive_threshold": 0.20,
+    "mass_archive_threshold": 0.10,  # Clever's own "Requires Review": more than 10% deletions
+    "mass_update_threshold": 0.75,  # ... or more than 75% updates of a type in one sync
     "mass_archive_floor": 10,
     "quarantine_threshold": 0.05,
     "quarantine_floor": 10,
@@ -59,6 +60,7 @@ class DistrictConfig:
     endpoints: tuple[str, ...]
     mass_archive_threshold: float
     mass_archive_floor: int
+    mass_update_threshold: float = 0.75  # share of a type's active records one sync may change
     quarantine_threshold: float = 0.05  # share of an endpoint's records validation may quarantine
     quarantine_floor: int = 10
     http_max_attempts: int = 8  # per request, for 429/5xx/time-outs (tenacity)
@@ -138,6 +140,9 @@ def _district(entry: dict[str, Any], defaults: dict[str, Any], where: str) -> Di
     threshold = float(merged.pop("mass_archive_threshold"))
     if not 0 < threshold <= 1:
         raise ConfigError(f"{where} ({slug}): mass_archive_threshold must be in (0, 1]")
+    update_threshold = float(merged.pop("mass_update_threshold"))
+    if not 0 < update_threshold <= 1:
+        raise ConfigError(f"{where} ({slug}): mass_update_threshold must be in (0, 1]")
     quarantine_threshold = float(merged.pop("quarantine_threshold"))
     if not 0 <= quarantine_threshold <= 1:
         raise ConfigError(f"{where} ({slug}): quarantine_threshold must be in [0, 1]")
@@ -162,6 +167,7 @@ def _district(entry: dict[str, Any], defaults: dict[str, Any], where: str) -> Di
         endpoints=endpoints,
         mass_archive_threshold=threshold,
         mass_archive_floor=int(merged.pop("mass_archive_floor")),
+        mass_update_threshold=update_threshold,
         quarantine_threshold=quarantine_threshold,
         quarantine_floor=max(0, int(merged.pop("quarantine_floor"))),
         http_max_attempts=max(1, int(merged.pop("http_max_attempts"))),

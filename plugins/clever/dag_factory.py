@@ -43,8 +43,9 @@ def _district_params(district: DistrictConfig) -> dict[str, Param]:
         ),
         "allow_mass_archive": Param(
             False, type="boolean",
-            description="Let this run archive more than the district's mass-archive threshold "
-                        "(only after checking that Clever really stopped sharing those records).",
+            description="Let this run archive or change more of a data type than the district's "
+                        "mass-archive and mass-update thresholds (only after checking that Clever really "
+                        "stopped sharing, or changed, those records).",
         ),
         "endpoints": Param(
             list(district.endpoints), type="array",
@@ -179,6 +180,7 @@ def build_district_dag(district: DistrictConfig) -> DAG:
             with _run_step(conninfo, district, sync_run_id, "approve"):
                 return pipeline.approve(conninfo, sync_run_id, threshold=district.mass_archive_threshold,
                                         floor=district.mass_archive_floor, allow_mass_archive=allow,
+                                        change_threshold=district.mass_update_threshold,
                                         lock_timeout_seconds=district.build_lock_timeout_seconds)
 
         # success schedules clever_rollover_report

@@ -554,7 +554,8 @@ if sync == "1":
     for endpoint in district.endpoints:
         pipeline.extract(url, district, run, endpoint, api, token)
     pipeline.close_extraction(url, run)
-    pipeline.approve(url, run, threshold=district.mass_archive_threshold, floor=district.mass_archive_floor)
+    pipeline.approve(url, run, threshold=district.mass_archive_threshold, floor=district.mass_archive_floor,
+                 change_threshold=district.mass_update_threshold)
 started = time.monotonic()
 pipeline.build(WarehouseTarget.from_conninfo(url), district)
 print(json.dumps({"build_seconds": time.monotonic() - started}))

@@ -1,10 +1,12 @@
 """Mass-archive guard: a bad day at Clever must never archive a school's students.
 
 Before a run is approved for the snapshots, count per data type how many records that
-are active now would be archived because this run does not contain them. Above the
-district's threshold (a share of the type's active records, with an absolute floor so
-tiny districts still work) the run stops, archives nothing, and says what it would
-have done, unless it was triggered with ``allow_mass_archive``. A run that holds records
+are active now would be archived because this run does not contain them, and how many
+would get a new version because their record changed. Above the district's thresholds
+(shares of the type's active records, Clever's own "Requires Review" limits by default:
+10% archived, 75% changed; with an absolute floor so tiny districts still work) the run
+stops, archives and changes nothing, and says which hold tripped and by how much, unless
+it was triggered with ``allow_mass_archive``. A run that holds records
 without a readable Clever id (quarantined by validation) stops the same way if it would
 archive anything of their type: any of those records could be one that looks gone.
 Every check is kept in clever_landing.guard_checks.
@@ -34,13 +36,18 @@ GUARDED_TYPES: dict[str, tuple[str, str]] = {
 # inside an aggregate's FILTER it would probe the landing table once per active record.
 _ENTITY_WOULD_ARCHIVE = """
 WITH active AS (
-    SELECT clever_id FROM {snapshot}
+    SELECT clever_id, record_hash FROM {snapshot}
     WHERE district_slug = %(district)s AND dbt_valid_to IS NULL AND dbt_is_deleted = 'False'
 )
 SELECT (SELECT count(*) FROM active),
        (SELECT count(*) FROM active AS s WHERE NOT EXISTS (
            SELECT 1 FROM {landing} AS l WHERE l.sync_run_id = %(run)s AND l.clever_id = s.clever_id)),
-       {unidentified}
+       {unidentified},
+       -- changed: a new version unless quarantined (a quarantined record keeps its version)
+       (SELECT count(*) FROM active AS s JOIN {landing} AS l ON l.sync_run_id = %(run)s AND l.clever_id = s.clever_id
+        WHERE md5(l.raw::text) IS DISTINCT FROM s.record_hash
+          AND NOT EXISTS (SELECT 1 FROM clever_landing.quarantine AS q
+                          WHERE q.sync_run_id = %(run)s AND q.endpoint = %(endpoint)s AND q.clever_id = s.clever_id))
 """
 # Records of the run whose id could not be read: the guard cannot tell which they are.
 _UNIDENTIFIED = "(SELECT count(*) FROM {landing} WHERE sync_run_id = %(run)s AND clever_id IS NULL)"
@@ -76,7 +83,8 @@ SELECT (SELECT count(*) FROM active),
                           WHERE p.section_id = e.section_id AND p.user_id = e.user_id AND p.role = e.role)
           AND NOT EXISTS (SELECT 1 FROM clever_landing.quarantine AS q
                           WHERE q.sync_run_id = %(run)s AND q.endpoint = 'sections' AND q.clever_id = e.section_id)),
-       {unidentified}
+       {unidentified},
+       0  -- an association is there or not; its one attribute (primary teacher) is not counted
 """
 
 
@@ -112,7 +120,8 @@ SELECT (SELECT count(*) FROM active),
                           WHERE p.section_id = e.section_id AND p.user_id = e.user_id AND p.role = e.role)
           AND NOT EXISTS (SELECT 1 FROM clever_landing.quarantine AS q
                           WHERE q.sync_run_id = %(run)s AND q.endpoint = 'sections' AND q.clever_id = e.section_id)),
-       {unidentified}
+       {unidentified},
+       0  -- an association is there or not; its one attribute (primary teacher) is not counted
 """
 ENROLLMENT_SCOPE_HASHES = "snap_clever__section_enrollments__scope_hashes"
 
@@ -128,25 +137,46 @@ class GuardCheck:
     would_archive: int
     limit: int
     unidentified: int = 0  # records of the run without a readable Clever id
+    would_change: int = 0  # active records this run gives a new version
+    change_limit: int | None = None
+
+    @property
+    def archive_tripped(self) -> bool:
+        return self.would_archive > self.limit or (self.unidentified > 0 and self.would_archive > 0)
+
+    @property
+    def change_tripped(self) -> bool:
+        return self.change_limit is not None and self.would_change > self.change_limit
 
     @property
     def tripped(self) -> bool:
-        return self.would_archive > self.limit or (self.unidentified > 0 and self.would_archive > 0)
+        return self.archive_tripped or self.change_tripped
+
+    @property
+    def holds(self) -> list[str]:
+        """Which holds tripped: 'archive' and/or 'change'."""
+        return [name for name, hit in (("archive", self.archive_tripped), ("change", self.change_tripped)) if hit]
 
     def describe(self) -> str:
-        share = self.would_archive / self.active_before if self.active_before else 0.0
+        def share(count: int) -> str:
+            return f"{count / self.active_before:.1%}" if self.active_before else "0.0%"
+
         unreadable = (f"; {self.unidentified} record(s) of this run have no readable Clever id and could be "
                       "among them" if self.unidentified and self.would_archive else "")
+        changed = (f"; would change {self.would_change} ({share(self.would_change)}; limit {self.change_limit})"
+                   if self.change_limit is not None else "")
         return (f"{self.data_type}: would archive {self.would_archive} of {self.active_before} active "
-                f"({share:.1%}; limit {self.limit}){unreadable}")
+                f"({share(self.would_archive)}; limit {self.limit}){unreadable}{changed}")
 
 
 def archive_limit(active: int, threshold: float, floor: int) -> int:
+    """How many of ``active`` records one sync may archive (or change): a share, never
+    below the floor."""
     return max(floor, math.floor(active * threshold))
 
 
 def check_run(conn: psycopg.Connection, district_slug: str, sync_run_id: int, endpoints: set[str],
-              threshold: float, floor: int) -> list[GuardCheck]:
+              threshold: float, floor: int, change_threshold: float = 0.75) -> list[GuardCheck]:
     """What approving this run's ``endpoints`` would archive, per data type."""
     checks = []
     for data_type, (endpoint, snapshot) in GUARDED_TYPES.items():
@@ -163,31 +193,35 @@ def check_run(conn: psycopg.Connection, district_slug: str, sync_run_id: int, en
             landing=sql.Identifier("clever_landing", endpoint), snapshot=sql.Identifier(SNAPSHOT_SCHEMA, snapshot),
             scope_hashes=sql.Identifier(SNAPSHOT_SCHEMA, ENROLLMENT_SCOPE_HASHES), members=sql.SQL(_ROSTER_MEMBERS),
             unidentified=sql.SQL(_UNIDENTIFIED).format(landing=sql.Identifier("clever_landing", endpoint)))
-        active, missing, unidentified = conn.execute(query, {"run": sync_run_id, "district": district_slug}
-                                                     ).fetchone()
-        checks.append(GuardCheck(data_type, active, missing, archive_limit(active, threshold, floor), unidentified))
+        active, missing, unidentified, changed = conn.execute(
+            query, {"run": sync_run_id, "district": district_slug, "endpoint": endpoint}).fetchone()
+        checks.append(GuardCheck(data_type, active, missing, archive_limit(active, threshold, floor), unidentified,
+                                 changed, None if data_type == "enrollments"
+                                 else archive_limit(active, change_threshold, floor)))
     return checks
 
 
 def enforce(conn: psycopg.Connection, district_slug: str, sync_run_id: int, endpoints: set[str],
-            threshold: float, floor: int, allow_mass_archive: bool) -> list[GuardCheck]:
+            threshold: float, floor: int, allow_mass_archive: bool, change_threshold: float = 0.75) -> list[GuardCheck]:
     """Record the checks; raise MassArchiveBlocked if any tripped and no override was given."""
-    checks = check_run(conn, district_slug, sync_run_id, endpoints, threshold, floor)
+    checks = check_run(conn, district_slug, sync_run_id, endpoints, threshold, floor, change_threshold)
     tripped = [c for c in checks if c.tripped]
     with conn.transaction():
         conn.execute("DELETE FROM clever_landing.guard_checks WHERE sync_run_id = %s", (sync_run_id,))
         for c in checks:
             conn.execute(
                 """INSERT INTO clever_landing.guard_checks
-                   (sync_run_id, data_type, active_before, would_archive, limit_count, tripped, overridden)
-                   VALUES (%s, %s, %s, %s, %s, %s, %s)""",
+                   (sync_run_id, data_type, active_before, would_archive, limit_count, tripped, overridden,
+                    would_change, change_limit, holds)
+                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
                 (sync_run_id, c.data_type, c.active_before, c.would_archive, c.limit, c.tripped,
-                 c.tripped and allow_mass_archive),
+                 c.tripped and allow_mass_archive, c.would_change, c.change_limit, c.holds),
             )
     if tripped and not allow_mass_archive:
         raise MassArchiveBlocked(
             f"district {district_slug!r}, sync run {sync_run_id}: mass-archive guard tripped; nothing was archived. "
             + "; ".join(c.describe() for c in tripped)
-            + f". Threshold {threshold:.0%} of active records (floor {floor}). If Clever really stopped sharing "
-            "these records, trigger the DAG again with allow_mass_archive=true.")
+            + f". Limits: {threshold:.0%} of a type's active records archived, {change_threshold:.0%} changed "
+            f"(floor {floor}; Clever's own review holds at 10% and 75%). If Clever really stopped sharing or "
+            "changed these records, trigger the DAG again with allow_mass_archive=true.")
     return checks

@@ -230,7 +230,8 @@ def fail_run(conninfo: str, sync_run_id: int, step: str, error: BaseException) -
 
 
 def approve(conninfo: str, sync_run_id: int, *, threshold: float, floor: int,
-            allow_mass_archive: bool = False, lock_timeout_seconds: int = 3600) -> list[str]:
+            allow_mass_archive: bool = False, lock_timeout_seconds: int = 3600,
+            change_threshold: float = 0.75) -> list[str]:
     """Point the snapshots at this run's extraction, endpoint by endpoint, atomically,
     after the mass-archive guard allowed it. Holds the district's build lock, so no build
     of the district is running while the guard counts and the approval lands (other
@@ -252,7 +253,8 @@ def approve(conninfo: str, sync_run_id: int, *, threshold: float, floor: int,
                                  f"extraction of {', '.join(pruned)} (landing retention pruned it); refusing to "
                                  "approve it. Trigger a new run instead.")
         endpoints = completed_endpoints(conn, sync_run_id)
-        checks = guard.enforce(conn, district_slug, sync_run_id, endpoints, threshold, floor, allow_mass_archive)
+        checks = guard.enforce(conn, district_slug, sync_run_id, endpoints, threshold, floor, allow_mass_archive,
+                               change_threshold)
         for check in checks:
             log.info("district %s, run %d, guard: %s%s", district_slug, sync_run_id, check.describe(),
                      " (allowed by allow_mass_archive)" if check.tripped else "")
@@ -372,10 +374,12 @@ def summarize(conninfo: str, sync_run_id: int, build_started_at: float | None,
             "SELECT endpoint FROM clever_landing.approved_extractions WHERE sync_run_id = %s ORDER BY endpoint",
             (sync_run_id,))]
         guard_checks = {
-            data_type: {"active_before": a, "would_archive": w, "limit": lim, "tripped": t, "overridden": o}
-            for data_type, a, w, lim, t, o in conn.execute(
-                "SELECT data_type, active_before, would_archive, limit_count, tripped, overridden "
-                "FROM clever_landing.guard_checks WHERE sync_run_id = %s ORDER BY data_type", (sync_run_id,))
+            data_type: {"active_before": a, "would_archive": w, "limit": lim, "tripped": t, "overridden": o,
+                        "would_change": wc, "change_limit": cl, "holds": holds or (["archive"] if t else [])}
+            for data_type, a, w, lim, t, o, wc, cl, holds in conn.execute(
+                "SELECT data_type, active_before, would_archive, limit_count, tripped, overridden, would_change, "
+                "change_limit, holds FROM clever_landing.guard_checks WHERE sync_run_id = %s ORDER BY data_type",
+                (sync_run_id,))
         }
         quarantined = {
             f"{endpoint}: {rule}": n for endpoint, rule, n in conn.execute(
@@ -461,8 +465,12 @@ def format_summary(summary: dict[str, Any]) -> str:
     for data_type, check in summary.get("guard", {}).items():
         if check["tripped"]:
             verdict = "allowed by allow_mass_archive" if check["overridden"] else "BLOCKED"
-            lines.append(f"  guard: {data_type} would archive {check['would_archive']} of "
-                         f"{check['active_before']} (limit {check['limit']}): {verdict}")
+            holds = check.get("holds") or ["archive"]
+            counts = {"archive": f"would archive {check['would_archive']} of {check['active_before']} "
+                                 f"(limit {check['limit']})",
+                      "change": f"would change {check.get('would_change')} of {check['active_before']} "
+                                f"(limit {check.get('change_limit')})"}
+            lines.append(f"  guard: {data_type} " + "; ".join(counts[h] for h in holds) + f": {verdict}")
     for rule, count in summary.get("quarantined", {}).items():
         lines.append(f"  quarantined {count} record(s): {rule}")
     for rule, count in summary.get("validation_warnings", {}).items():

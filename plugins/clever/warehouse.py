@@ -186,8 +186,20 @@ CREATE TABLE IF NOT EXISTS clever_landing.guard_checks (
     tripped        boolean     NOT NULL,
     overridden     boolean     NOT NULL DEFAULT false,
     checked_at     timestamptz NOT NULL DEFAULT clock_timestamp(),
+    would_change   bigint,     -- active records the run gives a new version (NULL: not counted)
+    change_limit   bigint,
+    holds          text[],     -- which holds tripped: archive, change
     PRIMARY KEY (sync_run_id, data_type)
 );
+-- Warehouses created before the change hold: add its columns.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = 'clever_landing'
+                   AND table_name = 'guard_checks' AND column_name = 'holds') THEN
+        ALTER TABLE clever_landing.guard_checks ADD COLUMN would_change bigint, ADD COLUMN change_limit bigint,
+            ADD COLUMN holds text[];
+    END IF;
+END $$;
 
 -- Each district's matching settings (config/districts.yml `matching:`), written by its
 -- sync's build step under the build lock; the dbt matching models read the rule order

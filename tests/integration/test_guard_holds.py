@@ -1,0 +1,92 @@
+"""The guard holds a run as Clever's own "Requires Review" would: more than 10% of a type's
+active records archived, or more than 75% changed, in one sync (with the floor for small
+districts); allow_mass_archive lets such a run through. The summary says which hold
+tripped and by how much."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from clever import pipeline
+from clever.config import get_district
+from clever.guard import GuardCheck, MassArchiveBlocked
+from tests.conftest import DEMO_TOKEN
+from tests.helpers import land_and_build, load_records, write_records
+
+
+def _landed_run(url: str, district, base_url: str) -> int:
+    run_id = pipeline.start_run(url, district, None)
+    for endpoint in district.endpoints:
+        pipeline.extract(url, district, run_id, endpoint, base_url, DEMO_TOKEN)
+    assert pipeline.close_extraction(url, run_id) == "completed"
+    return run_id
+
+
+def _approve(url: str, district, run_id: int, allow: bool = False) -> list[str]:
+    return pipeline.approve(url, run_id, threshold=district.mass_archive_threshold,
+                            floor=district.mass_archive_floor, change_threshold=district.mass_update_threshold,
+                            allow_mass_archive=allow)
+
+
+def _checks(url: str, run_id: int) -> dict[str, tuple]:
+    with psycopg.connect(url) as conn:
+        return {row[0]: row[1:] for row in conn.execute(
+            "SELECT data_type, would_archive, limit_count, would_change, change_limit, holds, tripped "
+            "FROM clever_landing.guard_checks WHERE sync_run_id = %s", (run_id,))}
+
+
+def _rename(users: list[dict], count: int) -> list[dict]:
+    for user in users[:count]:
+        user["name"]["middle"] = "Renamed"
+    return users
+
+
+@pytest.fixture
+def built(warehouse_url, simulator):
+    district = get_district("demo")
+    assert district.mass_archive_threshold == 0.10 and district.mass_update_threshold == 0.75
+    land_and_build(warehouse_url, district, simulator.base_url, DEMO_TOKEN)
+    return district
+
+
+def test_changing_more_than_three_quarters_of_a_type_is_held_until_allowed(warehouse_url, simulator, district_dir,
+                                                                         built):
+    users = load_records(district_dir, "v3.0", "users")
+    assert len(users) == 149
+    write_records(district_dir, "v3.0", "users", _rename(users, 120))  # 80.5%, limit floor(149 * 0.75) = 111
+    run_id = _landed_run(warehouse_url, built, simulator.base_url)
+    with pytest.raises(MassArchiveBlocked, match=r"users: would archive 0 of 149 active \(0.0%; limit 14\); "
+                                                 r"would change 120 \(80.5%; limit 111\)"):
+        _approve(warehouse_url, built, run_id)
+    assert _checks(warehouse_url, run_id)["users"] == (0, 14, 120, 111, ["change"], True)
+    with psycopg.connect(warehouse_url) as conn:
+        assert conn.execute("SELECT count(*) FROM clever_landing.approved_extractions WHERE sync_run_id = %s",
+                            (run_id,)).fetchone()[0] == 0
+    summary = pipeline.format_summary(pipeline.summarize(warehouse_url, run_id, None))
+    assert "guard: users would change 120 of 149 (limit 111): BLOCKED" in summary
+
+    assert "users" in _approve(warehouse_url, built, run_id, allow=True)
+    assert _checks(warehouse_url, run_id)["users"][-1] is True
+
+
+def test_changes_below_the_limit_pass(warehouse_url, simulator, district_dir, built):
+    write_records(district_dir, "v3.0", "users", _rename(load_records(district_dir, "v3.0", "users"), 100))
+    run_id = _landed_run(warehouse_url, built, simulator.base_url)
+    assert "users" in _approve(warehouse_url, built, run_id)
+    assert _checks(warehouse_url, run_id)["users"] == (0, 14, 100, 111, [], False)
+
+
+def test_archiving_more_than_a_tenth_of_a_type_is_held(warehouse_url, simulator, district_dir, built):
+    users = load_records(district_dir, "v3.0", "users")
+    kept = [u for u in users if "student" not in u["roles"]] + [u for u in users if "student" in u["roles"]][15:]
+    write_records(district_dir, "v3.0", "users", kept)  # 15 students of 149 users unshared: 10.1%
+    run_id = _landed_run(warehouse_url, built, simulator.base_url)
+    with pytest.raises(MassArchiveBlocked, match=r"users: would archive 15 of 149 active \(10.1%; limit 14\)"):
+        _approve(warehouse_url, built, run_id)
+    assert _checks(warehouse_url, run_id)["users"][-2:] == (["archive"], True)
+
+
+def test_a_small_type_keeps_the_floor():
+    check = GuardCheck("terms", active_before=6, would_archive=6, limit=10, would_change=6, change_limit=10)
+    assert not check.tripped and check.holds == []
