@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import psycopg
 from psycopg import sql
@@ -126,6 +127,44 @@ SELECT (SELECT count(*) FROM active),
 ENROLLMENT_SCOPE_HASHES = "snap_clever__section_enrollments__scope_hashes"
 
 
+# Clever's district states in which its own sync is not running normally: archiving waits.
+ARCHIVE_WAITS_IN_STATES = ("paused", "error")
+
+
+def _moment(text: str | None) -> datetime | None:
+    try:
+        moment = datetime.fromisoformat(text) if text else None
+    except ValueError:
+        return None
+    return moment.replace(tzinfo=UTC) if moment and moment.tzinfo is None else moment
+
+
+def archive_wait_reason(conn: psycopg.Connection, district_slug: str, sync_run_id: int,
+                        now: datetime | None = None) -> str | None:
+    """Why this run may archive nothing, from Clever's district record (this run's, else
+    the current one): its sync state ``paused`` or ``error``, or now inside its
+    ``pause_start``..``pause_end``. None when archiving may go on."""
+    row = conn.execute("SELECT raw ->> 'state', raw ->> 'pause_start', raw ->> 'pause_end' "
+                       "FROM clever_landing.districts WHERE sync_run_id = %s AND clever_id IS NOT NULL LIMIT 1",
+                       (sync_run_id,)).fetchone()
+    if row is None and conn.execute("SELECT to_regclass(%s)", (f"{SNAPSHOT_SCHEMA}.snap_clever__districts",)
+                                    ).fetchone()[0] is not None:
+        row = conn.execute(
+            f"SELECT raw ->> 'state', raw ->> 'pause_start', raw ->> 'pause_end' FROM {SNAPSHOT_SCHEMA}."
+            "snap_clever__districts WHERE district_slug = %s AND dbt_valid_to IS NULL AND dbt_is_deleted = 'False' "
+            "LIMIT 1", (district_slug,)).fetchone()
+    if row is None:
+        return None
+    state, pause_start, pause_end = row
+    if state in ARCHIVE_WAITS_IN_STATES:
+        return f"Clever reports the district's sync as {state!r}"
+    start, end = _moment(pause_start), _moment(pause_end)
+    now = now or datetime.now(UTC)
+    if start is not None and start <= now and (end is None or now < end):
+        return f"the district is inside its Clever pause ({pause_start} to {pause_end or 'open-ended'})"
+    return None
+
+
 class MassArchiveBlocked(RuntimeError):
     """The run would archive more than the district allows; nothing was archived."""
 
@@ -139,9 +178,16 @@ class GuardCheck:
     unidentified: int = 0  # records of the run without a readable Clever id
     would_change: int = 0  # active records this run gives a new version
     change_limit: int | None = None
+    archive_waits: bool = False  # Clever paused the district: this type is not applied, so nothing is archived
+
+    @property
+    def deferred(self) -> bool:
+        return self.archive_waits and self.would_archive > 0
 
     @property
     def archive_tripped(self) -> bool:
+        if self.deferred:
+            return False
         return self.would_archive > self.limit or (self.unidentified > 0 and self.would_archive > 0)
 
     @property
@@ -154,8 +200,10 @@ class GuardCheck:
 
     @property
     def holds(self) -> list[str]:
-        """Which holds tripped: 'archive' and/or 'change'."""
-        return [name for name, hit in (("archive", self.archive_tripped), ("change", self.change_tripped)) if hit]
+        """Which holds tripped ('archive', 'change'), and 'paused' when the type waits for
+        Clever's pause to end."""
+        return [name for name, hit in (("archive", self.archive_tripped), ("change", self.change_tripped),
+                                       ("paused", self.deferred)) if hit]
 
     def describe(self) -> str:
         def share(count: int) -> str:
@@ -176,7 +224,8 @@ def archive_limit(active: int, threshold: float, floor: int) -> int:
 
 
 def check_run(conn: psycopg.Connection, district_slug: str, sync_run_id: int, endpoints: set[str],
-              threshold: float, floor: int, change_threshold: float = 0.75) -> list[GuardCheck]:
+              threshold: float, floor: int, change_threshold: float = 0.75,
+              archive_waits: bool = False) -> list[GuardCheck]:
     """What approving this run's ``endpoints`` would archive, per data type."""
     checks = []
     for data_type, (endpoint, snapshot) in GUARDED_TYPES.items():
@@ -197,14 +246,18 @@ def check_run(conn: psycopg.Connection, district_slug: str, sync_run_id: int, en
             query, {"run": sync_run_id, "district": district_slug, "endpoint": endpoint}).fetchone()
         checks.append(GuardCheck(data_type, active, missing, archive_limit(active, threshold, floor), unidentified,
                                  changed, None if data_type == "enrollments"
-                                 else archive_limit(active, change_threshold, floor)))
+                                 else archive_limit(active, change_threshold, floor), archive_waits))
     return checks
 
 
 def enforce(conn: psycopg.Connection, district_slug: str, sync_run_id: int, endpoints: set[str],
-            threshold: float, floor: int, allow_mass_archive: bool, change_threshold: float = 0.75) -> list[GuardCheck]:
-    """Record the checks; raise MassArchiveBlocked if any tripped and no override was given."""
-    checks = check_run(conn, district_slug, sync_run_id, endpoints, threshold, floor, change_threshold)
+            threshold: float, floor: int, allow_mass_archive: bool, change_threshold: float = 0.75,
+            archive_waits: bool = False) -> list[GuardCheck]:
+    """Record the checks; raise MassArchiveBlocked if any tripped and no override was given.
+    With ``archive_waits`` (Clever paused the district) a type that would archive anything
+    is ``deferred``: the caller leaves its endpoint out of the approval."""
+    checks = check_run(conn, district_slug, sync_run_id, endpoints, threshold, floor, change_threshold,
+                       archive_waits)
     tripped = [c for c in checks if c.tripped]
     with conn.transaction():
         conn.execute("DELETE FROM clever_landing.guard_checks WHERE sync_run_id = %s", (sync_run_id,))

@@ -253,11 +253,18 @@ def approve(conninfo: str, sync_run_id: int, *, threshold: float, floor: int,
                                  f"extraction of {', '.join(pruned)} (landing retention pruned it); refusing to "
                                  "approve it. Trigger a new run instead.")
         endpoints = completed_endpoints(conn, sync_run_id)
+        waits = guard.archive_wait_reason(conn, district_slug, sync_run_id)
         checks = guard.enforce(conn, district_slug, sync_run_id, endpoints, threshold, floor, allow_mass_archive,
-                               change_threshold)
+                               change_threshold, archive_waits=waits is not None)
         for check in checks:
             log.info("district %s, run %d, guard: %s%s", district_slug, sync_run_id, check.describe(),
                      " (allowed by allow_mass_archive)" if check.tripped else "")
+        # While Clever pauses the district, a type that would archive anything keeps its
+        # last approved extraction: it is archived at the first sync after the pause.
+        deferred = {guard.GUARDED_TYPES[c.data_type][0] for c in checks if c.deferred}
+        if deferred:
+            log.warning("district %s, run %d: %s; not applied now (they would archive records): %s. They apply at "
+                        "the first sync after it.", district_slug, sync_run_id, waits, ", ".join(sorted(deferred)))
         with conn.transaction():
             status = conn.execute("SELECT status FROM clever_landing.sync_runs WHERE sync_run_id = %s FOR UPDATE",
                                   (sync_run_id,)).fetchone()[0]
@@ -277,10 +284,10 @@ def approve(conninfo: str, sync_run_id: int, *, threshold: float, floor: int,
             rows = conn.execute(
                 """INSERT INTO clever_landing.approved_extractions (district_slug, endpoint, sync_run_id, synced_at)
                    SELECT %s, endpoint, sync_run_id, started_at FROM clever_landing.endpoint_runs
-                   WHERE sync_run_id = %s AND status = 'completed'
+                   WHERE sync_run_id = %s AND status = 'completed' AND NOT endpoint = ANY(%s)
                    ON CONFLICT DO NOTHING
                    RETURNING endpoint""",
-                (district_slug, sync_run_id),
+                (district_slug, sync_run_id, sorted(deferred)),
             ).fetchall()
     approved = sorted(r[0] for r in rows)
     log.info("district %s: run %d approved for snapshots: %s", district_slug, sync_run_id, ", ".join(approved))
@@ -465,12 +472,16 @@ def format_summary(summary: dict[str, Any]) -> str:
     for data_type, check in summary.get("guard", {}).items():
         if check["tripped"]:
             verdict = "allowed by allow_mass_archive" if check["overridden"] else "BLOCKED"
-            holds = check.get("holds") or ["archive"]
+            holds = [h for h in check.get("holds") or ["archive"] if h != "paused"]
             counts = {"archive": f"would archive {check['would_archive']} of {check['active_before']} "
                                  f"(limit {check['limit']})",
                       "change": f"would change {check.get('would_change')} of {check['active_before']} "
                                 f"(limit {check.get('change_limit')})"}
             lines.append(f"  guard: {data_type} " + "; ".join(counts[h] for h in holds) + f": {verdict}")
+        elif "paused" in (check.get("holds") or []):
+            lines.append(f"  guard: {data_type} would archive {check['would_archive']} of {check['active_before']}: "
+                         "not applied while Clever pauses the district (or reports an error); applied at the "
+                         "first sync after it")
     for rule, count in summary.get("quarantined", {}).items():
         lines.append(f"  quarantined {count} record(s): {rule}")
     for rule, count in summary.get("validation_warnings", {}).items():

@@ -371,6 +371,9 @@ def run_suites(conninfo: str, sync_run_id: int, suites: dict[str, dict[str, Any]
         actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs", site_names=["run"])],
         result_format={"result_format": "SUMMARY", "partial_unexpected_count": _EXAMPLES}))
     result = checkpoint.run()
+    from clever.data_docs_offline import make_offline
+
+    make_offline(docs_dir)  # the docs load their scripts and styles from CDNs otherwise
     endpoint_of_suite = {document["name"]: endpoint for endpoint, document in suites.items()}
     outcomes: dict[str, list[tuple[dict[str, Any], Any]]] = {}
     for validation in result.run_results.values():

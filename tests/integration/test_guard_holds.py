@@ -87,6 +87,54 @@ def test_archiving_more_than_a_tenth_of_a_type_is_held(warehouse_url, simulator,
     assert _checks(warehouse_url, run_id)["users"][-2:] == (["archive"], True)
 
 
+def _active(url: str, clever_id: str) -> bool:
+    with psycopg.connect(url) as conn:
+        return conn.execute("SELECT dbt_is_deleted = 'False' FROM clever_snapshots.snap_clever__users "
+                            "WHERE clever_id = %s AND dbt_valid_to IS NULL", (clever_id,)).fetchone()[0]
+
+
+def _set_district(district_dir, **fields) -> None:
+    (record,) = load_records(district_dir, "v3.0", "districts")
+    write_records(district_dir, "v3.0", "districts", [{**record, **fields}])
+
+
+def test_while_clever_pauses_the_district_nothing_is_archived_until_it_runs_again(
+        warehouse_url, simulator, district_dir, built):
+    from clever.connections import WarehouseTarget
+
+    users = load_records(district_dir, "v3.0", "users")
+    gone = users[-1]["id"]
+    write_records(district_dir, "v3.0", "users", users[:-1])  # unshared during the pause
+    _set_district(district_dir, state="paused")
+    run_id = _landed_run(warehouse_url, built, simulator.base_url)
+    approved = _approve(warehouse_url, built, run_id)
+    assert "users" not in approved and "schools" in approved and "districts" in approved
+    assert _checks(warehouse_url, run_id)["users"][-2:] == (["paused"], False)
+    pipeline.build(WarehouseTarget.from_conninfo(warehouse_url), built)
+    assert _active(warehouse_url, gone), "nothing is archived during the pause"
+    summary = pipeline.format_summary(pipeline.summarize(warehouse_url, run_id, None))
+    assert "users would archive 1 of 149: not applied while Clever pauses the district" in summary
+
+    _set_district(district_dir, state="running")
+    land_and_build(warehouse_url, built, simulator.base_url, DEMO_TOKEN)
+    assert not _active(warehouse_url, gone), "archived at the first sync after the pause"
+
+
+@pytest.mark.parametrize(("fields", "waits"), [
+    ({"state": "error"}, True),
+    ({"state": "running", "pause_start": "2020-01-01T00:00:00Z", "pause_end": "2999-01-01T00:00:00Z"}, True),
+    ({"state": "running", "pause_start": "2020-01-01T00:00:00Z", "pause_end": None}, True),
+    ({"state": "running", "pause_start": "2020-01-01T00:00:00Z", "pause_end": "2020-02-01T00:00:00Z"}, False),
+    ({"state": "success", "pause_start": "2999-01-01T00:00:00Z"}, False),
+])
+def test_clevers_district_state_and_pause_window(warehouse_url, simulator, district_dir, built, fields, waits):
+    users = load_records(district_dir, "v3.0", "users")
+    write_records(district_dir, "v3.0", "users", users[:-1])
+    _set_district(district_dir, **fields)
+    run_id = _landed_run(warehouse_url, built, simulator.base_url)
+    assert ("users" not in _approve(warehouse_url, built, run_id)) is waits
+
+
 def test_a_small_type_keeps_the_floor():
     check = GuardCheck("terms", active_before=6, would_archive=6, limit=10, would_change=6, change_limit=10)
     assert not check.tripped and check.holds == []
