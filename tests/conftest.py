@@ -100,3 +100,25 @@ def simulator(district_dir: Path) -> Iterator[CleverSimulator]:
         yield sim
     finally:
         sim.stop()
+
+
+@pytest.fixture(scope="session")
+def synced_demo_template(pg_server: LocalPostgres | str, tmp_path_factory) -> Iterator[str]:
+    """The name of a database holding the sample district synced once and built, made once
+    per test worker: tests that start from there copy it (``synced_warehouse_url``)
+    instead of syncing and building again."""
+    from clever.config import get_district
+    from tests.helpers import land_and_build
+
+    district_dir = copy_sample_district(tmp_path_factory.mktemp("synced_template") / "district")
+    with database(pg_server, prefix="synced_template") as url, \
+            CleverSimulator({"demo": (DEMO_TOKEN, district_dir)}, seed=1234) as sim:
+        land_and_build(url, get_district("demo"), sim.base_url, DEMO_TOKEN)
+        yield url.rpartition("/")[2]
+
+
+@pytest.fixture
+def synced_warehouse_url(pg_server: LocalPostgres | str, synced_demo_template: str) -> Iterator[str]:
+    """A copy of the sample district's warehouse after a first sync, for one test."""
+    with database(pg_server, template=synced_demo_template) as url:
+        yield url

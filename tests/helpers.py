@@ -178,3 +178,87 @@ def send_json(request: BaseHTTPRequestHandler, payload, status: int = 200, heade
         request.send_header(name, value)
     request.end_headers()
     request.wfile.write(body)
+
+
+class SmtpSink:
+    """A local SMTP server that keeps every message it is sent (as ``(recipients, data)``)."""
+
+    def __init__(self):
+        import socketserver
+
+        owner = self
+        self.messages: list[tuple[list[str], str]] = []
+
+        class Handler(socketserver.StreamRequestHandler):
+            def reply(self, line: str) -> None:
+                self.wfile.write(line.encode() + b"\r\n")
+
+            def handle(self):
+                self.reply("220 sink ready")
+                recipients: list[str] = []
+                while line := self.rfile.readline().decode(errors="replace"):
+                    verb = line.strip().split(" ", 1)[0].upper()
+                    if verb == "EHLO":
+                        self.wfile.write(b"250-sink\r\n250 8BITMIME\r\n")
+                    elif verb == "RCPT":
+                        recipients.append(line.split(":", 1)[1].strip().strip("<>"))
+                        self.reply("250 ok")
+                    elif verb == "DATA":
+                        self.reply("354 go on")
+                        data = []
+                        while (part := self.rfile.readline().decode(errors="replace")) not in (".\r\n", ""):
+                            data.append(part)
+                        owner.messages.append((recipients, "".join(data)))
+                        recipients = []
+                        self.reply("250 kept")
+                    elif verb == "QUIT":
+                        self.reply("221 bye")
+                        return
+                    else:  # HELO, MAIL, RSET, NOOP
+                        self.reply("250 ok")
+
+        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def connection(self) -> str:
+        """The sink as an Airflow SMTP connection (AIRFLOW_CONN_SMTP_DEFAULT)."""
+        return json.dumps({"conn_type": "smtp", "host": "127.0.0.1", "port": self.port,
+                           "extra": {"disable_tls": True, "disable_ssl": True, "from_email": "alerts@example.org",
+                                     "retry_limit": 0}})
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class WebhookReceiver:
+    """A local HTTP server keeping the JSON bodies POSTed to it (a Slack-compatible webhook)."""
+
+    def __init__(self):
+        owner = self
+        self.posts: list[dict] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                owner.posts.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def connection(self) -> str:
+        """The receiver as an Airflow HTTP connection whose host is the webhook URL."""
+        return json.dumps({"conn_type": "http", "host": f"http://127.0.0.1:{self.server.server_address[1]}/hook"})
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -5,6 +5,7 @@ Kept free of heavy imports: the DAG file reads it at parse time.
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 from dataclasses import dataclass, field
@@ -42,12 +43,69 @@ _DEFAULTS: dict[str, Any] = {
     "landing_retention_days": 7,
     "expected_students": 100_000,
     "task_timeout_minutes": {},
+    "alerts": None,
+    "stale_after_hours": None,
 }
 TASKS = ("start_run", "extract", "validate", "approve", "build", "summarize")
 
 
+STALE_MARGIN_HOURS = 12.0
+_PRESET_HOURS = {"@hourly": 1, "@daily": 24, "@midnight": 24, "@weekly": 168, "@monthly": 31 * 24,
+                 "@quarterly": 92 * 24, "@yearly": 366 * 24, "@annually": 366 * 24}
+
+
+def schedule_gap_hours(schedule: str | None) -> float | None:
+    """The longest gap between two runs of a schedule (a preset or a cron expression), in
+    hours; None when it does not repeat."""
+    if schedule is None or schedule in ("@once", "@continuous"):
+        return None
+    if schedule in _PRESET_HOURS:
+        return float(_PRESET_HOURS[schedule])
+    from datetime import datetime
+
+    from croniter import croniter
+
+    runs = croniter(schedule, datetime(2026, 1, 1))
+    times = [runs.get_next(datetime) for _ in range(400)]
+    return max((b - a).total_seconds() for a, b in itertools.pairwise(times)) / 3600
+
+
 class ConfigError(ValueError):
     """config/districts.yml is missing or wrong; the message says where."""
+
+
+@dataclass(frozen=True)
+class AlertSettings:
+    """Where a district's alerts go (``alerts:`` in the config): email addresses through an
+    Airflow SMTP connection, and/or an Airflow HTTP connection whose host is a webhook URL."""
+
+    email: tuple[str, ...] = ()
+    smtp_conn_id: str = "smtp_default"
+    webhook_conn_id: str | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.email or self.webhook_conn_id)
+
+
+def _positive_or_none(value: Any, name: str, where: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ConfigError(f"{where}: {name} must be a number > 0 (or null)")
+    return float(value)
+
+
+def _alert_settings(value: Any, where: str) -> AlertSettings:
+    if value is None:
+        return AlertSettings()
+    if not isinstance(value, dict) or set(value) - {"email", "smtp_conn_id", "webhook_conn_id"}:
+        raise ConfigError(f"{where}: alerts takes email (an address or a list), smtp_conn_id and webhook_conn_id")
+    email = value.get("email") or ()
+    email = (email,) if isinstance(email, str) else tuple(email)
+    if not all(isinstance(e, str) and "@" in e for e in email):
+        raise ConfigError(f"{where}: alerts.email must be email addresses")
+    return AlertSettings(email, str(value.get("smtp_conn_id") or "smtp_default"), value.get("webhook_conn_id"))
 
 
 @dataclass(frozen=True)
@@ -79,6 +137,8 @@ class DistrictConfig:
     # Time limits of the tasks and the DAG run scale with this (time_limits()); a run over
     # its limit fails instead of holding the district (max_active_runs=1) for ever.
     expected_students: int = 100_000
+    alerts: AlertSettings = field(default_factory=AlertSettings)
+    stale_after_hours: float | None = None  # None: the schedule's longest gap + STALE_MARGIN_HOURS
     task_timeout_minutes: dict[str, float] = field(default_factory=dict)  # per task, instead of the derived
     options: dict[str, Any] = field(default_factory=dict)
 
@@ -107,6 +167,15 @@ class DistrictConfig:
             **self.task_timeout_minutes,
         }
         return {name: timedelta(minutes=minutes[name]) for name in TASKS}
+
+    def stale_limit_hours(self) -> float | None:
+        """Hours without an approved extraction after which the district is stale: its
+        schedule's longest gap between runs plus a margin (36 h for @daily), or
+        ``stale_after_hours``; None for a district synced only by hand."""
+        if self.stale_after_hours is not None:
+            return self.stale_after_hours
+        gap = schedule_gap_hours(self.schedule)
+        return None if gap is None else gap + STALE_MARGIN_HOURS
 
     def dagrun_timeout(self) -> timedelta:
         """Every task's limit, and the extract task's for each of its retries."""
@@ -183,27 +252,53 @@ def _district(entry: dict[str, Any], defaults: dict[str, Any], where: str) -> Di
         landing_retention_days=retention,
         expected_students=expected_students,
         task_timeout_minutes={k: float(v) for k, v in timeouts.items()},
+        alerts=_alert_settings(merged.pop("alerts"), f"{where} ({slug})"),
+        stale_after_hours=_positive_or_none(merged.pop("stale_after_hours"), "stale_after_hours", f"{where} ({slug})"),
         options=merged,
     )
 
 
 def load_districts(path: Path | None = None) -> list[DistrictConfig]:
+    """Every district of the config; raises ConfigError naming every bad entry."""
+    districts, errors = load_districts_tolerant(path)
+    if errors:
+        raise ConfigError("; ".join(errors.values()))
+    return districts
+
+
+def load_districts_tolerant(path: Path | None = None) -> tuple[list[DistrictConfig], dict[str, str]]:
+    """The good districts of the config, and an error per bad entry (keyed by its slug, or
+    ``districts[i]`` when it has none): one bad entry does not hide the others. An error in
+    the file itself (missing, not YAML, bad defaults) still raises."""
     path = path or districts_file()
     try:
         document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except FileNotFoundError:
         raise ConfigError(f"districts file {path} does not exist (set CLEVER_DISTRICTS_FILE)") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    if not isinstance(document, dict):
+        raise ConfigError(f"{path}: expected a mapping with 'defaults' and 'districts'")
     defaults = document.get("defaults") or {}
-    districts = [
-        _district(entry, defaults, f"{path}: districts[{i}]")
-        for i, entry in enumerate(document.get("districts") or [])
-    ]
+    districts: list[DistrictConfig] = []
+    errors: dict[str, str] = {}
     seen: set[str] = set()
-    for district in districts:
+    for i, entry in enumerate(document.get("districts") or []):
+        key = str(entry.get("slug")) if isinstance(entry, dict) and entry.get("slug") else f"districts[{i}]"
+        try:
+            district = _district(entry, defaults, f"{path}: districts[{i}]")
+        except ConfigError as exc:
+            errors[key] = str(exc)
+            continue
+        except (TypeError, ValueError, AttributeError) as exc:  # a value of the wrong kind
+            errors[key] = f"{path}: districts[{i}] ({key}): {exc}"
+            continue
         if district.slug in seen:
-            raise ConfigError(f"{path}: district slug {district.slug!r} appears twice")
+            errors[f"{district.slug}#{i}"] = f"{path}: district slug {district.slug!r} appears twice"
+            continue
         seen.add(district.slug)
-    return districts
+        districts.append(district)
+    return districts, errors
 
 
 def get_district(slug: str, path: Path | None = None) -> DistrictConfig:

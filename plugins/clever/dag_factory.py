@@ -14,6 +14,7 @@ successful build (clever.retention), and fails the DAG run if any step before it
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 from collections.abc import Iterator
@@ -24,8 +25,10 @@ from typing import Any
 from airflow.sdk import DAG, Param, TriggerRule, get_current_context, get_parsing_context, task
 
 from clever.assets import MARTS
-from clever.config import DistrictConfig, load_districts
+from clever.config import DistrictConfig, load_districts_tolerant
 from clever.endpoints import ENDPOINTS
+
+log = logging.getLogger(__name__)
 
 DEFAULT_ARGS = {
     "owner": "clever-warehouse",
@@ -104,6 +107,15 @@ def _run_step(conninfo: str, district: DistrictConfig, sync_run_id: int, step: s
             if fails_run:
                 pipeline.fail_run(conninfo, sync_run_id, step, exc)
             raise
+
+
+def _failure_alerts(district: DistrictConfig) -> list:
+    """summarize fails whenever the run failed or was held: its failure is the alert."""
+    if not district.alerts.enabled:
+        return []
+    from clever.alerts import SyncFailedNotifier
+
+    return [SyncFailedNotifier(district)]
 
 
 def build_district_dag(district: DistrictConfig) -> DAG:
@@ -198,7 +210,8 @@ def build_district_dag(district: DistrictConfig) -> DAG:
             context["outlet_events"][MARTS].extra = {"district": district.slug, "sync_run_id": sync_run_id}
             return result
 
-        @task(trigger_rule=TriggerRule.ALL_DONE, execution_timeout=limits["summarize"])
+        @task(trigger_rule=TriggerRule.ALL_DONE, execution_timeout=limits["summarize"],
+              on_failure_callback=_failure_alerts(district))
         def summarize(sync_run_id: int) -> dict[str, Any]:
             from airflow.sdk.exceptions import AirflowFailException
 
@@ -238,14 +251,44 @@ def build_district_dag(district: DistrictConfig) -> DAG:
     return dag
 
 
+CONFIG_ERRORS_DAG_ID = "clever_config_errors"
+
+
 def build_dags() -> dict[str, DAG]:
     """Every configured district's DAG, by dag_id (the DAG file puts them in globals()).
+    A bad district entry does not hide the others: their DAGs are built, and the DAG
+    ``clever_config_errors`` names each bad entry (its runs fail saying what to fix).
 
     A task process parses the DAG file only to run one task: Airflow's parsing context
     names its DAG, and only that one is built, so a task's start-up does not grow with
     the fleet (the DAG processor still builds them all)."""
-    districts = load_districts()
+    districts, errors = load_districts_tolerant()
     wanted = get_parsing_context().dag_id
     if wanted and any(d.dag_id == wanted for d in districts):
         districts = [d for d in districts if d.dag_id == wanted]
-    return {d.dag_id: build_district_dag(d) for d in districts}
+    dags = {d.dag_id: build_district_dag(d) for d in districts}
+    if errors and wanted in (None, CONFIG_ERRORS_DAG_ID):
+        for error in errors.values():
+            log.error("config/districts.yml: %s", error)
+        dags[CONFIG_ERRORS_DAG_ID] = _config_errors_dag(errors)
+    return dags
+
+
+def _config_errors_dag(errors: dict[str, str]) -> DAG:
+    listing = "\n".join(f"- {error}" for error in errors.values())
+    with DAG(dag_id=CONFIG_ERRORS_DAG_ID, schedule="@daily", start_date=datetime(2024, 1, 1), catchup=False,
+             description=f"{len(errors)} district entr{'y' if len(errors) == 1 else 'ies'} of the config cannot "
+                         "be synced: " + "; ".join(errors)[:400],
+             default_args=DEFAULT_ARGS, tags=["clever", "config"],
+             doc_md=f"These entries of the districts config have errors; their DAGs are not built until they are "
+                    f"fixed (the other districts sync as usual):\n\n{listing}") as dag:
+
+        @task
+        def report_config_errors() -> None:
+            from airflow.sdk.exceptions import AirflowFailException
+
+            raise AirflowFailException("districts config entries with errors (fix them in config/districts.yml):\n"
+                                       + listing)
+
+        report_config_errors()
+    return dag

@@ -97,6 +97,10 @@ def start_run(conninfo: str, district: DistrictConfig, endpoints: list[str] | No
                 "district syncs one run at a time. Wait for it to end, or stop it, then trigger again.")
         try:
             _close_dead_runs(conn, district.slug)
+            conn.execute("""INSERT INTO clever_landing.district_settings (district_slug, stale_after_hours)
+                            VALUES (%s, %s) ON CONFLICT (district_slug) DO UPDATE
+                            SET stale_after_hours = EXCLUDED.stale_after_hours, updated_at = clock_timestamp()""",
+                         (district.slug, district.stale_limit_hours()))
             run = start_sync_run(conn, district.slug, district.api_version, requested, external_run_id, params)
         finally:
             conn.execute("SELECT pg_advisory_unlock_all()")
@@ -456,6 +460,14 @@ def dbt_docs_hint() -> str:
 
     index = target_path() / "index.html"
     return str(index) if index.exists() else "not built yet: run `make docs`"
+
+
+def run_summary(conninfo: str, sync_run_id: int) -> dict[str, Any] | None:
+    """The summary ``summarize`` recorded for a run, None if it has none yet."""
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        row = conn.execute("SELECT summary FROM clever_landing.run_summaries WHERE sync_run_id = %s",
+                           (sync_run_id,)).fetchone()
+    return row[0] if row else None
 
 
 def format_summary(summary: dict[str, Any]) -> str:

@@ -176,11 +176,25 @@ h1{font-size:1.5rem;margin-bottom:.2rem}h2{font-size:1.15rem;margin-top:2rem;bor
 .meta{color:#666;font-size:.9rem}.cards{display:flex;flex-wrap:wrap;gap:.6rem;margin:1rem 0}
 .card{border:1px solid #ddd;border-radius:6px;padding:.5rem .8rem;min-width:8.5rem}
 .card .n{font-size:1.4rem;font-weight:600}.card .l{font-size:.8rem;color:#555}
-table.counts{border-collapse:collapse;font-size:.82rem;width:100%}
-table.counts th,table.counts td{border-bottom:1px solid #eee;padding:.25rem .4rem;text-align:right}
+table.counts{border-collapse:collapse;font-size:.78rem;width:100%}
+table.counts th,table.counts td{border-bottom:1px solid #eee;padding:.25rem .3rem;text-align:right}
+table.counts th{white-space:normal;vertical-align:bottom;font-weight:600;hyphens:auto}
+table.counts td{white-space:nowrap}.note{font-size:.9rem;background:#f6f6f0;padding:.4rem .6rem}
+@media print{body{max-width:none;margin:0}.scroll{overflow:visible}table.counts{font-size:.7rem}}
 table.counts th:first-child,table.counts td:first-child{text-align:left}
 img{max-width:100%}.scroll{overflow-x:auto}dt{font-weight:600}dd{margin:0 0 .4rem 1rem}
 """
+
+
+def _double_count_note(schools: pd.DataFrame, total: pd.Series) -> str:
+    """Why the school rows can add up to more than the whole-district row."""
+    sums = [(int(schools[column].sum()), int(total[column]), label)
+            for column, label in (("from_students", "earlier"), ("to_students", "later"))]
+    here = "; ".join(f"in the {label} period the schools' students add up to {school_sum:,}, the district's are "
+                     f"{district_sum:,}" for school_sum, district_sum, label in sums if school_sum > district_sum)
+    return ("<p class='note' id='double-count'>A student enrolled in sections at two schools counts at each of "
+            "them, so the school rows can add up to more than the whole-district row, which counts every student "
+            f"once{': ' + _e(here) if here else ''}.</p>")
 
 
 def render_html(district: str, name: str | None, comparison: str, rollover: pd.DataFrame,
@@ -251,7 +265,8 @@ def render_html(district: str, name: str | None, comparison: str, rollover: pd.D
 
     table = rows.assign(School=rows["school_name"].where(~rows["is_district_total"], "Whole district")
                         .fillna(rows["school_id"]))
-    parts.append("<h2>By school</h2>" + _table(table[["School", *COUNT_LABELS]].rename(columns=COUNT_LABELS)))
+    parts.append("<h2>By school</h2>" + _double_count_note(schools, total)
+                 + _table(table[["School", *COUNT_LABELS]].rename(columns=COUNT_LABELS)))
 
     history = rollover[rollover["is_district_total"]].assign(
         Rollover=lambda f: f["from_period_name"] + " → " + f["to_period_name"])

@@ -191,6 +191,16 @@ CREATE TABLE IF NOT EXISTS clever_landing.guard_checks (
     holds          text[],     -- which holds tripped: archive, change
     PRIMARY KEY (sync_run_id, data_type)
 );
+-- Each district's freshness limit (hours without an approved extraction before it is
+-- stale; NULL: synced by hand), written by every run's start from config/districts.yml,
+-- and when a stale-district alert was last sent (clever.health).
+CREATE TABLE IF NOT EXISTS clever_landing.district_settings (
+    district_slug      text        PRIMARY KEY,
+    stale_after_hours  double precision,
+    stale_alerted_at   timestamptz,
+    updated_at         timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+
 -- Warehouses created before the change hold: add its columns.
 DO $$
 BEGIN

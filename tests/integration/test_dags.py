@@ -32,6 +32,7 @@ for dag_id, dag in bag.dags.items():
         "max_active_runs": dag.max_active_runs,
         "params": {k: dag.params.get_param(k).value for k in dag.params},
         "tags": sorted(dag.tags),
+        "description": dag.description,
     }
 print(json.dumps({"errors": {k: str(v) for k, v in bag.import_errors.items()}, "dags": dags, "heavy": heavy}))
 """
@@ -53,7 +54,9 @@ def test_one_dag_per_configured_district(tmp_path):
         {"slug": "springfield", "api_version": "v3.1", "schedule": "30 2 * * *", "endpoints": ["users", "sections"]},
     ])
     assert parsed["errors"] == {}
-    assert set(parsed["dags"]) == {"clever_sync_demo", "clever_sync_springfield", "clever_rollover_report"}
+    assert set(parsed["dags"]) == {"clever_sync_demo", "clever_sync_springfield", "clever_rollover_report",
+                                   "clever_district_health"}
+    assert parsed["dags"]["clever_district_health"]["schedule"] == "0 * * * *"  # @hourly
     demo = parsed["dags"]["clever_sync_demo"]
     assert demo["schedule"] == "0 0 * * *"  # @daily
     assert demo["catchup"] is False and demo["max_active_runs"] == 1
@@ -117,10 +120,14 @@ def test_parsing_imports_no_heavy_library(tmp_path):
     assert parse_dags(tmp_path, [{"slug": "demo"}])["heavy"] == []
 
 
-def test_bad_config_is_an_import_error_naming_the_problem(tmp_path):
-    parsed = parse_dags(tmp_path, [{"slug": "Bad Slug!"}])
-    assert parsed["dags"] == {}
-    assert any("Bad Slug!" in message for message in parsed["errors"].values())
+def test_a_bad_district_entry_hides_no_other_district_and_is_named(tmp_path):
+    parsed = parse_dags(tmp_path, [{"slug": "demo"}, {"slug": "Bad Slug!"}, {"slug": "v4", "api_version": "v4"}])
+    assert parsed["errors"] == {}
+    assert "clever_sync_demo" in parsed["dags"]
+    errors = parsed["dags"]["clever_config_errors"]
+    assert errors["tasks"] == ["report_config_errors"] and errors["schedule"] == "0 0 * * *"
+    assert "2 district entries" in errors["description"]
+    assert "Bad Slug!" in errors["description"] and "unsupported Clever API version 'v4'" in errors["description"]
 
 
 def test_dags_pass_airflow_3_lint():

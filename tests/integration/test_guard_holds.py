@@ -43,10 +43,15 @@ def _rename(users: list[dict], count: int) -> list[dict]:
 
 
 @pytest.fixture
-def built(warehouse_url, simulator):
+def warehouse_url(synced_warehouse_url):
+    """The sample district after a first sync (a copy of the session's synced warehouse)."""
+    return synced_warehouse_url
+
+
+@pytest.fixture
+def built():
     district = get_district("demo")
     assert district.mass_archive_threshold == 0.10 and district.mass_update_threshold == 0.75
-    land_and_build(warehouse_url, district, simulator.base_url, DEMO_TOKEN)
     return district
 
 

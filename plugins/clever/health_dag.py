@@ -1,0 +1,43 @@
+"""The ``clever_district_health`` DAG: hourly, which districts have no fresh data
+(clever.health), alerting the stale ones. Parsing imports only airflow.sdk and config."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from airflow.sdk import DAG, task
+
+DAG_ID = "clever_district_health"
+
+
+def build_district_health_dag() -> DAG:
+    with DAG(
+        dag_id=DAG_ID,
+        description="Stale districts: no approved extraction within their schedule plus a margin; alerts them",
+        schedule="@hourly",
+        start_date=datetime(2024, 1, 1),
+        catchup=False,
+        max_active_runs=1,
+        default_args={"owner": "clever-warehouse", "retries": 1, "retry_delay": timedelta(minutes=5)},
+        tags=["clever", "operations"],
+        doc_md=__doc__,
+    ) as dag:
+
+        @task(execution_timeout=timedelta(minutes=15))
+        def check_districts() -> list[dict]:
+            from dataclasses import asdict
+
+            from clever.config import load_districts_tolerant
+            from clever.connections import warehouse_target
+            from clever.health import check_districts as check
+
+            stale = check(warehouse_target().conninfo, load_districts_tolerant()[0])
+            for state in stale:
+                print(f"stale: {state.slug}: last approved extraction "
+                      + ("never" if state.hours_since_approval is None else f"{state.hours_since_approval:.0f} h ago")
+                      + f" (limit {state.limit_hours:g} h); last run: {state.last_run or 'none'}")
+            print(f"{len(stale)} stale district(s)")
+            return [{**asdict(s), "alerted_at": None} for s in stale]
+
+        check_districts()
+    return dag
