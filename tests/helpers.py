@@ -170,6 +170,21 @@ class Hostile:
         self.server.server_close()
 
 
+def send_trickle(request: BaseHTTPRequestHandler, interval: float, count: int) -> None:
+    """A 200 that promises a large JSON body, then sends a byte every ``interval`` seconds,
+    ``count`` times: each read is quick, the page never ends."""
+    import time
+
+    request.send_response(200)
+    request.send_header("Content-Type", "application/json")
+    request.send_header("Content-Length", "1000000")
+    request.end_headers()
+    for _ in range(count):
+        request.wfile.write(b" ")
+        request.wfile.flush()
+        time.sleep(interval)
+
+
 def send_json(request: BaseHTTPRequestHandler, payload, status: int = 200, headers: dict | None = None) -> None:
     body = json.dumps(payload).encode()
     request.send_response(status)

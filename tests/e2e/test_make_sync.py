@@ -15,7 +15,7 @@ import time
 import pytest
 
 from tests.e2e.conftest import clever_connection, write_districts_file
-from tests.helpers import Hostile
+from tests.helpers import Hostile, send_trickle
 
 pytestmark = pytest.mark.e2e
 TASKS = ("start_run", "extract", "validate", "approve", "build", "summarize")
@@ -52,15 +52,7 @@ def test_make_sync_prints_each_task_the_summary_and_a_last_line(airflow_home, wa
 
 
 def stall(request) -> None:
-    """Headers, then a byte now and then: the page never ends."""
-    request.send_response(200)
-    request.send_header("Content-Type", "application/json")
-    request.send_header("Content-Length", "1000000")
-    request.end_headers()
-    for _ in range(600):
-        request.wfile.write(b" ")
-        request.wfile.flush()
-        time.sleep(0.5)
+    send_trickle(request, interval=0.5, count=600)
 
 
 def assert_nothing_approved(warehouse_url: str) -> None:

@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from clever.client import CleverAPIError, CleverClient, CleverRequestStopped, CleverResponseError
-from tests.helpers import Hostile, send_json
+from tests.helpers import Hostile, send_json, send_trickle
 
 TOKEN = "hostile-test-token-0123456789"
 
@@ -43,17 +43,7 @@ def client(server: Hostile, **kw) -> CleverClient:
 
 
 def test_a_page_trickling_past_the_page_timeout_is_retried_then_fails(hostile):
-    def trickle(request):
-        request.send_response(200)
-        request.send_header("Content-Type", "application/json")
-        request.send_header("Content-Length", "100000")
-        request.end_headers()
-        for _ in range(200):  # a byte every 0.1 s: each read is quick, the page never ends
-            request.wfile.write(b" ")
-            request.wfile.flush()
-            time.sleep(0.1)
-
-    server = hostile(trickle)
+    server = hostile(lambda request: send_trickle(request, interval=0.1, count=200))
     started = time.monotonic()
     with pytest.raises(CleverAPIError, match=r"gave up after 2 attempt\(s\).*longer than page_timeout \(1 s\)"):
         list(client(server, timeout=(2, 2), page_timeout=1, max_attempts=2).iter_records("users"))
@@ -62,14 +52,7 @@ def test_a_page_trickling_past_the_page_timeout_is_retried_then_fails(hostile):
 
 
 def _trickle_forever(request):
-    request.send_response(200)
-    request.send_header("Content-Type", "application/json")
-    request.send_header("Content-Length", "100000")
-    request.end_headers()
-    for _ in range(300):
-        request.wfile.write(b" ")
-        request.wfile.flush()
-        time.sleep(0.1)
+    send_trickle(request, interval=0.1, count=300)
 
 
 def _stop_after(seconds: float) -> threading.Event:
