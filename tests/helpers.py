@@ -195,6 +195,17 @@ def send_json(request: BaseHTTPRequestHandler, payload, status: int = 200, heade
     request.wfile.write(body)
 
 
+def _readable(message: str) -> str:
+    """A mail's subject and decoded text (its parts' payloads, HTML entities resolved)."""
+    import email
+    import html
+
+    parsed = email.message_from_string(message)
+    parts = [part.get_payload(decode=True) for part in parsed.walk() if not part.is_multipart()]
+    body = "\n".join(p.decode(errors="replace") for p in parts if p)
+    return f"Subject: {parsed['Subject']}\n{html.unescape(body)}"
+
+
 class SmtpSink:
     """A local SMTP server that keeps every message it is sent (as ``(recipients, data)``)."""
 
@@ -223,7 +234,7 @@ class SmtpSink:
                         data = []
                         while (part := self.rfile.readline().decode(errors="replace")) not in (".\r\n", ""):
                             data.append(part)
-                        owner.messages.append((recipients, "".join(data)))
+                        owner.messages.append((recipients, _readable("".join(data))))
                         recipients = []
                         self.reply("250 kept")
                     elif verb == "QUIT":

@@ -33,6 +33,7 @@ for dag_id, dag in bag.dags.items():
         "params": {k: dag.params.get_param(k).value for k in dag.params},
         "tags": sorted(dag.tags),
         "description": dag.description,
+        "doc_md": dag.doc_md,
     }
 print(json.dumps({"errors": {k: str(v) for k, v in bag.import_errors.items()}, "dags": dags, "heavy": heavy}))
 """
@@ -126,8 +127,8 @@ def test_a_bad_district_entry_hides_no_other_district_and_is_named(tmp_path):
     assert "clever_sync_demo" in parsed["dags"]
     errors = parsed["dags"]["clever_config_errors"]
     assert errors["tasks"] == ["report_config_errors"] and errors["schedule"] == "0 0 * * *"
-    assert "2 district entries" in errors["description"]
-    assert "Bad Slug!" in errors["description"] and "unsupported Clever API version 'v4'" in errors["description"]
+    assert errors["description"] == "2 district entries of the config have errors: Bad Slug!, v4 (see its docs)"
+    assert "Bad Slug!" in errors["doc_md"] and "unsupported Clever API version 'v4'" in errors["doc_md"]
 
 
 def test_dags_pass_airflow_3_lint():
@@ -229,8 +230,8 @@ def test_a_fleet_of_a_thousand_districts_parses_within_budget_and_a_task_builds_
         return json.loads(result.stdout.strip().splitlines()[-1])
 
     processor = parse({})
-    assert processor["dags"] == 1001 and processor["errors"] == 0  # every district, and the report DAG
+    assert processor["dags"] == 1002 and processor["errors"] == 0  # every district, the report and health DAGs
     assert processor["seconds"] < FLEET_PARSE_BUDGET_SECONDS, processor
     # A task process parses the file to run one task of one DAG: only that DAG is built.
     task = parse({"_AIRFLOW_PARSING_CONTEXT_DAG_ID": "clever_sync_district_0500"})
-    assert task["dags"] == 2 and task["errors"] == 0  # its district's DAG, and the report DAG
+    assert task["dags"] == 3 and task["errors"] == 0  # its district's DAG; the report and health DAG files
