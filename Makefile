@@ -27,7 +27,7 @@ FLEET_ARGS ?=
 DISTRICT ?= demo
 
 .PHONY: help setup test test-ui test-tools lint db-up db-down db-status simulator sample-data expectations \
-	constraints demo sync airflow docs report compose-config bench bench-fleet clean
+	constraints demo sync airflow docs report config-schema config-check compose-config bench bench-fleet clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -94,6 +94,12 @@ docs: setup db-up  ## build dbt docs (dbt_project docs into .local/artifacts/dbt
 
 report: setup db-up  ## rollover report (HTML with charts) per configured district into .local/artifacts/reports
 	$(PY) -m clever.rollover_report
+
+config-schema: setup  ## regenerate config/districts.schema.json from the config's typed model
+	$(PY) -m clever.config schema > config/districts.schema.json
+
+config-check: setup  ## validate config/districts.yml (or CLEVER_DISTRICTS_FILE): one line per error
+	@$(PY) -m clever.config check
 
 compose-config: setup  ## validate docker-compose.yaml (docker-compose config -q, offline)
 	@$(PY) -m clever.system_tools docker-compose >/dev/null

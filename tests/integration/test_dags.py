@@ -128,7 +128,8 @@ def test_a_bad_district_entry_hides_no_other_district_and_is_named(tmp_path):
     errors = parsed["dags"]["clever_config_errors"]
     assert errors["tasks"] == ["report_config_errors"] and errors["schedule"] == "0 0 * * *"
     assert errors["description"] == "2 district entries of the config have errors: Bad Slug!, v4 (see its docs)"
-    assert "Bad Slug!" in errors["doc_md"] and "unsupported Clever API version 'v4'" in errors["doc_md"]
+    assert "(Bad Slug!): slug: must be lower-case letters" in errors["doc_md"]
+    assert "(v4): api_version: Input should be 'v3.0' or 'v3.1'" in errors["doc_md"]
 
 
 def test_dags_pass_airflow_3_lint():

@@ -61,3 +61,23 @@ def test_demo_summary_prints_the_warehouse_without_its_password(warehouse_url, c
     assert "Warehouse: postgresql://" in out and ":***@" in out
     assert "clever_marts.dim_users" in out and "2 rows  (1 archived)" in out
     assert str(docs) in out
+
+
+def test_make_demo_names_the_data_docs_of_the_last_run_that_validated_anything(warehouse_url):
+    """The UI walkthrough's run (nothing new to check) has no Data Docs: the summary must
+    not say 'None' because of it."""
+    import psycopg
+
+    from clever.validation import data_docs_index
+    from clever.warehouse import ensure_landing_schema, start_sync_run
+
+    with psycopg.connect(warehouse_url, autocommit=True) as conn:
+        ensure_landing_schema(conn)
+        validated = start_sync_run(conn, "demo", "v3.0", ["users"]).sync_run_id
+        nothing_checked = start_sync_run(conn, "demo", "v3.0", ["users"]).sync_run_id
+    assert demo.latest_data_docs(warehouse_url) is None
+    index = data_docs_index("demo", validated)
+    index.parent.mkdir(parents=True, exist_ok=True)
+    index.write_text("<html></html>")
+    assert nothing_checked > validated
+    assert demo.latest_data_docs(warehouse_url) == str(index)

@@ -1,0 +1,56 @@
+"""config/districts.yml has a typed model: one clear message per error (a misspelt key
+too), a bad entry hides no other district, and the JSON Schema editors use is current."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from clever.config import ConfigError, districts_schema, load_districts, load_districts_tolerant
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def write(tmp_path: Path, document: dict) -> Path:
+    path = tmp_path / "districts.yml"
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
+def test_each_error_gets_one_message_naming_entry_and_key(tmp_path):
+    path = write(tmp_path, {"districts": [
+        {"slug": "good"},
+        {"slug": "typo", "mass_archive_treshold": 0.2},
+        {"slug": "bad", "page_size": 20000, "api_version": "v4", "alerts": {"email": 5}},
+        {"slug": "demo\n"},
+    ]})
+    districts, errors = load_districts_tolerant(path)
+    assert [d.slug for d in districts] == ["good"]
+    assert errors["typo"].endswith("districts[1] (typo): mass_archive_treshold: unknown key (misspelt?)")
+    bad = errors["bad"].split("; ")
+    assert [m.split(": ", 2)[-1] for m in bad] == [
+        "api_version: Input should be 'v3.0' or 'v3.1'",
+        "page_size: Input should be less than or equal to 10000",
+        "alerts.email: Input should be a valid string or Input should be a valid list"]
+    assert "districts[3] ('demo\\n'): slug: must be lower-case letters" in errors["demo\n"]
+    with pytest.raises(ConfigError, match="mass_archive_treshold: unknown key"):
+        load_districts(path)
+
+
+def test_an_error_in_the_defaults_stops_every_district(tmp_path):
+    path = write(tmp_path, {"defaults": {"mass_update_threshold": 1.5}, "districts": [{"slug": "a"}]})
+    with pytest.raises(ConfigError, match=r"defaults: mass_update_threshold: Input should be less than or equal to 1"):
+        load_districts_tolerant(path)
+
+
+def test_the_shipped_config_is_valid_and_its_schema_is_current():
+    assert load_districts(REPO_ROOT / "config" / "districts.yml")
+    committed = json.loads((REPO_ROOT / "config" / "districts.schema.json").read_text(encoding="utf-8"))
+    assert committed == districts_schema(), "run `make config-schema`"
+    entry = committed["$defs"]["DistrictEntryModel"]
+    assert entry["required"] == ["slug"] and entry["additionalProperties"] is False
+    assert (REPO_ROOT / "config" / "districts.yml").read_text().startswith(
+        "# yaml-language-server: $schema=districts.schema.json")
