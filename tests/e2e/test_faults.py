@@ -97,8 +97,9 @@ def test_unsharing_every_user_trips_the_guard_until_allowed(synced_airflow, dist
     assert "mass-archive guard tripped" in output and "users: would archive 149 of 149 active" in output
     assert "allow_mass_archive=true" in output
     assert mart_state(airflow, "demo") == before
-    tripped = airflow.query("SELECT data_type FROM clever_landing.guard_checks WHERE tripped ORDER BY 1")
-    assert tripped == [("enrollments",), ("users",)]
+    tripped = airflow.query("SELECT data_type, holds FROM clever_landing.guard_checks WHERE tripped ORDER BY 1")
+    # Every section's roster emptied is a change of every section: Clever's 75% hold too.
+    assert tripped == [("enrollments", ["archive"]), ("sections", ["change"]), ("users", ["archive"])]
     assert airflow.scalar("SELECT count(*) FROM clever_landing.approved_extractions "
                           "WHERE sync_run_id = (SELECT max(sync_run_id) FROM clever_landing.sync_runs)") == 0
 
@@ -106,7 +107,7 @@ def test_unsharing_every_user_trips_the_guard_until_allowed(synced_airflow, dist
     after = mart_state(airflow, "demo")
     assert after["users"] == {(cid, True) for cid, _ in before["users"]}
     assert after["sections"] == before["sections"]
-    assert airflow.scalar("SELECT count(*) FROM clever_landing.guard_checks WHERE overridden") == 2
+    assert airflow.scalar("SELECT count(*) FROM clever_landing.guard_checks WHERE overridden") == 3
 
 
 def test_run_killed_between_extraction_and_snapshot_changes_nothing(synced_airflow, district_dir, simulator):

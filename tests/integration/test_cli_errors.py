@@ -48,7 +48,7 @@ def test_an_api_version_clever_does_not_have(tmp_path):
     config = tmp_path / "districts.yml"
     config.write_text("districts:\n- slug: springfield\n  name: Springfield\n  api_version: v4\n")
     result = run(["clever.runner", "sync", "--district", "springfield"], tmp_path, CLEVER_DISTRICTS_FILE=str(config))
-    assert_one_line(result, "unsupported Clever API version 'v4'", str(config))
+    assert_one_line(result, "api_version: Input should be 'v3.0' or 'v3.1'", str(config))
 
 
 def test_the_simulators_port_taken(tmp_path, busy_port):
