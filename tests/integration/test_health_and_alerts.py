@@ -104,3 +104,18 @@ def test_a_broken_channel_does_not_stop_the_other(channels, monkeypatch):
 
     assert send(ALERTS, Alert("s", "b")) == ["email"]
     assert hook.posts == [{"text": "*s*\nb"}]
+
+
+def test_dbt_source_freshness_warns_when_no_district_had_an_approval_for_36_hours(warehouse_url):
+    from clever.connections import WarehouseTarget
+    from clever.dbt_runner import run_dbt
+
+    def freshness() -> str:
+        outcome = run_dbt(WarehouseTarget.from_conninfo(warehouse_url),
+                          ["source", "freshness", "--select", "source:clever_landing.approved_extractions"])
+        return outcome.statuses["source.clever_warehouse.clever_landing.approved_extractions"]
+
+    assert freshness() == "pass"
+    with psycopg.connect(warehouse_url) as conn:
+        conn.execute("UPDATE clever_landing.approved_extractions SET approved_at = now() - interval '40 hours'")
+    assert freshness() == "warn"
