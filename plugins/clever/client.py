@@ -351,7 +351,9 @@ class CleverClient:
             raise CleverAuthError(
                 self.district, endpoint,
                 f"HTTP {status}: Clever rejected this district's token (revoked, expired or not "
-                f"authorised); update the Airflow connection for this district",
+                f"authorised); put the district's current token in the Airflow connection clever_{self.district} "
+                "(its password: the UI's Admin > Connections, or `airflow connections delete` and `add`), then "
+                "trigger the DAG again",
                 path, status,
             )
         if status == 404:

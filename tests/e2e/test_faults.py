@@ -79,6 +79,7 @@ def test_revoked_token_fails_at_once_without_leaking_it(synced_airflow, simulato
     simulator.revoke("demo")
     output = airflow.sync(expect_success=False)
     assert "HTTP 401" in output and "rejected this district's token" in output
+    assert "in the Airflow connection clever_demo" in output
     assert mart_state(airflow, "demo") == before
     # one request per endpoint: an auth failure is neither retried by the client nor by Airflow
     assert simulator.stats()["by_status"].get("401") == 6
