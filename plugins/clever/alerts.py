@@ -120,19 +120,18 @@ def send(settings: AlertSettings, alert: Alert) -> list[str]:
 
 
 def _post_webhook(conn_id: str, alert: Alert) -> None:
-    """POST ``{"text": ...}`` to the connection's URL (its host, with scheme and path); a
-    password, if set, goes as a bearer token."""
+    """POST ``{"text": ...}`` to the URL of the http connection (its host, with scheme and
+    path, as clever.connections reads http connections); a password, if set, goes as a
+    bearer token."""
     import requests
     from airflow.sdk import BaseHook
 
+    from clever.connections import http_connection_url
+
     conn = BaseHook.get_connection(conn_id)
-    url = conn.host if "://" in (conn.host or "") else f"https://{conn.host}"
-    if conn.port and "://" not in (conn.host or ""):
-        url = f"https://{conn.host}:{conn.port}"
-    if conn.schema and "://" not in (conn.host or ""):
-        url = f"{url}/{conn.schema.lstrip('/')}"
     headers = {"Authorization": f"Bearer {conn.password}"} if conn.password else {}
-    response = requests.post(url, json={"text": f"*{alert.subject}*\n{alert.body}"}, headers=headers, timeout=30)
+    response = requests.post(http_connection_url(conn), json={"text": f"*{alert.subject}*\n{alert.body}"},
+                             headers=headers, timeout=30)
     response.raise_for_status()
 
 

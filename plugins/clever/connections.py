@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
@@ -140,9 +141,17 @@ def clever_endpoint(district: DistrictConfig) -> CleverEndpoint:
             f"the token), with `airflow connections add {district.connection_id} --conn-type http --conn-host "
             f"https://api.clever.com --conn-password <token>`, or as the variable {variable}; then trigger "
             "the DAG again (docs/OPERATIONS.md#add-a-district)") from None
-    host = (conn.host or "api.clever.com").rstrip("/")
+    return CleverEndpoint(base_url=http_connection_url(conn, "api.clever.com"), token=conn.password or "")
+
+
+def http_connection_url(conn: Any, default_host: str = "") -> str:
+    """The URL an Airflow http connection names: ``host`` may carry the scheme (and a
+    path); otherwise the ``schema`` field names it, as for Airflow's HTTP hook, defaulting
+    to https; ``port`` is added when the host has none."""
+    host = (conn.host or default_host).rstrip("/")
     if "://" not in host:
         host = f"{conn.schema or 'https'}://{host}"
     if conn.port and not urlsplit(host).port:
-        host = f"{host}:{conn.port}"
-    return CleverEndpoint(base_url=host, token=conn.password or "")
+        parts = urlsplit(host)
+        host = parts._replace(netloc=f"{parts.netloc}:{conn.port}").geturl()
+    return host

@@ -277,9 +277,9 @@ def build_dags() -> dict[str, DAG]:
 def _config_errors_dag(errors: dict[str, str]) -> DAG:
     listing = "\n".join(f"- {error}" for error in errors.values())
     with DAG(dag_id=CONFIG_ERRORS_DAG_ID, schedule="@daily", start_date=datetime(2024, 1, 1), catchup=False,
-             description=("1 district entry of the config has" if len(errors) == 1 else
-                          f"{len(errors)} district entries of the config have")
-             + f" errors: {', '.join(errors)} (see its docs)"[:400],
+             description=(("1 district entry of the config has" if len(errors) == 1 else
+                           f"{len(errors)} district entries of the config have")
+                          + f" errors: {', '.join(errors)} (see its docs)")[:400],
              default_args=DEFAULT_ARGS, tags=["clever", "config"],
              doc_md=f"These entries of the districts config have errors; their DAGs are not built until they are "
                     f"fixed (the other districts sync as usual):\n\n{listing}") as dag:

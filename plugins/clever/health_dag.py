@@ -24,9 +24,7 @@ def build_district_health_dag() -> DAG:
     ) as dag:
 
         @task(execution_timeout=timedelta(minutes=15))
-        def check_districts() -> list[dict]:
-            from dataclasses import asdict
-
+        def check_districts() -> list[str]:
             from clever.config import load_districts_tolerant
             from clever.connections import warehouse_target
             from clever.health import check_districts as check
@@ -37,7 +35,7 @@ def build_district_health_dag() -> DAG:
                       + ("never" if state.hours_since_approval is None else f"{state.hours_since_approval:.0f} h ago")
                       + f" (limit {state.limit_hours:g} h); last run: {state.last_run or 'none'}")
             print(f"{len(stale)} stale district(s)")
-            return [{**asdict(s), "alerted_at": None} for s in stale]
+            return [state.slug for state in stale]
 
         check_districts()
     return dag

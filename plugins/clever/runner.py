@@ -93,13 +93,14 @@ def run_dag(dag_id: str, conf: dict | None = None, env: dict[str, str] | None = 
     """One real DAG run via `airflow dags test`; returncode != 0 means the run failed."""
     env = airflow_env(env)
     ensure_metadata_db(env)
-    when = (logical_date or datetime.now(UTC)).isoformat()
-    command = [str(BIN_DIR / "airflow"), "dags", "test", dag_id, when]
-    if conf:
-        command += ["--conf", json.dumps(conf)]
-    return subprocess.run(command, env=env, text=True, check=False,
+    return subprocess.run(_dags_test(dag_id, logical_date or datetime.now(UTC), conf), env=env, text=True, check=False,
                           stdout=subprocess.PIPE if capture else None,
                           stderr=subprocess.STDOUT if capture else None)
+
+
+def _dags_test(dag_id: str, logical_date: datetime, conf: dict | None) -> list[str]:
+    command = [str(BIN_DIR / "airflow"), "dags", "test", dag_id, logical_date.isoformat()]
+    return command + (["--conf", json.dumps(conf)] if conf else [])
 
 
 @contextmanager
@@ -226,9 +227,7 @@ def watch_dag(dag_id: str, conf: dict | None = None, env: dict[str, str] | None 
     ensure_metadata_db(env)
     started_at = datetime.now(UTC)
     log_path = run_log_dir(env) / f"{log_name or dag_id}-{started_at:%Y%m%dT%H%M%S}.log"
-    command = [str(BIN_DIR / "airflow"), "dags", "test", dag_id, started_at.isoformat()]
-    if conf:
-        command += ["--conf", json.dumps(conf)]
+    command = _dags_test(dag_id, started_at, conf)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     reporter = _TaskReporter(env, dag_id)
     print(f"{dag_id}: running through `airflow dags test`; Airflow's log: {log_path}", flush=True)

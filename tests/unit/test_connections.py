@@ -149,3 +149,17 @@ def test_a_district_without_its_connection_is_told_how_to_add_it(tmp_path):
     assert endpoint(AIRFLOW_CONN_CLEVER_SPRINGFIELD='{"conn_type": "http", "host": "https://api.clever.com", '
                                                    '"password": "t0ken"}') == {"base_url": "https://api.clever.com",
                                                                                 "token": True}
+
+
+@pytest.mark.parametrize(("host", "schema", "port", "url"), [
+    ("api.clever.com", None, None, "https://api.clever.com"),
+    ("127.0.0.1", "http", 8765, "http://127.0.0.1:8765"),
+    ("http://127.0.0.1/hook", None, 9000, "http://127.0.0.1:9000/hook"),  # a webhook's path keeps its place
+    ("https://hooks.example.org/services/T0/B0/", None, None, "https://hooks.example.org/services/T0/B0"),
+])
+def test_an_http_connections_url(host, schema, port, url):
+    from types import SimpleNamespace
+
+    from clever.connections import http_connection_url
+
+    assert http_connection_url(SimpleNamespace(host=host, schema=schema, port=port)) == url
