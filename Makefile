@@ -8,7 +8,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-export PYTHONPATH := $(CURDIR)/plugins
+export PYTHONPATH := $(CURDIR)/plugins:$(CURDIR)/devkit
 export CLEVER_PG_PORT ?= 55432
 export SIM_PORT ?= 8765
 AIRFLOW_PORT ?= 8080
@@ -27,7 +27,7 @@ FLEET_ARGS ?=
 DISTRICT ?= demo
 
 .PHONY: help setup test test-ui test-tools lint db-up db-down db-status simulator sample-data expectations \
-	constraints demo sync airflow docs report config-schema config-check compose-config bench bench-fleet clean
+	constraints demo sync airflow docs report deploy config-schema config-check compose-config bench bench-fleet clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -56,44 +56,47 @@ test-ui: setup test-tools  ## only the Airflow UI test in headless Chromium (scr
 # installed with apt-get when missing and we are root. Not fatal: the tests that need them
 # fail saying what to install.
 test-tools: setup
-	-@$(PY) -m clever.system_tools chromium docker-compose
+	-@$(PY) -m clever_devkit.system_tools chromium docker-compose
 
 lint: setup  ## ruff, including Airflow 3 rules on the DAGs
-	$(VENV)/bin/ruff check plugins tests dags
+	$(VENV)/bin/ruff check plugins devkit tests dags
 	$(VENV)/bin/ruff check --select AIR3 dags
 
 db-up: setup  ## start the embedded warehouse (skipped if AIRFLOW_CONN_CLEVER_WAREHOUSE is set)
-	$(PY) -m clever.pg_local up
+	$(PY) -m clever_devkit.pg_local up
 
 db-down: setup  ## stop the embedded warehouse (data kept under .local/)
-	$(PY) -m clever.pg_local down
+	$(PY) -m clever_devkit.pg_local down
 
 db-status: setup  ## is the embedded warehouse running?
-	$(PY) -m clever.pg_local status
+	$(PY) -m clever_devkit.pg_local status
 
 simulator: setup  ## serve the sample district on 127.0.0.1:SIM_PORT (default 8765; token demo-district-token)
-	$(PY) -m clever.simulator --port $(SIM_PORT)
+	$(PY) -m clever_devkit.simulator --port $(SIM_PORT)
 
 sample-data: setup  ## regenerate the shipped sample district (deterministic)
-	$(PY) -m clever.sample_district --out plugins/clever/sample_data/certification_isd
+	$(PY) -m clever_devkit.sample_district --out devkit/clever_devkit/sample_data/certification_isd
 
 expectations: setup  ## regenerate the Great Expectations suites from Clever's OpenAPI specs
 	GX_ANALYTICS_ENABLED=false $(PY) -m clever.expectations
 
 demo: setup db-up  ## run the pipeline on the sample district and print a summary
-	$(PY) -m clever.demo --sim-port $(SIM_PORT) $(if $(filter 0,$(DEMO_UI)),--no-ui)
+	$(PY) -m clever_devkit.demo --sim-port $(SIM_PORT) $(if $(filter 0,$(DEMO_UI)),--no-ui)
 
 sync: setup db-up  ## one full sync of DISTRICT (default demo) through a real Airflow run
-	$(PY) -m clever.runner sync --district $(DISTRICT) $(if $(CONF),--conf '$(CONF)')
+	$(PY) -m clever_devkit.runner sync --district $(DISTRICT) $(if $(CONF),--conf '$(CONF)')
 
 airflow: setup db-up  ## airflow standalone with every district's DAG on AIRFLOW_PORT (8080); prints how to log in
-	$(PY) -m clever.runner airflow --port $(AIRFLOW_PORT)
+	$(PY) -m clever_devkit.runner airflow --port $(AIRFLOW_PORT)
 
 docs: setup db-up  ## build dbt docs (dbt_project docs into .local/artifacts/dbt_target)
-	$(PY) -m clever.demo --docs-only
+	$(PY) -m clever_devkit.demo --docs-only
 
 report: setup db-up  ## rollover report (HTML with charts) per configured district into .local/artifacts/reports
-	$(PY) -m clever.rollover_report
+	$(PY) -m clever_devkit.commands report
+
+deploy: setup db-up  ## deploy the dbt project to the warehouse now (after an upgrade; the first build would)
+	$(PY) -m clever_devkit.commands deploy
 
 config-schema: setup  ## regenerate config/districts.schema.json from the config's typed model
 	$(PY) -m clever.config schema > config/districts.schema.json
@@ -102,17 +105,17 @@ config-check: setup  ## validate config/districts.yml (or CLEVER_DISTRICTS_FILE)
 	@$(PY) -m clever.config check
 
 compose-config: setup  ## validate docker-compose.yaml (docker-compose config -q, offline)
-	@$(PY) -m clever.system_tools docker-compose >/dev/null
+	@$(PY) -m clever_devkit.system_tools docker-compose >/dev/null
 	docker-compose -f docker-compose.yaml config -q && echo "docker-compose.yaml is valid"
 
 bench: setup  ## benchmark a SIZE-student district (default 20000; SIZE=1000000 is the full run; see docs/PERFORMANCE.md)
-	$(PY) -m clever.bench --size $(SIZE) $(if $(PROFILE),--profile) $(if $(KEEP_DATA),--keep-data) \
+	$(PY) -m clever_devkit.bench --size $(SIZE) $(if $(PROFILE),--profile) $(if $(KEEP_DATA),--keep-data) \
 		$(if $(RECORD),--record) $(BENCH_ARGS)
 
 bench-fleet: setup  ## a fleet day of DISTRICTS districts (50) under a real Airflow scheduler (EXECUTOR=local|celery)
-	$(PY) -m clever.fleet --districts $(DISTRICTS) $(if $(SIZE_MIX),--size-mix "$(SIZE_MIX)") --executor $(EXECUTOR) \
+	$(PY) -m clever_devkit.fleet --districts $(DISTRICTS) $(if $(SIZE_MIX),--size-mix "$(SIZE_MIX)") --executor $(EXECUTOR) \
 		$(if $(RECORD),--record) $(FLEET_ARGS)
 
 clean:  ## stop the warehouse and remove .venv and local state
-	-$(PY) -m clever.pg_local destroy
+	-$(PY) -m clever_devkit.pg_local destroy
 	rm -rf $(VENV) .local

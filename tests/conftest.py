@@ -20,11 +20,10 @@ import pytest
 _SESSION_ARTIFACTS = Path(tempfile.mkdtemp(prefix="clever-test-artifacts-"))
 os.environ["CLEVER_ARTIFACTS_DIR"] = str(_SESSION_ARTIFACTS)
 
-from clever.pg_local import LocalPostgres, free_port  # noqa: E402
-from clever.simulator import CleverSimulator  # noqa: E402
+from clever_devkit.pg_local import LocalPostgres, free_port  # noqa: E402
+from clever_devkit.simulator import SAMPLE_DISTRICT_DIR as SAMPLE_DISTRICT  # noqa: E402
+from clever_devkit.simulator import CleverSimulator  # noqa: E402
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SAMPLE_DISTRICT = REPO_ROOT / "plugins" / "clever" / "sample_data" / "certification_isd"
 DEMO_TOKEN = "test-token-9f8e7d6c5b4a-never-log-me"
 
 

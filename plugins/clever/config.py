@@ -18,8 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from clever.endpoints import API_VERSIONS, ENDPOINTS, MAX_PAGE_SIZE, check_api_version, check_endpoints
 from clever.match_rules import MatchingConfig, parse_matching
+from clever.paths import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DISTRICTS_FILE = REPO_ROOT / "config" / "districts.yml"
 _SLUG = re.compile(r"[a-z][a-z0-9_]{0,62}")  # fullmatch: "$" would let a final newline through
 _DEFAULTS: dict[str, Any] = {

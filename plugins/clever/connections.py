@@ -8,18 +8,25 @@ a message. Airflow is imported inside the functions: this module is used by task
 
 from __future__ import annotations
 
+import functools
+import json
 import logging
 import os
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
+import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from clever.config import DistrictConfig
-from clever.warehouse import EMBEDDED_WAREHOUSE_ENV, WAREHOUSE_CONN_ID, redacted
 
 log = logging.getLogger(__name__)
+
+WAREHOUSE_CONN_ID = "clever_warehouse"
+# Set by clever_devkit.runner for make sync/demo/airflow: the embedded warehouse's URL, which the
+# tasks use only when Airflow has no `clever_warehouse` connection at all.
+EMBEDDED_WAREHOUSE_ENV = "CLEVER_EMBEDDED_WAREHOUSE_URL"
 
 # libpq's SSL settings, read from the `clever_warehouse` connection's extra (or a URL's
 # query). These four are what dbt-postgres accepts, so the tasks (psycopg) and dbt always
@@ -155,3 +162,59 @@ def http_connection_url(conn: Any, default_host: str = "") -> str:
         parts = urlsplit(host)
         host = parts._replace(netloc=f"{parts.netloc}:{conn.port}").geturl()
     return host
+
+
+def normalise_postgres_uri(uri: str) -> str:
+    """A libpq URL for the warehouse connection as Airflow writes it in ``AIRFLOW_CONN_*``.
+
+    A URI keeps everything but its scheme (Airflow writes ``postgres://`` or
+    ``postgresql+psycopg://``; libpq wants ``postgresql://``). A JSON connection is turned
+    into a URL with login, password and database percent-encoded, and the libpq settings
+    in its ``extra`` (``sslmode``, ``sslrootcert``, ...) as query parameters; extras that
+    are not libpq's (the Postgres provider's own, e.g. ``cursor``) are left out.
+    """
+    if uri.lstrip().startswith("{"):
+        parsed = json.loads(uri)
+        extra = parsed.get("extra") or {}
+        if isinstance(extra, str):
+            extra = json.loads(extra) if extra.strip() else {}
+        return postgres_url({
+            "user": parsed.get("login"), "password": parsed.get("password"),
+            "host": parsed.get("host") or "localhost", "port": parsed.get("port") or 5432,
+            "dbname": parsed.get("schema"),
+            **{key: value for key, value in extra.items() if key in _libpq_keywords()},
+        })
+    scheme, sep, rest = uri.partition("://")
+    if not sep:
+        return uri
+    return f"postgresql://{rest}" if scheme.split("+")[0] in {"postgres", "postgresql"} else uri
+
+
+def postgres_url(params: dict[str, Any]) -> str:
+    """``postgresql://user:password@host:port/dbname?other=settings``, every part encoded."""
+    params = {key: str(value) for key, value in params.items() if value not in (None, "")}
+    auth = quote(params.pop("user", ""), safe="*")  # "*" is legal in a URL's user info
+    if "password" in params:
+        auth += ":" + quote(params.pop("password"), safe="*")
+    host = params.pop("host", "")
+    if host.startswith("/"):  # a Unix-socket directory
+        host = quote(host, safe="")
+    elif ":" in host:  # an IPv6 address
+        host = f"[{host}]"
+    if "port" in params:
+        host += ":" + params.pop("port")
+    url = f"postgresql://{auth + '@' if auth else ''}{host}/{quote(params.pop('dbname', ''), safe='')}"
+    return f"{url}?{urlencode(params)}" if params else url
+
+
+def redacted(conninfo: str) -> str:
+    """The connection string as a URL fit to print: the password replaced by ``***``."""
+    params = conninfo_to_dict(conninfo)
+    if params.get("password"):
+        params["password"] = "***"
+    return postgres_url(params)
+
+
+@functools.cache
+def _libpq_keywords() -> frozenset[str]:
+    return frozenset(option.keyword.decode() for option in psycopg.pq.Conninfo.get_defaults())

@@ -36,12 +36,10 @@ from pathlib import Path
 import psycopg
 
 from clever.connections import WarehouseTarget
+from clever.paths import ARTIFACTS_DIR, DBT_PROJECT_DIR
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DBT_PROJECT_DIR = Path(os.environ.get("CLEVER_DBT_PROJECT_DIR") or REPO_ROOT / "dbt_project")
-ARTIFACTS_DIR = Path(os.environ.get("CLEVER_ARTIFACTS_DIR") or REPO_ROOT / ".local" / "artifacts")
 # Held shared by district builds and approvals, exclusively by the deploy build.
 DEPLOY_LOCK_KEY = 0x0C1E7E13
 # pg_advisory_lock(namespace, hashtext(slug)): one build or approval per district at a time.
@@ -283,18 +281,20 @@ def _build_target(scoped: bool, results_dir: Path | None) -> Iterator[tuple[Path
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m clever.dbt_runner deploy``: deploy the dbt project to the warehouse now
-    (after an upgrade, ahead of the next syncs), if it is not deployed yet."""
+    (after an upgrade, ahead of the next syncs), if it is not deployed yet. Without
+    ``--url``, the warehouse is Airflow's ``clever_warehouse`` connection, found as the
+    tasks find it (in a worker container); ``make deploy`` finds it as ``make sync`` does."""
     import argparse
 
-    from clever.warehouse import warehouse_url
+    from clever.connections import warehouse_target
 
     parser = argparse.ArgumentParser(prog="clever-dbt", description=main.__doc__)
     parser.add_argument("command", choices=["deploy"])
-    parser.add_argument("--url", help="warehouse URL (default: as `make sync` finds it)")
+    parser.add_argument("--url", help="warehouse URL (default: Airflow's clever_warehouse connection)")
     parser.add_argument("--lock-timeout", type=int, default=3600)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    target = WarehouseTarget.from_conninfo(args.url or warehouse_url())
+    target = WarehouseTarget.from_conninfo(args.url) if args.url else warehouse_target()
     outcome = ensure_deployed(target, args.lock_timeout)
     print("already deployed" if outcome is None else f"deployed in {outcome.seconds:.1f}s")
     return 0

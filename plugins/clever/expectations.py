@@ -47,9 +47,8 @@ from typing import Any
 import yaml
 
 from clever.endpoints import API_VERSIONS, ENDPOINTS
+from clever.paths import EXPECTATIONS_DIR
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-EXPECTATIONS_DIR = REPO_ROOT / "expectations"
 SPEC_DIR = EXPECTATIONS_DIR / "openapi"
 
 DEFINITION_OF = {"districts": "District", "schools": "School", "users": "User", "sections": "Section",

@@ -1,10 +1,8 @@
 """The rollover report: clever_marts.rpt_rollover as one self-contained HTML page per
 district, with charts, for the staff preparing a school-year (or term) rollover.
 
-Written by the ``clever_rollover_report`` DAG and ``make report``:
-
-    python -m clever.rollover_report [--district SLUG ...] [--comparison school_year|term]
-        [--from-period 2025-26] [--out-dir DIR]
+Written by the ``clever_rollover_report`` DAG and ``make report``
+(``python -m clever_devkit.commands report``).
 
 pandas and matplotlib are imported here, and this module is imported only by tasks and
 the command line, never while Airflow parses DAGs. Charts are PNGs embedded in the page,
@@ -13,12 +11,10 @@ so the file can be mailed or attached to a ticket as it is.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import html
 import io
 import os
-import sys
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -296,29 +292,3 @@ def write_report(conninfo: str, district: str, comparison: str = "school_year", 
     os.replace(staging, path)  # readers never see half a report
     schools = 0 if pair is None else int(((rollover["from_period"] == pair[0]) & ~rollover["is_district_total"]).sum())
     return ReportResult(district, path, pair[0] if pair else None, pair[1] if pair else None, schools)
-
-
-def main(argv: list[str] | None = None) -> int:
-    from clever.config import load_districts
-    from clever.warehouse import warehouse_url
-
-    parser = argparse.ArgumentParser(prog="clever-rollover-report", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--district", action="append", help="district slug (repeatable; default: every configured)")
-    parser.add_argument("--comparison", choices=COMPARISONS, default="school_year")
-    parser.add_argument("--from-period", default=None, help="e.g. 2025-26 (default: the latest rollover begun)")
-    parser.add_argument("--out-dir", type=Path, default=REPORTS_DIR)
-    args = parser.parse_args(argv)
-
-    districts = args.district or [d.slug for d in load_districts()]
-    conninfo = warehouse_url()
-    for district in districts:
-        result = write_report(conninfo, district, args.comparison, args.from_period, args.out_dir)
-        span = f"{result.from_period} -> {result.to_period}" if result.from_period else "nothing to compare yet"
-        print(f"Rollover report for {district} ({span}): {result.path}")
-    return 0
-
-
-if __name__ == "__main__":
-    from clever.cli import run_main
-
-    sys.exit(run_main(main))

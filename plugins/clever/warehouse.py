@@ -9,25 +9,18 @@ trustworthy.
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urlencode
 
 import psycopg
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict
 
 from clever.app_schema import ensure_app_schema
 from clever.endpoints import ENDPOINTS
 
 LANDING_SCHEMA = "clever_landing"
-WAREHOUSE_CONN_ID = "clever_warehouse"
-# Set by clever.runner for make sync/demo/airflow: the embedded warehouse's URL, which the
-# tasks use only when Airflow has no `clever_warehouse` connection at all.
-EMBEDDED_WAREHOUSE_ENV = "CLEVER_EMBEDDED_WAREHOUSE_URL"
 
 # Serialises DDL from parallel tasks (CREATE ... IF NOT EXISTS is not race-free).
 _DDL_LOCK_KEY = 0x0C1E7E12
@@ -243,80 +236,6 @@ CREATE TABLE IF NOT EXISTS clever_landing.{table} (
 );
 CREATE INDEX IF NOT EXISTS {index} ON clever_landing.{table} (sync_run_id, clever_id);
 """
-
-
-def warehouse_url(env: dict[str, str] | None = None) -> str:
-    """The warehouse's connection string outside Airflow tasks, found as the tasks of
-    ``make sync`` find it: ``AIRFLOW_CONN_CLEVER_WAREHOUSE``; else a ``clever_warehouse``
-    connection that Airflow holds (the local metadata DB or a secrets backend, asked
-    through ``airflow connections get``); else the embedded server of ``make db-up``.
-    """
-    from clever.runner import airflow_env, stored_connection
-
-    env = airflow_env(env)
-    uri = env.get("AIRFLOW_CONN_CLEVER_WAREHOUSE")
-    if uri:
-        return normalise_postgres_uri(uri)
-    stored = stored_connection(env, WAREHOUSE_CONN_ID)
-    if stored is not None:
-        return normalise_postgres_uri(json.dumps(stored))
-    return env[EMBEDDED_WAREHOUSE_ENV]
-
-
-def normalise_postgres_uri(uri: str) -> str:
-    """A libpq URL for the warehouse connection as Airflow writes it in ``AIRFLOW_CONN_*``.
-
-    A URI keeps everything but its scheme (Airflow writes ``postgres://`` or
-    ``postgresql+psycopg://``; libpq wants ``postgresql://``). A JSON connection is turned
-    into a URL with login, password and database percent-encoded, and the libpq settings
-    in its ``extra`` (``sslmode``, ``sslrootcert``, ...) as query parameters; extras that
-    are not libpq's (the Postgres provider's own, e.g. ``cursor``) are left out.
-    """
-    if uri.lstrip().startswith("{"):
-        parsed = json.loads(uri)
-        extra = parsed.get("extra") or {}
-        if isinstance(extra, str):
-            extra = json.loads(extra) if extra.strip() else {}
-        return postgres_url({
-            "user": parsed.get("login"), "password": parsed.get("password"),
-            "host": parsed.get("host") or "localhost", "port": parsed.get("port") or 5432,
-            "dbname": parsed.get("schema"),
-            **{key: value for key, value in extra.items() if key in _libpq_keywords()},
-        })
-    scheme, sep, rest = uri.partition("://")
-    if not sep:
-        return uri
-    return f"postgresql://{rest}" if scheme.split("+")[0] in {"postgres", "postgresql"} else uri
-
-
-def postgres_url(params: dict[str, Any]) -> str:
-    """``postgresql://user:password@host:port/dbname?other=settings``, every part encoded."""
-    params = {key: str(value) for key, value in params.items() if value not in (None, "")}
-    auth = quote(params.pop("user", ""), safe="*")  # "*" is legal in a URL's user info
-    if "password" in params:
-        auth += ":" + quote(params.pop("password"), safe="*")
-    host = params.pop("host", "")
-    if host.startswith("/"):  # a Unix-socket directory
-        host = quote(host, safe="")
-    elif ":" in host:  # an IPv6 address
-        host = f"[{host}]"
-    if "port" in params:
-        host += ":" + params.pop("port")
-    url = f"postgresql://{auth + '@' if auth else ''}{host}/{quote(params.pop('dbname', ''), safe='')}"
-    return f"{url}?{urlencode(params)}" if params else url
-
-
-def redacted(conninfo: str) -> str:
-    """The connection string as a URL fit to print: the password replaced by ``***``."""
-    params = conninfo_to_dict(conninfo)
-    if params.get("password"):
-        params["password"] = "***"
-    return postgres_url(params)
-
-
-@functools.cache
-def _libpq_keywords() -> frozenset[str]:
-    return frozenset(option.keyword.decode() for option in psycopg.pq.Conninfo.get_defaults())
 
 
 def landing_table(endpoint: str) -> sql.Composed:

@@ -15,8 +15,8 @@ import psycopg
 import pytest
 import yaml
 
-from clever.runner import BIN_DIR, airflow_env, ensure_metadata_db, run_dag
-from clever.simulator import CleverSimulator
+from clever_devkit.runner import BIN_DIR, airflow_env, ensure_metadata_db, run_dag
+from clever_devkit.simulator import CleverSimulator
 from tests.conftest import DEMO_TOKEN, copy_sample_district, database
 
 _logical_dates = itertools.count()

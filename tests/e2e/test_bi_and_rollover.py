@@ -21,8 +21,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from clever.runner import run_dag
-from clever.simulator import CleverSimulator
+from clever_devkit.runner import run_dag
+from clever_devkit.simulator import CleverSimulator
 from tests.conftest import DEMO_TOKEN, copy_sample_district, database
 from tests.e2e.conftest import make_airflow
 from tests.helpers import load_records, write_records

@@ -8,7 +8,7 @@ import itertools
 
 import pytest
 
-from clever import fleet
+from clever_devkit import fleet
 
 pytestmark = pytest.mark.e2e
 

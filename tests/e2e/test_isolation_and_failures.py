@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from clever.sample_district import generate
-from clever.simulator import CleverSimulator
+from clever_devkit.sample_district import generate
+from clever_devkit.simulator import CleverSimulator
 from tests.conftest import DEMO_TOKEN
 from tests.e2e.conftest import make_airflow
 from tests.helpers import load_records, write_records

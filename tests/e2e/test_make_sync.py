@@ -1,4 +1,4 @@
-"""`make sync` as a user sees it (``python -m clever.runner sync``): a line per finished
+"""`make sync` as a user sees it (``python -m clever_devkit.runner sync``): a line per finished
 task, the run summary and a last line, Airflow's log in a file; SIGTERM stops a run
 within seconds, failing the running step, archiving nothing."""
 
@@ -38,7 +38,8 @@ def test_make_sync_prints_each_task_the_summary_and_a_last_line(airflow_home, wa
     from tests.conftest import DEMO_TOKEN
 
     env = runner_env(airflow_home, warehouse_url, tmp_path, clever_connection(simulator, DEMO_TOKEN))
-    result = subprocess.run([sys.executable, "-m", "clever.runner", "sync", "--district", "demo"], env=env, check=False,
+    result = subprocess.run([sys.executable, "-m", "clever_devkit.runner", "sync", "--district", "demo"], env=env,
+                            check=False,
                             capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.strip().splitlines()
@@ -70,7 +71,7 @@ def test_a_task_past_its_time_limit_fails_the_run_and_archives_nothing(airflow_h
         env = runner_env(airflow_home, warehouse_url, tmp_path, clever_connection(server, "stalled-token-0123456789"),
                          {"task_timeout_minutes": {"extract": 0.2}, "extract_retries": 0})
         started = time.monotonic()
-        result = subprocess.run([sys.executable, "-m", "clever.runner", "sync", "--district", "demo"], env=env,
+        result = subprocess.run([sys.executable, "-m", "clever_devkit.runner", "sync", "--district", "demo"], env=env,
                                 check=False, capture_output=True, text=True, timeout=600)
     finally:
         server.close()
@@ -88,7 +89,8 @@ def test_sigterm_stops_make_sync_within_seconds_and_archives_nothing(airflow_hom
     try:
         env = runner_env(airflow_home, warehouse_url, tmp_path,
                          clever_connection(server, "stalled-token-0123456789"))
-        process = subprocess.Popen([sys.executable, "-m", "clever.runner", "sync", "--district", "demo"], env=env,
+        process = subprocess.Popen([sys.executable, "-m", "clever_devkit.runner", "sync", "--district", "demo"],
+                                   env=env,
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                    start_new_session=True)
         console: list[str] = []

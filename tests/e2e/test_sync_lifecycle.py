@@ -20,9 +20,9 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict
 
 from clever.app_schema import APP_TABLES
-from clever.demo_app_data import seed_demo_app_data
-from clever.sample_district import Plan, edge_cases
-from clever.warehouse import warehouse_url as resolve_warehouse_url
+from clever_devkit.demo_app_data import seed_demo_app_data
+from clever_devkit.runner import warehouse_url as resolve_warehouse_url
+from clever_devkit.sample_district import Plan, edge_cases
 from tests.conftest import DEMO_TOKEN
 from tests.e2e.conftest import make_airflow
 from tests.helpers import documented_types, load_records, staging_columns, write_records

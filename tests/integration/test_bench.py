@@ -16,7 +16,8 @@ SIZE = 300
 def test_bench_runs_every_scenario_and_checks_what_each_sync_wrote(pg_server, tmp_path):
     results_file = tmp_path / "results.json"
     completed = subprocess.run(
-        [sys.executable, "-m", "clever.bench", "--size", str(SIZE), "--runner", "steps", "--naive-max-rows", "200",
+        [sys.executable, "-m", "clever_devkit.bench", "--size", str(SIZE), "--runner", "steps",
+         "--naive-max-rows", "200",
          "--pg-url", _admin_url(pg_server), "--work-dir", str(tmp_path / "work"), "--results", str(results_file)],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=600, check=False)
     assert completed.returncode == 0, completed.stdout[-4000:] + completed.stderr[-4000:]

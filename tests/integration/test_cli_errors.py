@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from clever.runner import airflow_env
+from clever_devkit.runner import airflow_env
 
 
 @pytest.fixture
@@ -40,37 +40,39 @@ def assert_one_line(result: subprocess.CompletedProcess[str], *expected: str) ->
 
 
 def test_an_unknown_district(tmp_path):
-    assert_one_line(run(["clever.runner", "sync", "--district", "nowhere"], tmp_path),
+    assert_one_line(run(["clever_devkit.runner", "sync", "--district", "nowhere"], tmp_path),
                     "district 'nowhere' is not in", "districts.yml")
 
 
 def test_an_api_version_clever_does_not_have(tmp_path):
     config = tmp_path / "districts.yml"
     config.write_text("districts:\n- slug: springfield\n  name: Springfield\n  api_version: v4\n")
-    result = run(["clever.runner", "sync", "--district", "springfield"], tmp_path, CLEVER_DISTRICTS_FILE=str(config))
+    result = run(["clever_devkit.runner", "sync", "--district", "springfield"], tmp_path,
+                 CLEVER_DISTRICTS_FILE=str(config))
     assert_one_line(result, "api_version: Input should be 'v3.0' or 'v3.1'", str(config))
 
 
 def test_the_simulators_port_taken(tmp_path, busy_port):
-    result = run(["clever.runner", "sync", "--district", "demo"], tmp_path, SIM_PORT=str(busy_port))
+    result = run(["clever_devkit.runner", "sync", "--district", "demo"], tmp_path, SIM_PORT=str(busy_port))
     assert_one_line(result, f"port {busy_port} is in use", "SIM_PORT=")
 
 
 def test_the_airflow_ui_port_taken(tmp_path, busy_port):
-    assert_one_line(run(["clever.runner", "airflow", "--port", str(busy_port)], tmp_path),
+    assert_one_line(run(["clever_devkit.runner", "airflow", "--port", str(busy_port)], tmp_path),
                     f"port {busy_port} is in use", "AIRFLOW_PORT=")
 
 
 def test_the_warehouse_port_taken(tmp_path, busy_port):
-    result = run(["clever.pg_local", "up", "--port", str(busy_port), "--data-dir", str(tmp_path / "pg")], tmp_path)
+    result = run(["clever_devkit.pg_local", "up", "--port", str(busy_port), "--data-dir", str(tmp_path / "pg")],
+                 tmp_path)
     assert_one_line(result, f"port {busy_port} is in use", "CLEVER_PG_PORT=")
 
 
 def test_conf_that_is_not_json(tmp_path):
-    assert_one_line(run(["clever.runner", "sync", "--district", "demo", "--conf", "{oops"], tmp_path),
+    assert_one_line(run(["clever_devkit.runner", "sync", "--district", "demo", "--conf", "{oops"], tmp_path),
                     "--conf is not valid JSON")
 
 
 def test_the_traceback_when_asked_for(tmp_path):
-    result = run(["clever.runner", "sync", "--district", "nowhere"], tmp_path, CLEVER_TRACEBACK="1")
+    result = run(["clever_devkit.runner", "sync", "--district", "nowhere"], tmp_path, CLEVER_TRACEBACK="1")
     assert result.returncode != 0 and "Traceback" in result.stderr and "ConfigError" in result.stderr

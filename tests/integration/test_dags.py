@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from clever.runner import REPO_ROOT, airflow_env
+from clever.paths import REPO_ROOT
+from clever_devkit.runner import airflow_env
 
 PARSE_SCRIPT = r"""
 import json, sys

@@ -22,8 +22,8 @@ from clever import pipeline, validation
 from clever.config import load_districts
 from clever.connections import WarehouseTarget
 from clever.dbt_runner import DbtError
-from clever.sample_district import generate
-from clever.simulator import CleverSimulator
+from clever_devkit.sample_district import generate
+from clever_devkit.simulator import CleverSimulator
 from tests.conftest import DEMO_TOKEN, REPO_ROOT, copy_sample_district, database
 from tests.helpers import land_and_build, load_records, write_records
 

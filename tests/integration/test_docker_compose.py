@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from clever.runner import REPO_ROOT
-from clever.system_tools import find_or_install
+from clever.paths import REPO_ROOT
+from clever_devkit.system_tools import find_or_install
 
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yaml"
 AIRFLOW_SERVICES = {"airflow-apiserver": "api-server", "airflow-scheduler": "scheduler",
@@ -127,7 +127,7 @@ def test_code_config_dbt_and_expectations_are_mounted_where_the_pipeline_reads_t
 def test_the_pools_are_the_ones_the_fleet_bench_runs_with():
     import json
 
-    from clever.fleet import POOLS_FILE, pool_settings
+    from clever_devkit.fleet import POOLS_FILE, pool_settings
 
     assert POOLS_FILE == REPO_ROOT / "config" / "airflow_pools.json"
     pools = json.loads(POOLS_FILE.read_text())

@@ -24,9 +24,9 @@ from clever import dbt_runner
 from clever.config import load_districts
 from clever.connections import WarehouseTarget
 from clever.pipeline import build
-from clever.sample_district import generate
-from clever.simulator import CleverSimulator
 from clever.warehouse import ensure_landing_schema
+from clever_devkit.sample_district import generate
+from clever_devkit.simulator import CleverSimulator
 from tests.conftest import SAMPLE_DISTRICT, _admin_url
 from tests.helpers import land_and_build, load_records, write_records
 

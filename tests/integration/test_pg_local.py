@@ -9,8 +9,8 @@ import subprocess
 import psycopg
 import pytest
 
-from clever import pg_local
-from clever.pg_local import LocalPostgres, free_port
+from clever_devkit import pg_local
+from clever_devkit.pg_local import LocalPostgres, free_port
 
 
 @pytest.fixture

@@ -24,8 +24,8 @@ from clever import pipeline
 from clever.config import load_districts
 from clever.connections import WarehouseTarget
 from clever.dbt_runner import run_dbt
-from clever.simulator import CleverSimulator
 from clever.warehouse import ensure_landing_schema
+from clever_devkit.simulator import CleverSimulator
 from tests.conftest import DEMO_TOKEN, database
 from tests.helpers import load_records, write_records
 

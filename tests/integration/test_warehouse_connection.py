@@ -9,10 +9,9 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
-from clever import demo
-from clever.connections import WarehouseTarget
+from clever.connections import WarehouseTarget, postgres_url
 from clever.dbt_runner import DBT_PROJECT_DIR
-from clever.warehouse import postgres_url
+from clever_devkit import demo
 
 SSL_FILES = {"sslrootcert": "/nonexistent/ca.pem", "sslcert": "/nonexistent/c.crt", "sslkey": "/nonexistent/c.key"}
 

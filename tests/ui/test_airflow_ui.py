@@ -17,10 +17,11 @@ import psycopg
 import pytest
 import yaml
 
-from clever.pg_local import free_port
-from clever.runner import REPO_ROOT, airflow_env
-from clever.system_tools import find_or_install
-from clever.ui_walkthrough import running_airflow, walk_through
+from clever.paths import REPO_ROOT
+from clever_devkit.pg_local import free_port
+from clever_devkit.runner import airflow_env
+from clever_devkit.system_tools import find_or_install
+from clever_devkit.ui_walkthrough import running_airflow, walk_through
 from tests.conftest import DEMO_TOKEN
 
 pytestmark = pytest.mark.ui

@@ -10,10 +10,10 @@ import sys
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
-from clever.connections import WarehouseTarget
-from clever.pg_local import default_url
-from clever.runner import REPO_ROOT, airflow_env
-from clever.warehouse import normalise_postgres_uri, redacted
+from clever.connections import WarehouseTarget, normalise_postgres_uri, redacted
+from clever.paths import REPO_ROOT
+from clever_devkit.pg_local import default_url
+from clever_devkit.runner import airflow_env
 
 AWKWARD_PASSWORD = "p@ss:w/rd?#%&= ü"
 SSL = {"sslmode": "verify-full", "sslrootcert": "/etc/ssl/ca.pem", "sslcert": "/etc/ssl/c.crt",

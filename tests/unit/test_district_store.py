@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import requests
 
-from clever import district_store
 from clever.client import CleverClient
-from clever.district_store import derive_changes, iter_stored, write_sorted
-from clever.sample_district import generate
-from clever.simulator import CleverSimulator
+from clever_devkit import district_store
+from clever_devkit.district_store import derive_changes, iter_stored, write_sorted
+from clever_devkit.sample_district import generate
+from clever_devkit.simulator import CleverSimulator
 
 TOKEN = "store-test-token-never-logged"
 STUDENTS = 600

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from clever import fleet
+from clever_devkit import fleet
 
 
 def _results(path, started, nodes):

@@ -6,8 +6,8 @@ import pytest
 import yaml
 
 from clever.config import ConfigError, load_districts
-from clever.demo_app_data import build_demo_rows
 from clever.match_rules import RULES
+from clever_devkit.demo_app_data import build_demo_rows
 
 
 def districts(tmp_path, document: dict):

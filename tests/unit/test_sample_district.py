@@ -14,7 +14,7 @@ import yaml
 
 from clever.endpoints import API_VERSIONS, ENDPOINTS
 from clever.expectations import SPEC_DIR  # Clever's OpenAPI specs, kept in the repository
-from clever.sample_district import (
+from clever_devkit.sample_district import (
     DEFAULT_STUDENTS,
     HOSTILE_SECTION_NAME,
     HOSTILE_TITLE,
@@ -26,7 +26,7 @@ from clever.sample_district import (
     generate,
     main,
 )
-from clever.simulator import SAMPLE_DISTRICT_DIR
+from clever_devkit.simulator import SAMPLE_DISTRICT_DIR
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HEX24 = re.compile(r"[0-9a-f]{24}")
@@ -107,7 +107,7 @@ def test_generation_is_deterministic(tmp_path):
 def test_shipped_sample_equals_a_fresh_generation(tmp_path):
     generate(tmp_path)
     assert files(SAMPLE_DISTRICT_DIR) == files(tmp_path), (
-        "plugins/clever/sample_data/certification_isd drifted: run `make sample-data`")
+        "devkit/clever_devkit/sample_data/certification_isd drifted: run `make sample-data`")
     assert set(files(tmp_path)) == {"README.md"} | {f"{v}/{e}.json" for v in API_VERSIONS for e in ENDPOINTS}
 
 
@@ -123,7 +123,7 @@ def test_files_are_utf8_with_sorted_keys_one_record_per_line():
 
 def test_readme_lists_every_edge_case_with_ids():
     readme = (SAMPLE_DISTRICT_DIR / "README.md").read_text(encoding="utf-8")
-    assert "python -m clever.sample_district --out" in readme
+    assert "python -m clever_devkit.sample_district --out" in readme
     for case in edge_cases(Plan()):
         assert f"| {case.key} |" in readme
         assert all(cid in readme for cid, _ in case.examples)

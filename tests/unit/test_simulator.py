@@ -20,8 +20,9 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from clever.sample_district import TEACHER_ADMIN, Plan, generate
-from clever.simulator import (
+from clever_devkit import DEV_PYTHONPATH
+from clever_devkit.sample_district import TEACHER_ADMIN, Plan, generate
+from clever_devkit.simulator import (
     SAMPLE_DISTRICT_DIR,
     CleverSimulator,
     DistrictSpec,
@@ -32,7 +33,6 @@ from clever.simulator import (
 
 TOKEN = "unit-sim-token-5e6f7a8b9c0d-never-echo"
 OTHER_TOKEN = "unit-sim-other-token-1a2b3c4d"
-PLUGINS_DIR = Path(__file__).resolve().parents[2] / "plugins"
 
 
 # -- fixtures and helpers ------------------------------------------------------------------------
@@ -488,8 +488,8 @@ def test_teacher_who_is_district_admin_differs_between_versions(sim):
 # -- CLI ------------------------------------------------------------------------------------------------
 def run_cli(args: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "clever.simulator", "--port", "0", *args],
-        env={**os.environ, "PYTHONPATH": str(PLUGINS_DIR), **env},
+        [sys.executable, "-m", "clever_devkit.simulator", "--port", "0", *args],
+        env={**os.environ, "PYTHONPATH": DEV_PYTHONPATH, **env},
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert process.stdout is not None
     line = process.stdout.readline()

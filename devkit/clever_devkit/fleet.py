@@ -18,7 +18,7 @@ of no-op tasks on the idle scheduler gives Airflow's own cost per task. Then a f
 quiet warehouse and on a warehouse of their own (the cost of their own data alone),
 and the results are extrapolated to 1,000 districts.
 
-    python -m clever.fleet --districts 50 [--size-mix 0.7:300-3000,...] [--executor local|celery]
+    python -m clever_devkit.fleet --districts 50 [--size-mix 0.7:300-3000,...] [--executor local|celery]
 """
 
 from __future__ import annotations
@@ -41,10 +41,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from clever.bench import PG_SETTINGS, ProcessSampler, _git_revision, _point, machine
+from clever.paths import LOCAL_DIR, REPO_ROOT
+from clever_devkit import DEV_PYTHONPATH
+from clever_devkit.bench import PG_SETTINGS, ProcessSampler, _git_revision, _point, machine
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_WORK_DIR = REPO_ROOT / ".local" / "bench-fleet"
+DEFAULT_WORK_DIR = LOCAL_DIR / "bench-fleet"
 PERFORMANCE_DOC = REPO_ROOT / "docs" / "PERFORMANCE.md"
 # The Airflow pools of the district DAGs: docker-compose.yaml imports the same file.
 POOLS_FILE = REPO_ROOT / "config" / "airflow_pools.json"
@@ -112,8 +113,8 @@ def plan_fleet(count: int, size_mix: str, seed: int = 0) -> list[FleetDistrict]:
 
 def prepare_fleet(plan: list[FleetDistrict], data_dir: Path, seed: int = 0) -> dict[str, Any]:
     """Day 1 and day 2 (1% changed) of every district, cached by manifest."""
-    from clever.district_store import derive_changes
-    from clever.sample_district import generate
+    from clever_devkit.district_store import derive_changes
+    from clever_devkit.sample_district import generate
 
     manifest_file = data_dir / "manifest.json"
     wanted = {"format": DATA_FORMAT, "seed": seed, "districts": [asdict(d) for d in plan]}
@@ -141,7 +142,7 @@ def prepare_fleet(plan: list[FleetDistrict], data_dir: Path, seed: int = 0) -> d
 @contextmanager
 def postgres_server(work: Path):
     """A throwaway PostgreSQL server for the warehouse and Airflow's metadata database."""
-    from clever.pg_local import LocalPostgres, free_port
+    from clever_devkit.pg_local import LocalPostgres, free_port
 
     base = work / "pg"
     shutil.rmtree(base, ignore_errors=True)
@@ -163,9 +164,9 @@ def postgres_server(work: Path):
 @contextmanager
 def fleet_simulator(serving: Path, plan: list[FleetDistrict], tokens: dict[str, str], log_path: Path):
     """One simulator process serving every district (its own token each) from disk."""
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "plugins"),
+    env = {**os.environ, "PYTHONPATH": DEV_PYTHONPATH,
            **{f"CLEVER_FLEET_TOKEN_{d.slug.upper()}": tokens[d.slug] for d in plan}}
-    command = [sys.executable, "-m", "clever.simulator", "--port", "0"]
+    command = [sys.executable, "-m", "clever_devkit.simulator", "--port", "0"]
     for d in plan:
         command += ["--district", f"{d.slug}=env:CLEVER_FLEET_TOKEN_{d.slug.upper()}@{serving / d.slug}"]
     with open(log_path, "w") as log:
@@ -198,7 +199,7 @@ def ensure_redis_server() -> Path:
 @contextmanager
 def redis_server(work: Path):
     """redis-server as a child process on a free localhost port (no persistence)."""
-    from clever.pg_local import free_port
+    from clever_devkit.pg_local import free_port
 
     port = free_port()
     directory = work / "redis"
@@ -297,7 +298,7 @@ class AirflowFleet:
 
 def airflow_env(work: Path, pg_url_for: Any, executor: str, settings: dict[str, Any], broker: str | None,
                 api_port: int) -> dict[str, str]:
-    from clever.runner import airflow_env as base_env
+    from clever_devkit.runner import airflow_env as base_env
 
     dags = work / "dags"
     shutil.rmtree(dags, ignore_errors=True)
@@ -759,7 +760,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             _point(serving / d.slug, work / "data" / d.slug / "day1")
         api, sim_pid = stack.enter_context(fleet_simulator(serving, plan, tokens, work / "simulator.log"))
         broker, redis_pid = (stack.enter_context(redis_server(work)) if args.executor == "celery" else (None, None))
-        from clever.pg_local import free_port
+        from clever_devkit.pg_local import free_port
 
         api_port = free_port()
         env = airflow_env(work, server.url_for, args.executor, settings, broker, api_port)
@@ -938,6 +939,6 @@ def record_in_doc(results: dict[str, Any], doc: Path = PERFORMANCE_DOC) -> None:
 
 
 if __name__ == "__main__":
-    from clever.cli import run_main
+    from clever_devkit.cli import run_main
 
     sys.exit(run_main(main))

@@ -4,7 +4,7 @@
 validates docker-compose.yaml offline. As root on a system with apt-get a missing one is
 installed (as pg_local does for PostgreSQL); otherwise the error says what to install.
 
-    python -m clever.system_tools chromium docker-compose
+    python -m clever_devkit.system_tools chromium docker-compose
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ parsing it, so the simulator's memory and CPU per page do not grow with the dist
 edited and of student enrolments moved to the next section, streaming, ids unchanged,
 with the expected history changes in ``changes.json`` (the benchmark checks them).
 
-    python -m clever.district_store derive --from DIR --out DIR2 [--rate 0.01] [--seed 0]
+    python -m clever_devkit.district_store derive --from DIR --out DIR2 [--rate 0.01] [--seed 0]
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +36,19 @@ from typing import Any
 from clever.endpoints import API_VERSIONS, ENDPOINTS
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of records in id order, and whether records exist before and after it.
+
+    A record is a dict, or anything with ``id`` and ``json`` (its serialised bytes, served
+    as they are, e.g. :class:`StoredRecord`)."""
+
+    records: Sequence[Any]
+    more_before: bool
+    more_after: bool
+
 
 Record = dict[str, Any]
 STRIDE = 256  # lines between index entries: a page lookup reads at most this many extra lines
@@ -249,8 +262,6 @@ class SortedFileDataSource:
 
     def list_page(self, version: str, endpoint: str, starting_after: str | None, ending_before: str | None,
                   limit: int, role: str | None) -> Any:
-        from clever.simulator import Page
-
         stored = self._file(version, endpoint)
         if stored is None:
             return Page([], False, False)
@@ -269,8 +280,6 @@ class SortedFileDataSource:
     @staticmethod
     def _role_page(stored: SortedFile, starting_after: str | None, ending_before: str | None, limit: int,
                    role: str) -> Any:
-        from clever.simulator import Page
-
         if ending_before is not None:
             position = stored.position(ending_before, after=False)
             before = (r for r in stored.backwards_from(position) if _has_role(r, role))

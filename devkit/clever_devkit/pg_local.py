@@ -13,7 +13,7 @@ user. A server initialised before (with ``trust``) is switched over at its next 
 
 CLI::
 
-    python -m clever.pg_local up|down|status|url [--data-dir DIR] [--port N]
+    python -m clever_devkit.pg_local up|down|status|url [--data-dir DIR] [--port N]
 """
 
 from __future__ import annotations
@@ -33,8 +33,9 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_DATA_DIR = REPO_ROOT / ".local" / "pgdata"
+from clever.paths import LOCAL_DIR
+
+DEFAULT_DATA_DIR = LOCAL_DIR / "pgdata"
 DEFAULT_PORT = int(os.environ.get("CLEVER_PG_PORT", "55432"))
 DEFAULT_USER = "clever"
 DEFAULT_DB = "clever_warehouse"
@@ -311,7 +312,7 @@ def wait_for_port(host: str, port: int, timeout: float = 30.0) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from clever.warehouse import redacted
+    from clever.connections import redacted
 
     parser = argparse.ArgumentParser(prog="clever-pg", description=__doc__.split("\n\n")[0])
     parser.add_argument("action", choices=["up", "down", "status", "url", "destroy"])
@@ -331,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     if args.action == "up":
-        from clever.cli import UsageError, port_in_use
+        from clever_devkit.cli import UsageError, port_in_use
 
         if actual_port is None and port_in_use(args.port):
             raise UsageError(f"port {args.port} is in use, so the embedded warehouse cannot start there: stop what "
@@ -355,6 +356,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from clever.cli import run_main
+    from clever_devkit.cli import run_main
 
     sys.exit(run_main(main))

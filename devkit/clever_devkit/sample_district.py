@@ -1,6 +1,6 @@
 """Deterministic sample Clever district: "Certification ISD", and scaled copies of it.
 
-``python -m clever.sample_district --out DIR [--students N] [--seed S] [--district-name NAME]``
+``python -m clever_devkit.sample_district --out DIR [--students N] [--seed S] [--district-name NAME]``
 writes ``DIR/v3.0/*.json`` and ``DIR/v3.1/*.json`` (one JSON array of records per
 endpoint, shaped as the Clever OpenAPI definitions) plus ``DIR/README.md``, which lists
 every deliberate edge case with its Clever ids. The simulator serves such a directory.
@@ -790,7 +790,7 @@ def edge_cases(plan: Plan, limit: int = 5) -> list[EdgeCase]:
 
 
 def render_readme(plan: Plan, counts: dict[str, dict[str, int]]) -> str:
-    command = "python -m clever.sample_district --out <dir>"
+    command = "python -m clever_devkit.sample_district --out <dir>"
     if plan.students != DEFAULT_STUDENTS:
         command += f" --students {plan.students}"
     if plan.seed:
@@ -805,7 +805,7 @@ def render_readme(plan: Plan, counts: dict[str, dict[str, int]]) -> str:
         f"    PYTHONPATH=plugins {command}",
         "",
         "`v3.0/` and `v3.1/` hold one JSON array per Data API endpoint, served by",
-        "`python -m clever.simulator`. District id: " + f"`{plan.district_id}`.",
+        "`python -m clever_devkit.simulator`. District id: " + f"`{plan.district_id}`.",
         "",
         "| endpoint | " + " | ".join(API_VERSIONS) + " |",
         "| --- | " + " | ".join("---:" for _ in API_VERSIONS) + " |",
@@ -847,10 +847,10 @@ def generate(out_dir: Path | str, students: int | None = None, seed: int = 0,
     """Write the district under ``out_dir``; returns record counts per version and endpoint.
 
     ``layout="json"``: one JSON array per endpoint (the shipped sample). ``"sorted"``:
-    id-sorted JSON lines with an index (``clever.district_store``), written in bounded
+    id-sorted JSON lines with an index (``clever_devkit.district_store``), written in bounded
     memory and served by the simulator without loading them, for districts of any size.
     """
-    from clever.district_store import data_path, write_sorted
+    from clever_devkit.district_store import data_path, write_sorted
 
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}")

@@ -12,9 +12,9 @@ may make ``rate_limit_per_minute`` requests per 60-second window, then gets 429 
 A district is ``DistrictSpec(slug, token, data_dir)``: ``data_dir/v3.0/`` and
 ``data_dir/v3.1/`` hold ``districts.json``, ``schools.json``, ``users.json``,
 ``sections.json``, ``terms.json``, ``courses.json`` and optionally ``resources.json``, each
-a JSON array of records in any order (see ``clever.sample_district``). Files are re-read
+a JSON array of records in any order (see ``clever_devkit.sample_district``). Files are re-read
 whenever one changes (inode, mtime or size), so a test can rewrite them between "days".
-A directory in the id-sorted layout of ``clever.district_store`` (``*.jsonl`` with an
+A directory in the id-sorted layout of ``clever_devkit.district_store`` (``*.jsonl`` with an
 index; for districts of any size) is served from disk page by page instead of being
 loaded. Other record sources implement :class:`DataSource`.
 
@@ -43,7 +43,7 @@ Control endpoints (no auth; bind to localhost): ``GET|POST /_sim/faults``,
 ``POST /_sim/revoke`` ``{"token_district": "<slug>"}``, ``POST /_sim/reset`` (faults,
 revocations, stats, rate-limit windows) and ``GET /_sim/health``.
 
-CLI: ``python -m clever.simulator --port 8765 --district demo=<token>@<dir> --fault
+CLI: ``python -m clever_devkit.simulator --port 8765 --district demo=<token>@<dir> --fault
 server_error_probability=0.1``; without ``--district`` it serves the shipped sample
 district as ``demo`` with the token in ``CLEVER_SIM_TOKEN`` (default
 ``demo-district-token``). A token written ``env:NAME`` is read from that variable.
@@ -71,6 +71,7 @@ from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from clever.endpoints import API_VERSIONS, ENDPOINTS, MAX_PAGE_SIZE
+from clever_devkit.district_store import Page, SortedFileDataSource, is_sorted_store
 
 log = logging.getLogger(__name__)
 
@@ -86,18 +87,6 @@ READY_MESSAGE = "Clever API simulator listening on {url} (districts: {slugs})"
 
 
 # -- data sources ----------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Page:
-    """One page of records in id order, and whether records exist before and after it.
-
-    A record is a dict, or anything with ``id`` and ``json`` (its serialised bytes, served
-    as they are, e.g. ``clever.district_store.StoredRecord``)."""
-
-    records: Sequence[Record | Any]
-    more_before: bool
-    more_after: bool
-
-
 class DataSource(Protocol):
     """Where a district's records come from; must be safe to call from many threads."""
 
@@ -222,8 +211,6 @@ class DistrictSpec:
         if self.source is not None:
             return self.source
         assert self.data_dir is not None  # checked in __post_init__
-        from clever.district_store import SortedFileDataSource, is_sorted_store
-
         if is_sorted_store(self.data_dir):  # a large district: served from disk, page by page
             return SortedFileDataSource(self.data_dir)
         return FileDataSource(self.data_dir)
@@ -817,6 +804,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from clever.cli import run_main
+    from clever_devkit.cli import run_main
 
     raise SystemExit(run_main(main))

@@ -11,7 +11,7 @@ whether the sync succeeded; Airflow's own log goes to a file it names. SIGTERM o
 stops the run: the running step fails at once (clever.dag_factory), and Airflow is
 killed if it has not ended within a few seconds.
 
-    python -m clever.runner sync --district demo [--conf '{"allow_mass_archive": true}']
+    python -m clever_devkit.runner sync --district demo [--conf '{"allow_mass_archive": true}']
 """
 
 from __future__ import annotations
@@ -32,11 +32,11 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from clever.cli import UsageError, port_in_use, run_main
-from clever.pg_local import default_url
-from clever.warehouse import EMBEDDED_WAREHOUSE_ENV
+from clever.connections import EMBEDDED_WAREHOUSE_ENV, WAREHOUSE_CONN_ID, normalise_postgres_uri
+from clever.paths import DAGS_DIR, LOCAL_DIR, PLUGINS_DIR
+from clever_devkit.cli import UsageError, port_in_use, run_main
+from clever_devkit.pg_local import default_url
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 BIN_DIR = Path(sys.executable).parent
 DEMO_TOKEN = "demo-district-token"  # the simulator's sample district; not a real credential
 SIM_PORT = int(os.environ.get("SIM_PORT", "8765"))
@@ -46,10 +46,10 @@ STOP_GRACE_SECONDS = 10.0  # after SIGTERM, how long Airflow may take to end bef
 def airflow_env(base: dict[str, str] | None = None, airflow_home: Path | None = None) -> dict[str, str]:
     """Environment for Airflow commands on this repo, keeping what the caller set."""
     env = dict(os.environ if base is None else base)
-    home = Path(env.get("AIRFLOW_HOME") or airflow_home or REPO_ROOT / ".local" / "airflow")
+    home = Path(env.get("AIRFLOW_HOME") or airflow_home or LOCAL_DIR / "airflow")
     env.setdefault("AIRFLOW_HOME", str(home))
-    env.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(REPO_ROOT / "dags"))
-    env.setdefault("AIRFLOW__CORE__PLUGINS_FOLDER", str(REPO_ROOT / "plugins"))
+    env.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(DAGS_DIR))
+    env.setdefault("AIRFLOW__CORE__PLUGINS_FOLDER", str(PLUGINS_DIR))
     env.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
     env.setdefault("AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION", "False")
     env.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO")
@@ -57,7 +57,7 @@ def airflow_env(base: dict[str, str] | None = None, airflow_home: Path | None = 
     # connection stored in the metadata DB. The tasks fall back to this one only when
     # Airflow finds no such connection anywhere (clever.connections.warehouse_target).
     env.setdefault(EMBEDDED_WAREHOUSE_ENV, default_url())
-    paths = [str(REPO_ROOT / "plugins"), env.get("PYTHONPATH", "")]
+    paths = [str(PLUGINS_DIR), env.get("PYTHONPATH", "")]
     env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
     env["PATH"] = os.pathsep.join([str(BIN_DIR), env.get("PATH", "")])
     return env
@@ -74,6 +74,22 @@ def stored_connection(env: dict[str, str], conn_id: str) -> dict | None:
     (conn,) = json.loads(found.stdout)
     return {"conn_type": conn["conn_type"], "host": conn["host"], "port": conn["port"], "login": conn["login"],
             "password": conn["password"], "schema": conn["schema"], "extra": conn["extra_dejson"] or {}}
+
+
+def warehouse_url(env: dict[str, str] | None = None) -> str:
+    """The warehouse's connection string outside Airflow tasks, found as the tasks of
+    ``make sync`` find it: ``AIRFLOW_CONN_CLEVER_WAREHOUSE``; else a ``clever_warehouse``
+    connection that Airflow holds (the local metadata DB or a secrets backend, asked
+    through ``airflow connections get``); else the embedded server of ``make db-up``.
+    """
+    env = airflow_env(env)
+    uri = env.get("AIRFLOW_CONN_CLEVER_WAREHOUSE")
+    if uri:
+        return normalise_postgres_uri(uri)
+    stored = stored_connection(env, WAREHOUSE_CONN_ID)
+    if stored is not None:
+        return normalise_postgres_uri(json.dumps(stored))
+    return env[EMBEDDED_WAREHOUSE_ENV]
 
 
 def ensure_metadata_db(env: dict[str, str]) -> None:
@@ -117,7 +133,7 @@ def demo_simulator(env: dict[str, str], port: int = SIM_PORT) -> Iterator[None]:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("w") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "clever.simulator", "--port", str(port)],
+            [sys.executable, "-m", "clever_devkit.simulator", "--port", str(port)],
             env={**env, "CLEVER_SIM_TOKEN": DEMO_TOKEN}, stdout=subprocess.PIPE, stderr=log, text=True,
         )
     line = process.stdout.readline() if process.stdout else ""
@@ -216,7 +232,7 @@ class _TaskReporter:
 
 def run_log_dir(env: dict[str, str]) -> Path:
     """Where Airflow's log of each `make sync`/`make demo` run goes."""
-    return Path(env.get("CLEVER_ARTIFACTS_DIR") or REPO_ROOT / ".local" / "artifacts") / "airflow_runs"
+    return Path(env.get("CLEVER_ARTIFACTS_DIR") or LOCAL_DIR / "artifacts") / "airflow_runs"
 
 
 def watch_dag(dag_id: str, conf: dict | None = None, env: dict[str, str] | None = None,
@@ -277,7 +293,6 @@ def sync_summary(env: dict[str, str], district_slug: str, run_id: str | None) ->
     import psycopg
 
     from clever.pipeline import format_summary
-    from clever.warehouse import warehouse_url
 
     if run_id is None:
         return None

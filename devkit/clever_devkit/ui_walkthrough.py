@@ -3,9 +3,9 @@ log in, read the DAG list, trigger a district's sync from the trigger form with 
 wait for the run's outcome and take screenshots. Used by the UI test (tests/ui) and by
 ``make demo``; the caller decides what counts as right.
 
-``running_airflow`` starts ``python -m clever.runner airflow`` (what ``make airflow``
+``running_airflow`` starts ``python -m clever_devkit.runner airflow`` (what ``make airflow``
 runs: ``airflow standalone``) on a port of its own and stops every process it started.
-Playwright drives Debian's chromium (``/usr/bin/chromium``, see clever.system_tools):
+Playwright drives Debian's chromium (``/usr/bin/chromium``, see clever_devkit.system_tools):
 ``playwright install`` would download a browser build, which is not needed.
 """
 
@@ -59,14 +59,14 @@ def _healthy(base_url: str) -> bool:
 
 @contextmanager
 def running_airflow(port: int, env: dict[str, str], log_path: Path, timeout: float = 420) -> Iterator[str]:
-    """`airflow standalone` (via clever.runner) on 127.0.0.1:``port`` until the block ends.
+    """`airflow standalone` (via clever_devkit.runner) on 127.0.0.1:``port`` until the block ends.
 
     Waits, up to ``timeout`` seconds, for the api-server, scheduler and DAG processor to
     report healthy. The processes run in a session of their own, stopped as a group."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     base_url = f"http://127.0.0.1:{port}"
     with open(log_path, "w", encoding="utf-8") as log:
-        process = subprocess.Popen([sys.executable, "-m", "clever.runner", "airflow", "--port", str(port)],
+        process = subprocess.Popen([sys.executable, "-m", "clever_devkit.runner", "airflow", "--port", str(port)],
                                    env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             deadline = time.monotonic() + timeout

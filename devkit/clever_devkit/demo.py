@@ -22,10 +22,11 @@ from pathlib import Path
 
 import psycopg
 
-from clever.cli import run_main
-from clever.demo_app_data import iter_summary_lines, seed_demo_app_data
-from clever.runner import BIN_DIR, REPO_ROOT, airflow_env, demo_simulator, watch_dag
-from clever.warehouse import redacted, warehouse_url
+from clever.connections import redacted
+from clever.paths import REPO_ROOT
+from clever_devkit.cli import run_main
+from clever_devkit.demo_app_data import iter_summary_lines, seed_demo_app_data
+from clever_devkit.runner import BIN_DIR, airflow_env, demo_simulator, warehouse_url, watch_dag
 
 MARTS = ("dim_districts", "dim_schools", "dim_users", "dim_sections", "dim_terms", "dim_courses", "fct_enrollments")
 
@@ -78,9 +79,9 @@ def ui_walkthrough(env: dict[str, str]) -> list[Path] | None:
     free port, headless Chromium logs in, triggers clever_sync_demo from its form and waits
     for it. Returns the screenshots ([] when no browser can be had), None if the run failed."""
     from clever.dbt_runner import ARTIFACTS_DIR
-    from clever.pg_local import free_port
-    from clever.system_tools import ToolMissing, find_or_install
-    from clever.ui_walkthrough import AirflowUIError, admin_password, running_airflow, walk_through
+    from clever_devkit.pg_local import free_port
+    from clever_devkit.system_tools import ToolMissing, find_or_install
+    from clever_devkit.ui_walkthrough import AirflowUIError, admin_password, running_airflow, walk_through
 
     try:
         chromium = find_or_install("chromium")

@@ -18,7 +18,7 @@ change/full. It checks what each sync wrote (mart counts, zero history on the re
 exactly the generated changes after (e)), writes the results as JSON and prints a table
 row for docs/PERFORMANCE.md.
 
-    python -m clever.bench --size 1000000 [--runner airflow|steps] [--naive-max-rows N] ...
+    python -m clever_devkit.bench --size 1000000 [--runner airflow|steps] [--naive-max-rows N] ...
 """
 
 from __future__ import annotations
@@ -40,8 +40,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_WORK_DIR = REPO_ROOT / ".local" / "bench"
+from clever.paths import LOCAL_DIR, REPO_ROOT
+from clever_devkit import DEV_PYTHONPATH
+
+DEFAULT_WORK_DIR = LOCAL_DIR / "bench"
 PERFORMANCE_DOC = REPO_ROOT / "docs" / "PERFORMANCE.md"
 SLUG = "bench"
 API_VERSION = "v3.0"
@@ -151,7 +153,7 @@ def _describe(process: Any) -> str:
 
 # -- the district -------------------------------------------------------------------------------------------
 def _expected_enrollments(directory: Path) -> int:
-    from clever.district_store import iter_stored
+    from clever_devkit.district_store import iter_stored
 
     total = 0
     for section in iter_stored(directory, API_VERSION, "sections"):
@@ -162,8 +164,8 @@ def _expected_enrollments(directory: Path) -> int:
 
 def prepare_district(size: int, data_dir: Path, seed: int = 0) -> dict[str, Any]:
     """Day 1 and day 2 (1% changed) of a ``size``-student district, cached by manifest."""
-    from clever.district_store import derive_changes
-    from clever.sample_district import generate
+    from clever_devkit.district_store import derive_changes
+    from clever_devkit.sample_district import generate
 
     manifest_file = data_dir / "manifest.json"
     if manifest_file.exists():
@@ -195,7 +197,7 @@ def warehouse(work_dir: Path, db_url: str | None, keep_db: bool = False):
     (then a fresh database ``bench`` on it, kept afterwards with ``keep_db`` for EXPLAIN)."""
     import psycopg
 
-    from clever.pg_local import LocalPostgres, free_port
+    from clever_devkit.pg_local import LocalPostgres, free_port
 
     if db_url:
         admin = db_url
@@ -228,9 +230,9 @@ def warehouse(work_dir: Path, db_url: str | None, keep_db: bool = False):
 @contextmanager
 def simulator(data_link: Path, token: str):
     """The simulator in its own process (so its memory and CPU are its own)."""
-    env = {**os.environ, TOKEN_ENV: token, "PYTHONPATH": str(REPO_ROOT / "plugins")}
+    env = {**os.environ, TOKEN_ENV: token, "PYTHONPATH": DEV_PYTHONPATH}
     process = subprocess.Popen(
-        [sys.executable, "-m", "clever.simulator", "--port", "0", "--district",
+        [sys.executable, "-m", "clever_devkit.simulator", "--port", "0", "--district",
          f"{SLUG}=env:{TOKEN_ENV}@{data_link}"], env=env, stdout=subprocess.PIPE, text=True)
     line = process.stdout.readline() if process.stdout else ""
     if "listening on" not in line:
@@ -315,7 +317,7 @@ def _worker_result(stdout: str) -> dict[str, Any]:
 
 
 def _python(*args: str) -> list[str]:
-    return [sys.executable, "-m", "clever.bench", *args]
+    return [sys.executable, "-m", "clever_devkit.bench", *args]
 
 
 def run_floor(ctx: BenchContext) -> Scenario:
@@ -343,7 +345,7 @@ def run_sync(ctx: BenchContext, name: str) -> Scenario:
     import psycopg
 
     if ctx.runner == "airflow":
-        from clever.runner import BIN_DIR
+        from clever_devkit.runner import BIN_DIR
 
         when = (ctx.logical_date + timedelta(minutes=ctx.sync_count)).isoformat()
         command = [str(BIN_DIR / "airflow"), "dags", "test", f"clever_sync_{SLUG}", when]
@@ -527,7 +529,7 @@ def machine() -> dict[str, Any]:
                 break
     except OSError:
         pass
-    from clever.pg_local import find_pg_bin
+    from clever_devkit.pg_local import find_pg_bin
 
     pg_version = subprocess.run([str(find_pg_bin() / "postgres"), "--version"], capture_output=True,
                                 text=True, check=False).stdout.strip()
@@ -658,7 +660,7 @@ def write_districts_file(path: Path) -> Path:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from clever.runner import airflow_env, ensure_metadata_db
+    from clever_devkit.runner import airflow_env, ensure_metadata_db
 
     work = Path(args.work_dir).resolve()
     data_dir = work / "data" / f"{args.size}"
@@ -681,7 +683,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     with ExitStack() as stack:
         db_url, postmaster_pid = stack.enter_context(warehouse(work, args.pg_url, args.keep_db))
         api_url, sim_pid = stack.enter_context(simulator(data_link, token))
-        env = {**os.environ, TOKEN_ENV: token, "PYTHONPATH": str(REPO_ROOT / "plugins"),
+        env = {**os.environ, TOKEN_ENV: token, "PYTHONPATH": DEV_PYTHONPATH,
                "CLEVER_DISTRICTS_FILE": str(write_districts_file(work / "districts.yml")),
                "CLEVER_ARTIFACTS_DIR": str(work / "artifacts"),
                "AIRFLOW_CONN_CLEVER_WAREHOUSE": db_url,
@@ -772,6 +774,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from clever.cli import run_main
+    from clever_devkit.cli import run_main
 
     sys.exit(run_main(main))
