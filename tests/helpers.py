@@ -118,26 +118,21 @@ def documented_types(layer: str, model: str) -> dict[str, str]:
 
 
 def land_and_build(conninfo: str, district, base_url: str, token: str, *, endpoints=None,
-                   validate: bool = False, docs_dir=None) -> int:
-    """Extract ``endpoints`` (default: all of ``district``'s, a DistrictConfig), validate
-    if asked, approve the run and build, with the pipeline's own steps in this process:
-    for integration tests that need a built warehouse but not Airflow. Returns the run id.
+                   validate: bool = False, docs_dir=None, summarize: bool = False) -> int:
+    """One sync of ``endpoints`` (default: all of ``district``'s, a DistrictConfig) through
+    the pipeline's steps in this process (clever.steps.run_sync, as the DAG runs them), for
+    integration tests that need a built warehouse but not Airflow. Returns the run id.
     By default it skips the Great Expectations gate (the sample data passes it;
-    tests/integration/test_validation.py covers it) to keep them quick."""
-    from clever import pipeline, validation
-    from clever.connections import WarehouseTarget
+    tests/integration/test_validation.py covers it) to keep them quick, and the summary
+    (and the landing retention after it), which tests call when they look at it."""
+    from clever import steps
+    from clever.connections import CleverEndpoint, WarehouseTarget
 
-    run_id = pipeline.start_run(conninfo, district, endpoints)
-    for endpoint in endpoints or district.endpoints:
-        pipeline.extract(conninfo, district, run_id, endpoint, base_url, token)
-    assert pipeline.close_extraction(conninfo, run_id) == "completed"
-    if validate:
-        validation.validate_run(conninfo, run_id, quarantine_threshold=district.quarantine_threshold,
-                                quarantine_floor=district.quarantine_floor, docs_dir=docs_dir)
-    pipeline.approve(conninfo, run_id, threshold=district.mass_archive_threshold, floor=district.mass_archive_floor,
-                     change_threshold=district.mass_update_threshold)
-    pipeline.build(WarehouseTarget.from_conninfo(conninfo), district)
-    return run_id
+    ctx = steps.SyncContext(target=WarehouseTarget.from_conninfo(conninfo), district=district,
+                            params=steps.RunParams(endpoints=tuple(endpoints) if endpoints else None),
+                            api=CleverEndpoint(base_url, token), validation_docs_dir=docs_dir)
+    skip = {step for step, wanted in (("validate", validate), ("summarize", summarize)) if not wanted}
+    return steps.run_sync(ctx, skip=frozenset(skip)).run_id
 
 
 class Hostile:

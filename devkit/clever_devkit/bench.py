@@ -474,33 +474,22 @@ def naive_main(api_url: str, db_url: str, fraction: float, counts: dict[str, int
 
 
 def steps_main(api_url: str, db_url: str) -> dict[str, Any]:
-    """The DAG's steps in order, in this process (what each Airflow task calls)."""
-    from clever import pipeline, retention, validation
+    """The DAG's steps in order, in this process (clever.steps.run_sync: what each Airflow
+    task runs), timed one by one."""
+    from clever import steps
     from clever.config import load_districts
-    from clever.connections import WarehouseTarget
+    from clever.connections import CleverEndpoint, WarehouseTarget
 
     district = next(d for d in load_districts() if d.slug == SLUG)
-    token = os.environ[TOKEN_ENV]
-    steps: dict[str, float] = {}
+    timings: dict[str, float] = {}
 
-    def timed(step: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        started = time.monotonic()
-        value = fn(*args, **kwargs)
-        steps[step] = round(steps.get(step, 0.0) + time.monotonic() - started, 2)
-        return value
+    def timed(step: str, seconds: float) -> None:
+        timings[step] = round(seconds, 2)
 
-    run_id = timed("start_run", pipeline.start_run, db_url, district, None)
-    for endpoint in district.endpoints:
-        timed("extract", pipeline.extract, db_url, district, run_id, endpoint, api_url, token)
-    timed("close_extraction", pipeline.close_extraction, db_url, run_id)
-    timed("validate", validation.validate_run, db_url, run_id, quarantine_threshold=district.quarantine_threshold,
-          quarantine_floor=district.quarantine_floor)
-    timed("approve", pipeline.approve, db_url, run_id, threshold=district.mass_archive_threshold,
-          floor=district.mass_archive_floor)
-    built = timed("build", pipeline.build, WarehouseTarget.from_conninfo(db_url), district)
-    timed("summarize", pipeline.summarize, db_url, run_id, built["started_at"])
-    timed("prune_landing", retention.prune_landing, db_url, district.slug, district.landing_retention_days)
-    return {"steps": steps}
+    ctx = steps.SyncContext(target=WarehouseTarget.from_conninfo(db_url), district=district,
+                            api=CleverEndpoint(api_url, os.environ[TOKEN_ENV]))
+    steps.run_sync(ctx, on_step=timed)
+    return {"steps": timings}
 
 
 # -- orchestration ----------------------------------------------------------------------------------------

@@ -54,7 +54,7 @@ def build_dbt_docs(conninfo: str) -> Path:
 def latest_data_docs(conninfo: str, district_slug: str = "demo") -> str | None:
     """The Data Docs of the district's latest run that validated anything (a run with
     nothing new or changed, like the UI walkthrough's, has none)."""
-    from clever.pipeline import data_docs_hint
+    from clever.summary import data_docs_hint
 
     with psycopg.connect(conninfo) as conn:
         runs = conn.execute("SELECT sync_run_id FROM clever_landing.sync_runs WHERE district_slug = %s "

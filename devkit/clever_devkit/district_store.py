@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from clever.endpoints import API_VERSIONS, ENDPOINTS
+from clever.catalog import API_VERSIONS, ENDPOINTS
 
 log = logging.getLogger(__name__)
 

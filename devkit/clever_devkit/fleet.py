@@ -545,20 +545,18 @@ def district_metrics(meta_url: str, warehouse_url: str, run_id: str, plan: list[
 ALONE_SCRIPT = """
 import json, sys, time
 from pathlib import Path
-from clever import pipeline
+from clever import steps
 from clever.config import load_districts
-from clever.connections import WarehouseTarget
+from clever.connections import CleverEndpoint, WarehouseTarget
 url, config, slug, api, token, sync = sys.argv[1:7]
 district = next(d for d in load_districts(Path(config)) if d.slug == slug)
+ctx = steps.SyncContext(target=WarehouseTarget.from_conninfo(url), district=district, api=CleverEndpoint(api, token))
 if sync == "1":
-    run = pipeline.start_run(url, district, None)
-    for endpoint in district.endpoints:
-        pipeline.extract(url, district, run, endpoint, api, token)
-    pipeline.close_extraction(url, run)
-    pipeline.approve(url, run, threshold=district.mass_archive_threshold, floor=district.mass_archive_floor,
-                 change_threshold=district.mass_update_threshold)
+    ctx = ctx.for_run(steps.run_step(ctx, "start_run"))
+    for step in ("extract", "approve"):
+        steps.run_step(ctx, step)
 started = time.monotonic()
-pipeline.build(WarehouseTarget.from_conninfo(url), district)
+steps.run_step(ctx, "build")
 print(json.dumps({"build_seconds": time.monotonic() - started}))
 """
 

@@ -292,7 +292,7 @@ def sync_summary(env: dict[str, str], district_slug: str, run_id: str | None) ->
     """The run summary the sync's summarize task wrote, as its log shows it."""
     import psycopg
 
-    from clever.pipeline import format_summary
+    from clever.summary import format_summary
 
     if run_id is None:
         return None

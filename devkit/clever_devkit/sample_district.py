@@ -39,7 +39,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from clever.endpoints import API_VERSIONS, ENDPOINTS
+from clever.catalog import API_VERSIONS, ENDPOINTS
 
 Record = dict[str, Any]
 

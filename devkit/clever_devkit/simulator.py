@@ -70,7 +70,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from clever.endpoints import API_VERSIONS, ENDPOINTS, MAX_PAGE_SIZE
+from clever.catalog import API_VERSIONS, ENDPOINTS, MAX_PAGE_SIZE
 from clever_devkit.district_store import Page, SortedFileDataSource, is_sorted_store
 
 log = logging.getLogger(__name__)

@@ -144,7 +144,7 @@ class SyncFailedNotifier(BaseNotifier):
 
     def notify(self, context: Any) -> None:
         from clever.connections import warehouse_target
-        from clever.pipeline import run_summary
+        from clever.summary import run_summary
 
         sync_run_id = context["ti"].xcom_pull(task_ids="start_run")
         summary = run_summary(warehouse_target().conninfo, sync_run_id) if sync_run_id is not None else None

@@ -36,7 +36,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from clever.endpoints import MAX_PAGE_SIZE, check_api_version
+from clever.catalog import MAX_PAGE_SIZE, check_api_version
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from clever.endpoints import API_VERSIONS, ENDPOINTS, MAX_PAGE_SIZE, check_api_version, check_endpoints
+from clever.catalog import API_VERSIONS, CORE_ENDPOINTS, ENDPOINTS, MAX_PAGE_SIZE, check_api_version, check_endpoints
 from clever.match_rules import MatchingConfig, parse_matching
 from clever.paths import REPO_ROOT
 
@@ -26,7 +26,7 @@ _DEFAULTS: dict[str, Any] = {
     "api_version": "v3.0",
     "schedule": "@daily",
     "page_size": MAX_PAGE_SIZE,
-    "endpoints": ["districts", "schools", "users", "sections", "terms", "courses"],
+    "endpoints": list(CORE_ENDPOINTS),
     "mass_archive_threshold": 0.10,  # Clever's own "Requires Review": more than 10% deletions
     "mass_update_threshold": 0.75,  # ... or more than 75% updates of a type in one sync
     "mass_archive_floor": 10,

@@ -3,8 +3,9 @@
 Parse time stays light: only airflow.sdk, yaml and this package's config are imported
 here; every task imports its heavy work (psycopg, requests, dbt, GX) when it runs.
 
-Task flow: start_run → extract (every endpoint, several at a time, then the run is
-closed) → validate → approve → build (dbt) → summarize. Six task instances a run: in a
+Task flow (clever.steps, one task per step): start_run → extract (every endpoint,
+several at a time, then the run is closed) → validate → approve → build (dbt) →
+summarize. Six task instances a run: in a
 fleet each one costs a scheduler decision, an executor slot and a process start-up, so
 steps that need no task of their own share one (docs/ARCHITECTURE.md#airflow).
 ``summarize`` always runs: it closes a run whose extraction failed, records the run
@@ -25,8 +26,8 @@ from typing import Any
 from airflow.sdk import DAG, Param, TriggerRule, get_current_context, get_parsing_context, task
 
 from clever.assets import MARTS
+from clever.catalog import ENDPOINTS
 from clever.config import DistrictConfig, load_districts_tolerant
-from clever.endpoints import ENDPOINTS
 
 log = logging.getLogger(__name__)
 
@@ -91,22 +92,24 @@ def _stops_on_sigterm(district: DistrictConfig, step: str) -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-@contextmanager
-def _run_step(conninfo: str, district: DistrictConfig, sync_run_id: int, step: str,
-              fails_run: bool = True) -> Iterator[None]:
-    """A step of the run: stops at once on SIGTERM, holds the district's run lease (no
-    other run of the district starts meanwhile) and, if ``fails_run``, marks the run failed
-    naming the step when the block raises, its time limit and SIGTERM included
-    (AirflowTaskTimeout and StepTerminated are BaseExceptions)."""
-    from clever import pipeline
+def _context(district: DistrictConfig, sync_run_id: int | None = None, **results: Any) -> Any:
+    """The steps' context (clever.steps.SyncContext) for this task: the warehouse from the
+    Airflow connection, the trigger's params and run id, the results of earlier tasks."""
+    from clever.connections import warehouse_target
+    from clever.steps import RunParams, SyncContext
 
-    with _stops_on_sigterm(district, step), pipeline.run_lease(conninfo, district.slug):
-        try:
-            yield
-        except BaseException as exc:
-            if fails_run:
-                pipeline.fail_run(conninfo, sync_run_id, step, exc)
-            raise
+    context = get_current_context()
+    return SyncContext(target=warehouse_target(), district=district, params=RunParams.from_mapping(context["params"]),
+                       sync_run_id=sync_run_id, external_run_id=context["run_id"],
+                       results={step: result for step, result in results.items() if result is not None})
+
+
+def _run(district: DistrictConfig, step: str, sync_run_id: int | None = None, **results: Any) -> Any:
+    """Run a step (clever.steps) as this task, stopping at once on SIGTERM."""
+    from clever import steps
+
+    with _stops_on_sigterm(district, step):
+        return steps.run_step(_context(district, sync_run_id, **results), step)
 
 
 def _failure_alerts(district: DistrictConfig) -> list:
@@ -137,14 +140,7 @@ def build_district_dag(district: DistrictConfig) -> DAG:
         @task(execution_timeout=limits["start_run"])
         def start_run() -> int:
             """A new sync run of the trigger's `endpoints` param, else the config's."""
-            from clever import pipeline
-            from clever.connections import warehouse_target
-            from clever.endpoints import check_endpoints
-
-            context = get_current_context()
-            endpoints = list(check_endpoints(list(context["params"].get("endpoints") or district.endpoints)))
-            return pipeline.start_run(warehouse_target().conninfo, district, endpoints,
-                                      external_run_id=context["run_id"], params=dict(context["params"]))
+            return _run(district, "start_run")
 
         @task(retries=district.extract_retries, execution_timeout=limits["extract"],
               retry_delay=timedelta(seconds=district.extract_retry_delay_seconds), pool=district.extract_pool)
@@ -154,17 +150,13 @@ def build_district_dag(district: DistrictConfig) -> DAG:
             from airflow.sdk.exceptions import AirflowFailException
 
             from clever import pipeline
-            from clever.connections import MissingConnection, clever_endpoint, warehouse_target
+            from clever.connections import MissingConnection
             from clever.extract import ExtractionError
 
             try:
-                api = clever_endpoint(district)
+                return _run(district, "extract", sync_run_id)
             except MissingConnection as exc:  # fail now: no retry can add the connection
                 raise AirflowFailException(str(exc)) from None
-            conninfo = warehouse_target().conninfo
-            try:
-                with _run_step(conninfo, district, sync_run_id, "extract", fails_run=False):
-                    return pipeline.extract_run(conninfo, district, sync_run_id, api.base_url, api.token)
             except ExtractionError as exc:
                 if pipeline.retrying_cannot_fix(exc):  # a revoked token: fail now, no retries
                     raise AirflowFailException(str(exc)) from exc
@@ -172,42 +164,18 @@ def build_district_dag(district: DistrictConfig) -> DAG:
 
         @task(execution_timeout=limits["validate"])
         def validate(sync_run_id: int) -> dict[str, Any]:
-            from clever import validation
-            from clever.connections import warehouse_target
-
-            conninfo = warehouse_target().conninfo
-            full = bool(get_current_context()["params"].get("full_refresh"))
-            with _run_step(conninfo, district, sync_run_id, "validate"):
-                return validation.validate_run(conninfo, sync_run_id,
-                                               quarantine_threshold=district.quarantine_threshold,
-                                               quarantine_floor=district.quarantine_floor, full=full)
+            return _run(district, "validate", sync_run_id)
 
         @task(pool=district.build_pool, execution_timeout=limits["approve"])
         def approve(sync_run_id: int) -> list[str]:
-            from clever import pipeline
-            from clever.connections import warehouse_target
-
-            conninfo = warehouse_target().conninfo
-            allow = bool(get_current_context()["params"].get("allow_mass_archive"))
-            with _run_step(conninfo, district, sync_run_id, "approve"):
-                return pipeline.approve(conninfo, sync_run_id, threshold=district.mass_archive_threshold,
-                                        floor=district.mass_archive_floor, allow_mass_archive=allow,
-                                        change_threshold=district.mass_update_threshold,
-                                        lock_timeout_seconds=district.build_lock_timeout_seconds)
+            return _run(district, "approve", sync_run_id)
 
         # success schedules clever_rollover_report
         @task(pool=district.build_pool, outlets=[MARTS], execution_timeout=limits["build"])
         def build(sync_run_id: int) -> dict[str, Any]:
-            from clever import pipeline
-            from clever.connections import warehouse_target
-
-            target = warehouse_target()
-            context = get_current_context()
-            full_refresh = bool(context["params"].get("full_refresh"))
-            with _run_step(target.conninfo, district, sync_run_id, "build"):
-                result = pipeline.build(target, district, full_refresh=full_refresh,
-                                        lock_timeout_seconds=district.build_lock_timeout_seconds)
-            context["outlet_events"][MARTS].extra = {"district": district.slug, "sync_run_id": sync_run_id}
+            result = _run(district, "build", sync_run_id)
+            get_current_context()["outlet_events"][MARTS].extra = {"district": district.slug,
+                                                                   "sync_run_id": sync_run_id}
             return result
 
         @task(trigger_rule=TriggerRule.ALL_DONE, execution_timeout=limits["summarize"],
@@ -215,23 +183,13 @@ def build_district_dag(district: DistrictConfig) -> DAG:
         def summarize(sync_run_id: int) -> dict[str, Any]:
             from airflow.sdk.exceptions import AirflowFailException
 
-            from clever import pipeline
-            from clever.connections import warehouse_target
-            from clever.retention import prune_landing
+            from clever.summary import format_summary
 
-            conninfo = warehouse_target().conninfo
             # Pulled, not passed: a failed step leaves no XCom and summarize must still run.
-            ti = get_current_context()["ti"]
-            build_result = ti.xcom_pull(task_ids="build")
-            started = (build_result or {}).get("started_at")
-            data_docs = pipeline.data_docs_hint(district.slug, sync_run_id)
-            extra = {"data_docs": data_docs, "dbt_docs": pipeline.dbt_docs_hint(),
-                     "dbt_test_warnings": (build_result or {}).get("warnings") or {}}
-            with _run_step(conninfo, district, sync_run_id, "summarize", fails_run=False):
-                pipeline.close_if_open(conninfo, sync_run_id)  # its extraction failed for good
-                summary = pipeline.summarize(conninfo, sync_run_id, started, extra=extra)
-            print(pipeline.format_summary(summary))
-            if started is None:
+            build_result = get_current_context()["ti"].xcom_pull(task_ids="build")
+            summary = _run(district, "summarize", sync_run_id, build=build_result)
+            print(format_summary(summary))
+            if not summary["built"]:
                 if summary["approved_endpoints"]:
                     detail = ("its extraction was approved but the dbt build failed; the district's next "
                               "successful build applies it")
@@ -240,9 +198,6 @@ def build_district_dag(district: DistrictConfig) -> DAG:
                 raise AirflowFailException(
                     f"district {district.slug!r}: sync run {sync_run_id} failed: {detail}. "
                     f"Error: {summary.get('error') or 'see the failed task log'}")
-            # Older runs' landing rows that nothing reads any more (clever.retention).
-            pruned = prune_landing(conninfo, district.slug, district.landing_retention_days)
-            summary["landing_rows_pruned"] = sum(p.rows for p in pruned)
             return summary
 
         sync_run_id = start_run()

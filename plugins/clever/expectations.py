@@ -46,13 +46,12 @@ from typing import Any
 
 import yaml
 
-from clever.endpoints import API_VERSIONS, ENDPOINTS
+from clever.catalog import API_VERSIONS, DATA_TYPES, ENDPOINTS
 from clever.paths import EXPECTATIONS_DIR
 
 SPEC_DIR = EXPECTATIONS_DIR / "openapi"
 
-DEFINITION_OF = {"districts": "District", "schools": "School", "users": "User", "sections": "Section",
-                 "terms": "Term", "courses": "Course", "resources": "Resource"}
+DEFINITION_OF = {t.endpoint: t.definition for t in DATA_TYPES if t.definition}
 
 # Unflagged in the spec, but present only in some districts or situations.
 CONDITIONAL_FIELDS = {

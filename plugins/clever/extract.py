@@ -23,8 +23,10 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from clever import runs
 from clever.client import CleverAPIError, CleverClient
-from clever.warehouse import SyncRun, landing_table
+from clever.runs import SyncRun
+from clever.warehouse import landing_table
 
 log = logging.getLogger(__name__)
 
@@ -87,25 +89,14 @@ def _mark_started(conn: psycopg.Connection, run: SyncRun, endpoint: str) -> None
     with conn.transaction():
         conn.execute(sql.SQL("DELETE FROM {} WHERE sync_run_id = %s").format(landing_table(endpoint)),
                      (run.sync_run_id,))
-        conn.execute(
-            """INSERT INTO clever_landing.endpoint_runs (sync_run_id, endpoint) VALUES (%s, %s)
-               ON CONFLICT (sync_run_id, endpoint) DO UPDATE
-               SET status = 'started', row_count = 0, page_count = 0, error = NULL,
-                   started_at = clock_timestamp(), finished_at = NULL, pruned_at = NULL, pruned_rows = NULL""",
-            (run.sync_run_id, endpoint),
-        )
+        runs.endpoint_started(conn, run.sync_run_id, endpoint)
 
 
 def _mark_failed(conn: psycopg.Connection, run: SyncRun, endpoint: str, error: str) -> None:
     with conn.transaction():
         conn.execute(sql.SQL("UPDATE {} SET is_partial = true WHERE sync_run_id = %s").format(
             landing_table(endpoint)), (run.sync_run_id,))
-        conn.execute(
-            """UPDATE clever_landing.endpoint_runs
-               SET status = 'failed', error = %s, finished_at = clock_timestamp()
-               WHERE sync_run_id = %s AND endpoint = %s""",
-            (error, run.sync_run_id, endpoint),
-        )
+        runs.endpoint_failed(conn, run.sync_run_id, endpoint, error)
 
 
 def _record_failure(conn: psycopg.Connection, run: SyncRun, endpoint: str, error: str) -> None:
@@ -162,12 +153,7 @@ def extract_endpoint(conn: psycopg.Connection, client: CleverClient, run: SyncRu
                         except UnicodeEncodeError:  # a lone UTF-16 surrogate (a "\ud800" escape)
                             raise _unstorable(record, run, endpoint, page.number, position,
                                               "an invalid Unicode character (a lone UTF-16 surrogate)") from None
-                cur.execute(
-                    """UPDATE clever_landing.endpoint_runs
-                       SET row_count = row_count + %s, page_count = page_count + 1
-                       WHERE sync_run_id = %s AND endpoint = %s""",
-                    (len(page.records), run.sync_run_id, endpoint),
-                )
+                runs.page_landed(cur, run.sync_run_id, endpoint, len(page.records))
             rows += len(page.records)
             pages += 1
             log.info("district %s, %s: page %d landed (%d rows so far)", run.district_slug, endpoint, pages, rows)
@@ -180,12 +166,7 @@ def extract_endpoint(conn: psycopg.Connection, client: CleverClient, run: SyncRu
         _record_failure(conn, run, endpoint, f"interrupted: {type(exc).__name__}: {exc}")
         raise
     with conn.transaction():
-        conn.execute(
-            """UPDATE clever_landing.endpoint_runs
-               SET status = 'completed', finished_at = clock_timestamp()
-               WHERE sync_run_id = %s AND endpoint = %s""",
-            (run.sync_run_id, endpoint),
-        )
+        runs.endpoint_completed(conn, run.sync_run_id, endpoint)
     _refresh_statistics(conn, run, endpoint)
     seconds = time.monotonic() - started
     log.info("district %s, %s: completed, %d rows in %d pages (%.1fs)",

@@ -21,17 +21,7 @@ from datetime import UTC, datetime
 import psycopg
 from psycopg import sql
 
-SNAPSHOT_SCHEMA = "clever_snapshots"
-# data type -> (landing endpoint it comes from, snapshot table)
-GUARDED_TYPES: dict[str, tuple[str, str]] = {
-    "districts": ("districts", "snap_clever__districts"),
-    "schools": ("schools", "snap_clever__schools"),
-    "users": ("users", "snap_clever__users"),
-    "sections": ("sections", "snap_clever__sections"),
-    "terms": ("terms", "snap_clever__terms"),
-    "courses": ("courses", "snap_clever__courses"),
-    "enrollments": ("sections", "snap_clever__section_enrollments"),
-}
+from clever.catalog import DATA_TYPE, GUARDED, SNAPSHOT_SCHEMA
 
 # Written as anti-joins (NOT EXISTS in WHERE), which PostgreSQL runs as one hash join;
 # inside an aggregate's FILTER it would probe the landing table once per active record.
@@ -147,11 +137,12 @@ def archive_wait_reason(conn: psycopg.Connection, district_slug: str, sync_run_i
     row = conn.execute("SELECT raw ->> 'state', raw ->> 'pause_start', raw ->> 'pause_end' "
                        "FROM clever_landing.districts WHERE sync_run_id = %s AND clever_id IS NOT NULL LIMIT 1",
                        (sync_run_id,)).fetchone()
-    if row is None and conn.execute("SELECT to_regclass(%s)", (f"{SNAPSHOT_SCHEMA}.snap_clever__districts",)
+    if row is None and conn.execute("SELECT to_regclass(%s)", (DATA_TYPE["districts"].snapshot_relation,)
                                     ).fetchone()[0] is not None:
         row = conn.execute(
-            f"SELECT raw ->> 'state', raw ->> 'pause_start', raw ->> 'pause_end' FROM {SNAPSHOT_SCHEMA}."
-            "snap_clever__districts WHERE district_slug = %s AND dbt_valid_to IS NULL AND dbt_is_deleted = 'False' "
+            f"SELECT raw ->> 'state', raw ->> 'pause_start', raw ->> 'pause_end' FROM "
+            f"{DATA_TYPE['districts'].snapshot_relation} WHERE district_slug = %s AND dbt_valid_to IS NULL "
+            "AND dbt_is_deleted = 'False' "
             "LIMIT 1", (district_slug,)).fetchone()
     if row is None:
         return None
@@ -228,10 +219,11 @@ def check_run(conn: psycopg.Connection, district_slug: str, sync_run_id: int, en
               archive_waits: bool = False) -> list[GuardCheck]:
     """What approving this run's ``endpoints`` would archive, per data type."""
     checks = []
-    for data_type, (endpoint, snapshot) in GUARDED_TYPES.items():
+    for guarded in GUARDED:
+        data_type, endpoint, snapshot = guarded.name, guarded.endpoint, guarded.snapshot
         if endpoint not in endpoints:
             continue
-        if conn.execute("SELECT to_regclass(%s)", (f"{SNAPSHOT_SCHEMA}.{snapshot}",)).fetchone()[0] is None:
+        if conn.execute("SELECT to_regclass(%s)", (guarded.snapshot_relation,)).fetchone()[0] is None:
             continue  # first sync: nothing is active, nothing can be archived
         template = _ENTITY_WOULD_ARCHIVE
         if data_type == "enrollments":

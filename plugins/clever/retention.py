@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
+from clever import runs
 from clever.warehouse import ensure_landing_schema, landing_table
 
 log = logging.getLogger(__name__)
@@ -101,9 +102,6 @@ def _prune_extraction(conn: psycopg.Connection, district_slug: str, endpoint: st
     with conn.transaction():
         rows = conn.execute(delete, {"run": sync_run_id, "endpoint": endpoint, "district": district_slug}).rowcount
         if rows:
-            conn.execute(
-                """UPDATE clever_landing.endpoint_runs
-                   SET pruned_at = clock_timestamp(), pruned_rows = coalesce(pruned_rows, 0) + %s
-                   WHERE sync_run_id = %s AND endpoint = %s""", (rows, sync_run_id, endpoint))
+            runs.endpoint_pruned(conn, sync_run_id, endpoint, rows)
     log.info("run %d, %s: %d landing rows pruned", sync_run_id, endpoint, rows)
     return PrunedExtraction(endpoint, sync_run_id, rows)

@@ -42,7 +42,8 @@ import psycopg
 from psycopg import sql
 
 from clever.expectations import ColumnSpec, SuiteError, load_suite_document, parse_column
-from clever.warehouse import completed_endpoints, get_sync_run, landing_table, pruned_endpoints
+from clever.runs import completed_endpoints, get_sync_run, pruned_endpoints
+from clever.warehouse import landing_table
 
 log = logging.getLogger(__name__)
 
@@ -397,7 +398,7 @@ def reference_runs(conn: psycopg.Connection, district_slug: str, sync_run_id: in
                    completed: set[str]) -> dict[str, int | None]:
     """Per endpoint, the extraction references resolve in: this run's if it has one,
     else the district's latest approved one."""
-    from clever.endpoints import ENDPOINTS
+    from clever.catalog import ENDPOINTS
 
     runs: dict[str, int | None] = {}
     for endpoint in ENDPOINTS:

@@ -9,16 +9,11 @@ trustworthy.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any
-
 import psycopg
 from psycopg import sql
 
 from clever.app_schema import ensure_app_schema
-from clever.endpoints import ENDPOINTS
+from clever.catalog import ENDPOINTS
 
 LANDING_SCHEMA = "clever_landing"
 
@@ -242,14 +237,6 @@ def landing_table(endpoint: str) -> sql.Composed:
     return sql.SQL("{}.{}").format(sql.Identifier(LANDING_SCHEMA), sql.Identifier(endpoint))
 
 
-def pruned_endpoints(conn: psycopg.Connection, sync_run_id: int) -> list[str]:
-    """The endpoints of a run whose landing rows retention has pruned (clever.retention):
-    such an extraction can no longer be validated or approved."""
-    return [row[0] for row in conn.execute(
-        "SELECT endpoint FROM clever_landing.endpoint_runs WHERE sync_run_id = %s AND pruned_at IS NOT NULL "
-        "ORDER BY endpoint", (sync_run_id,))]
-
-
 def ensure_landing_schema(conn: psycopg.Connection) -> None:
     """Create the landing schema and run-tracking tables if missing (idempotent), and the
     application's schema ``app``, which dbt reads as sources."""
@@ -259,83 +246,3 @@ def ensure_landing_schema(conn: psycopg.Connection) -> None:
         for endpoint in ENDPOINTS:
             conn.execute(_LANDING_TABLE_DDL.format(table=endpoint, index=f"{endpoint}_run_idx"))
     ensure_app_schema(conn)
-
-
-@dataclass(frozen=True)
-class SyncRun:
-    sync_run_id: int
-    district_slug: str
-    api_version: str
-    endpoints: tuple[str, ...]
-
-
-def start_sync_run(
-    conn: psycopg.Connection,
-    district_slug: str,
-    api_version: str,
-    endpoints: Iterable[str],
-    external_run_id: str | None = None,
-    params: dict[str, Any] | None = None,
-) -> SyncRun:
-    endpoints = tuple(endpoints)
-    with conn.transaction():
-        row = conn.execute(
-            """INSERT INTO clever_landing.sync_runs
-                   (district_slug, api_version, endpoints, external_run_id, params)
-               VALUES (%s, %s, %s::text[], %s, %s) RETURNING sync_run_id""",
-            (district_slug, api_version, list(endpoints), external_run_id, json.dumps(params or {})),
-        ).fetchone()
-    return SyncRun(row[0], district_slug, api_version, endpoints)
-
-
-def get_sync_run(conn: psycopg.Connection, sync_run_id: int) -> SyncRun:
-    row = conn.execute(
-        "SELECT district_slug, api_version, endpoints FROM clever_landing.sync_runs WHERE sync_run_id = %s",
-        (sync_run_id,),
-    ).fetchone()
-    if row is None:
-        raise LookupError(f"sync run {sync_run_id} does not exist")
-    return SyncRun(sync_run_id, row[0], row[1], tuple(row[2]))
-
-
-def finish_sync_run(conn: psycopg.Connection, sync_run_id: int, error: str | None = None) -> str:
-    """Close a run: ``completed`` only if every requested endpoint completed and no error
-    was given; otherwise ``failed``. Returns the status written. A run closed already
-    (failed by a step) may be closed again, as an operator does after fixing what failed,
-    unless a newer run of the district has started: then it stays as it is."""
-    with conn.transaction():
-        row = conn.execute(
-            """SELECT status, EXISTS (SELECT 1 FROM clever_landing.sync_runs AS n
-                                      WHERE n.district_slug = r.district_slug AND n.sync_run_id > r.sync_run_id)
-               FROM clever_landing.sync_runs AS r WHERE sync_run_id = %s FOR UPDATE""",
-            (sync_run_id,)).fetchone()
-        if row is None:
-            raise LookupError(f"sync run {sync_run_id} does not exist")
-        if row[0] != "started" and row[1]:
-            return row[0]
-        incomplete = conn.execute(
-            """SELECT e AS endpoint FROM clever_landing.sync_runs r, unnest(r.endpoints) e
-               WHERE r.sync_run_id = %s
-                 AND NOT EXISTS (SELECT 1 FROM clever_landing.endpoint_runs er
-                                 WHERE er.sync_run_id = r.sync_run_id AND er.endpoint = e
-                                   AND er.status = 'completed')""",
-            (sync_run_id,),
-        ).fetchall()
-        if incomplete and error is None:
-            error = "incomplete endpoints: " + ", ".join(r[0] for r in incomplete)
-        status = "failed" if error else "completed"
-        conn.execute(
-            """UPDATE clever_landing.sync_runs
-               SET status = %s, finished_at = clock_timestamp(), error = %s
-               WHERE sync_run_id = %s""",
-            (status, error, sync_run_id),
-        )
-    return status
-
-
-def completed_endpoints(conn: psycopg.Connection, sync_run_id: int) -> set[str]:
-    rows = conn.execute(
-        "SELECT endpoint FROM clever_landing.endpoint_runs WHERE sync_run_id = %s AND status = 'completed'",
-        (sync_run_id,),
-    ).fetchall()
-    return {r[0] for r in rows}

@@ -21,6 +21,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from clever import runs
+from clever.summary import summarize
 from clever_devkit.runner import run_dag
 from clever_devkit.simulator import CleverSimulator
 from tests.conftest import DEMO_TOKEN, copy_sample_district, database
@@ -140,13 +142,13 @@ def revoked_token_run(airflow, sim) -> None:
     sim.revoke("demo")
     district = load_districts(Path(airflow.env["CLEVER_DISTRICTS_FILE"]))[0]
     url = airflow.warehouse_url
-    run = pipeline.start_run(url, district, None, external_run_id="manual__revoked")
+    run = runs.start_run(url, district, None, external_run_id="manual__revoked")
     for endpoint in district.endpoints:
         with pytest.raises(ExtractionError, match="rejected this district's token"):
             pipeline.extract(url, district, run, endpoint, sim.base_url, DEMO_TOKEN)
-    with pytest.raises(pipeline.RunNotComplete):
-        pipeline.close_extraction(url, run)
-    pipeline.summarize(url, run, None)
+    with pytest.raises(runs.RunNotComplete):
+        runs.close_extraction(url, run)
+    summarize(url, run, None)
 
 
 @pytest.fixture(scope="module")

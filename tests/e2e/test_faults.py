@@ -120,10 +120,10 @@ def test_run_killed_between_extraction_and_snapshot_changes_nothing(synced_airfl
     simulator.set_faults(slow_seconds=0.5, slow_probability=1.0)
     script = (
         "import json, sys\n"
-        "from clever import pipeline\n"
+        "from clever import pipeline, runs\n"
         "from clever.config import load_districts\n"
         "district = load_districts()[0]\n"
-        "run = pipeline.start_run(sys.argv[1], district, None)\n"
+        "run = runs.start_run(sys.argv[1], district, None)\n"
         "for endpoint in district.endpoints:\n"
         "    pipeline.extract(sys.argv[1], district, run, endpoint, sys.argv[2], sys.argv[3])\n"
         "print('extracted', flush=True)\n"

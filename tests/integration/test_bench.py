@@ -8,7 +8,8 @@ import json
 import subprocess
 import sys
 
-from tests.conftest import REPO_ROOT, _admin_url
+from clever.paths import REPO_ROOT
+from tests.conftest import _admin_url
 
 SIZE = 300
 

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import psycopg
 
-from clever import pipeline
 from clever.config import get_district
 from clever.dbt_runner import ARTIFACTS_DIR
-from tests.conftest import DEMO_TOKEN, REPO_ROOT
+from clever.paths import REPO_ROOT
+from clever.summary import summarize
+from tests.conftest import DEMO_TOKEN
 from tests.helpers import land_and_build, load_records, write_records
 
 BI_SCHEMAS = ("clever_marts", "clever_reports")
@@ -73,7 +74,7 @@ def forget_deployment(url: str) -> None:
 def test_bi_reads_every_mart_during_builds_and_after_a_killed_deploy(warehouse_url, simulator, district_dir):
     url, district = warehouse_url, get_district("demo")
     sync = functools.partial(land_and_build, url, district, simulator.base_url, DEMO_TOKEN)
-    pipeline.summarize(url, sync(), time.time())
+    summarize(url, sync(), time.time())
     relations = bi_relations(url)
     assert {"clever_marts.dim_users", "clever_marts.fct_enrollments", "clever_reports.rpt_sync_runs"} <= set(relations)
 
@@ -108,7 +109,7 @@ def test_bi_reads_every_mart_during_builds_and_after_a_killed_deploy(warehouse_u
     assert reader.rounds > 20
     assert reader.failures == [], reader.failures[:10]
     assert bi_relations(url) == relations
-    summary = pipeline.summarize(url, day3, time.time())
+    summary = summarize(url, day3, time.time())
     assert summary["history"]["users"]["archived"] == 1
     with psycopg.connect(url) as conn:
         assert conn.execute("SELECT status, error FROM clever_landing.sync_runs WHERE sync_run_id = %s",

@@ -7,8 +7,8 @@ import math
 
 import pytest
 
+from clever.catalog import CORE_ENDPOINTS
 from clever.client import CleverAPIError, CleverAuthError, CleverClient, CleverNotFound, CleverResponseError
-from clever.endpoints import CORE_ENDPOINTS
 from tests.conftest import DEMO_TOKEN
 from tests.helpers import load_records
 

@@ -18,13 +18,15 @@ import psycopg
 import pytest
 import yaml
 
-from clever import pipeline, validation
+from clever import pipeline, runs, validation
 from clever.config import load_districts
 from clever.connections import WarehouseTarget
 from clever.dbt_runner import DbtError
+from clever.paths import REPO_ROOT
+from clever.summary import format_summary, summarize
 from clever_devkit.sample_district import generate
 from clever_devkit.simulator import CleverSimulator
-from tests.conftest import DEMO_TOKEN, REPO_ROOT, copy_sample_district, database
+from tests.conftest import DEMO_TOKEN, copy_sample_district, database
 from tests.helpers import land_and_build, load_records, write_records
 
 OTHER_TOKEN = "other-district-token-7c1d"
@@ -127,10 +129,10 @@ def test_two_districts_building_at_once_write_what_they_write_one_after_the_othe
                 database(pg_server, template=day1_name) as at_once:
             for url in (one_by_one, at_once):
                 for slug in ("demo", "other"):
-                    run = pipeline.start_run(url, districts[slug], None)
+                    run = runs.start_run(url, districts[slug], None)
                     for endpoint in districts[slug].endpoints:
                         pipeline.extract(url, districts[slug], run, endpoint, sim.base_url, token(slug))
-                    pipeline.close_extraction(url, run)
+                    runs.close_extraction(url, run)
                     pipeline.approve(url, run, threshold=0.5, floor=10)
             for slug in ("demo", "other"):
                 pipeline.build(WarehouseTarget.from_conninfo(one_by_one), districts[slug])
@@ -156,17 +158,17 @@ def test_a_quarantined_district_record_on_a_first_sync_stays_with_its_district(
     del record["name"]  # guaranteed by Clever: validation quarantines it, and it has no clean version
     write_records(dirs["other"], "v3.0", "districts", [record])
 
-    run = pipeline.start_run(warehouse_url, districts["other"], None)
+    run = runs.start_run(warehouse_url, districts["other"], None)
     for endpoint in districts["other"].endpoints:
         pipeline.extract(warehouse_url, districts["other"], run, endpoint, sim.base_url, OTHER_TOKEN)
-    pipeline.close_extraction(warehouse_url, run)
+    runs.close_extraction(warehouse_url, run)
     validation.validate_run(warehouse_url, run, quarantine_threshold=0.05, quarantine_floor=10,
                             docs_dir=tmp_path / "docs")
     pipeline.approve(warehouse_url, run, threshold=0.2, floor=10)
     built = pipeline.build(WarehouseTarget.from_conninfo(warehouse_url), districts["other"])
-    summary = pipeline.summarize(warehouse_url, run, built["started_at"],
+    summary = summarize(warehouse_url, run, built["started_at"],
                                  extra={"dbt_test_warnings": built["warnings"]})
-    text = pipeline.format_summary(summary)
+    text = format_summary(summary)
     assert "districts: " in " ".join(summary["quarantined"]) and "quarantined 1 record(s)" in text
     assert any("relationships_dim_users_district_id" in test for test in built["warnings"]), built["warnings"]
     assert "dbt test warning, district 'other'" in text

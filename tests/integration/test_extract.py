@@ -5,15 +5,11 @@ from __future__ import annotations
 import psycopg
 import pytest
 
+from clever.catalog import CORE_ENDPOINTS
 from clever.client import CleverClient
-from clever.endpoints import CORE_ENDPOINTS
 from clever.extract import BadRecordError, ExtractionError, extract_endpoint
-from clever.warehouse import (
-    completed_endpoints,
-    ensure_landing_schema,
-    finish_sync_run,
-    start_sync_run,
-)
+from clever.runs import completed_endpoints, finish_sync_run, start_sync_run
+from clever.warehouse import ensure_landing_schema
 from tests.conftest import DEMO_TOKEN
 from tests.helpers import load_records, write_records
 

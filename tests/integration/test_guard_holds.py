@@ -8,18 +8,19 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from clever import pipeline
+from clever import pipeline, runs
 from clever.config import get_district
 from clever.guard import GuardCheck, MassArchiveBlocked
+from clever.summary import format_summary, summarize
 from tests.conftest import DEMO_TOKEN
 from tests.helpers import land_and_build, load_records, write_records
 
 
 def _landed_run(url: str, district, base_url: str) -> int:
-    run_id = pipeline.start_run(url, district, None)
+    run_id = runs.start_run(url, district, None)
     for endpoint in district.endpoints:
         pipeline.extract(url, district, run_id, endpoint, base_url, DEMO_TOKEN)
-    assert pipeline.close_extraction(url, run_id) == "completed"
+    assert runs.close_extraction(url, run_id) == "completed"
     return run_id
 
 
@@ -68,7 +69,7 @@ def test_changing_more_than_three_quarters_of_a_type_is_held_until_allowed(wareh
     with psycopg.connect(warehouse_url) as conn:
         assert conn.execute("SELECT count(*) FROM clever_landing.approved_extractions WHERE sync_run_id = %s",
                             (run_id,)).fetchone()[0] == 0
-    summary = pipeline.format_summary(pipeline.summarize(warehouse_url, run_id, None))
+    summary = format_summary(summarize(warehouse_url, run_id, None))
     assert "guard: users would change 120 of 149 (limit 111): BLOCKED" in summary
 
     assert "users" in _approve(warehouse_url, built, run_id, allow=True)
@@ -117,7 +118,7 @@ def test_while_clever_pauses_the_district_nothing_is_archived_until_it_runs_agai
     assert _checks(warehouse_url, run_id)["users"][-2:] == (["paused"], False)
     pipeline.build(WarehouseTarget.from_conninfo(warehouse_url), built)
     assert _active(warehouse_url, gone), "nothing is archived during the pause"
-    summary = pipeline.format_summary(pipeline.summarize(warehouse_url, run_id, None))
+    summary = format_summary(summarize(warehouse_url, run_id, None))
     assert "users would archive 1 of 149: not applied while Clever pauses the district" in summary
 
     _set_district(district_dir, state="running")

@@ -9,10 +9,11 @@ from datetime import timedelta
 import psycopg
 import pytest
 
-from clever import pipeline
+from clever import pipeline, runs
 from clever.alerts import run_failed_alert, send
 from clever.config import AlertSettings, get_district
 from clever.health import check_districts
+from clever.summary import summarize
 from tests.conftest import DEMO_TOKEN
 from tests.helpers import SmtpSink, WebhookReceiver, load_records, write_records
 
@@ -75,15 +76,15 @@ def test_a_failed_runs_alert_names_the_step_and_counts_and_no_personal_data(ware
     demo = replace(get_district("demo"), alerts=ALERTS)
     users = load_records(district_dir, "v3.0", "users")
     write_records(district_dir, "v3.0", "users", users[:100])  # 49 of 149 unshared: the guard holds
-    run_id = pipeline.start_run(warehouse_url, demo, None)
+    run_id = runs.start_run(warehouse_url, demo, None)
     for endpoint in demo.endpoints:
         pipeline.extract(warehouse_url, demo, run_id, endpoint, simulator.base_url, DEMO_TOKEN)
-    pipeline.close_extraction(warehouse_url, run_id)
+    runs.close_extraction(warehouse_url, run_id)
     with pytest.raises(Exception, match="mass-archive guard tripped") as held:
         pipeline.approve(warehouse_url, run_id, threshold=demo.mass_archive_threshold, floor=demo.mass_archive_floor,
                          change_threshold=demo.mass_update_threshold)
-    pipeline.fail_run(warehouse_url, run_id, "approve", held.value)
-    alert = run_failed_alert(demo, pipeline.summarize(warehouse_url, run_id, None))
+    runs.fail_run(warehouse_url, run_id, "approve", held.value)
+    alert = run_failed_alert(demo, summarize(warehouse_url, run_id, None))
     assert alert.subject == f"[clever-warehouse] demo: sync run {run_id} failed at guard"
     assert "users would archive 49 of 149 (limit 14)" in alert.body and "allow_mass_archive=true" in alert.body
     assert send(demo.alerts, alert) == []

@@ -7,10 +7,12 @@ import dataclasses
 import psycopg
 import pytest
 
-from clever import pipeline
+from clever import pipeline, runs
 from clever.config import get_district
 from clever.dbt_runner import BuildLockTimeout, deploy_lock, district_lock
-from clever.warehouse import ensure_landing_schema, start_sync_run
+from clever.runs import start_sync_run
+from clever.summary import summarize
+from clever.warehouse import ensure_landing_schema
 
 
 @pytest.fixture
@@ -22,20 +24,20 @@ def conn(warehouse_url):
 
 def test_approve_refuses_a_run_that_is_not_completed(conn, warehouse_url):
     run = start_sync_run(conn, "demo", "v3.0", ["districts"])
-    with pytest.raises(pipeline.RunNotComplete):
+    with pytest.raises(runs.RunNotComplete):
         pipeline.approve(warehouse_url, run.sync_run_id, threshold=0.2, floor=10)
-    with pytest.raises(pipeline.RunNotComplete, match="not complete"):
-        pipeline.close_extraction(warehouse_url, run.sync_run_id)
+    with pytest.raises(runs.RunNotComplete, match="not complete"):
+        runs.close_extraction(warehouse_url, run.sync_run_id)
     assert conn.execute("SELECT count(*) FROM clever_landing.approved_extractions").fetchone() == (0,)
 
 
 def test_a_failed_step_fails_the_run_so_it_can_never_be_approved(conn, warehouse_url):
     run = start_sync_run(conn, "demo", "v3.0", [])
-    assert pipeline.close_extraction(warehouse_url, run.sync_run_id) == "completed"
-    pipeline.fail_run(warehouse_url, run.sync_run_id, "validate", RuntimeError("2 records without an id"))
+    assert runs.close_extraction(warehouse_url, run.sync_run_id) == "completed"
+    runs.fail_run(warehouse_url, run.sync_run_id, "validate", RuntimeError("2 records without an id"))
     status, error = conn.execute("SELECT status, error FROM clever_landing.sync_runs").fetchone()
     assert status == "failed" and error == "validate: 2 records without an id"
-    with pytest.raises(pipeline.RunNotComplete):
+    with pytest.raises(runs.RunNotComplete):
         pipeline.approve(warehouse_url, run.sync_run_id, threshold=0.2, floor=10)
 
 
@@ -65,7 +67,7 @@ def test_a_deploy_waits_for_district_builds_and_holds_new_ones(warehouse_url):
 
 def test_approval_never_lands_while_the_district_builds(conn, warehouse_url):
     run = start_sync_run(conn, "demo", "v3.0", [])
-    assert pipeline.close_extraction(warehouse_url, run.sync_run_id) == "completed"
+    assert runs.close_extraction(warehouse_url, run.sync_run_id) == "completed"
     with district_lock(warehouse_url, ["demo"], timeout_seconds=1):  # the district's build is running
         with pytest.raises(BuildLockTimeout):
             pipeline.approve(warehouse_url, run.sync_run_id, threshold=0.2, floor=10, lock_timeout_seconds=1)
@@ -80,11 +82,11 @@ def test_an_older_run_is_never_approved_after_a_newer_one(conn, warehouse_url):
     for run in (older, newer):
         conn.execute("INSERT INTO clever_landing.endpoint_runs (sync_run_id, endpoint, status) "
                      "VALUES (%s, 'users', 'completed')", (run.sync_run_id,))
-        assert pipeline.close_extraction(warehouse_url, run.sync_run_id) == "completed"
+        assert runs.close_extraction(warehouse_url, run.sync_run_id) == "completed"
     other = start_sync_run(conn, "other", "v3.0", [])  # other districts' runs do not count
     conn.execute("INSERT INTO clever_landing.endpoint_runs (sync_run_id, endpoint, status) "
                  "VALUES (%s, 'users', 'completed')", (other.sync_run_id,))
-    pipeline.close_extraction(warehouse_url, other.sync_run_id)
+    runs.close_extraction(warehouse_url, other.sync_run_id)
     pipeline.approve(warehouse_url, other.sync_run_id, threshold=0.2, floor=10)
     assert pipeline.approve(warehouse_url, newer.sync_run_id, threshold=0.2, floor=10) == ["users"]
     stale = rf"older than the approved extraction of users \(run {newer.sync_run_id}\)"
@@ -102,28 +104,28 @@ def _status(conn, run_id: int) -> tuple[str, str | None]:
 def test_a_run_never_starts_beside_a_working_run_of_its_district(conn, warehouse_url):
     demo = get_district("demo")
     other = dataclasses.replace(demo, slug="other")
-    first = pipeline.start_run(warehouse_url, demo, ["districts"])
-    with pipeline.run_lease(warehouse_url, "demo"):  # a step of the first run is working
-        with pytest.raises(pipeline.RunInProgress, match=rf"district 'demo': sync run {first} is still working"):
-            pipeline.start_run(warehouse_url, demo, ["districts"])
+    first = runs.start_run(warehouse_url, demo, ["districts"])
+    with runs.run_lease(warehouse_url, "demo"):  # a step of the first run is working
+        with pytest.raises(runs.RunInProgress, match=rf"district 'demo': sync run {first} is still working"):
+            runs.start_run(warehouse_url, demo, ["districts"])
         assert _status(conn, first) == ("started", None), "the working run was left alone"
-        pipeline.start_run(warehouse_url, other, ["districts"])  # another district is not held up
+        runs.start_run(warehouse_url, other, ["districts"])  # another district is not held up
     # No step works any more: the first run was killed, and the next run closes it.
-    second = pipeline.start_run(warehouse_url, demo, ["districts"])
+    second = runs.start_run(warehouse_url, demo, ["districts"])
     assert _status(conn, first) == ("failed", "abandoned: the run stopped before finishing")
     # Had it been alive after all (between two tasks), its extraction could not reopen it.
-    with pytest.raises(pipeline.RunNotComplete, match="abandoned"):
-        pipeline.close_extraction(warehouse_url, first)
+    with pytest.raises(runs.RunNotComplete, match="abandoned"):
+        runs.close_extraction(warehouse_url, first)
     assert _status(conn, first)[0] == "failed" and _status(conn, second) == ("started", None)
 
 
 def test_a_run_killed_after_its_extraction_is_closed_by_the_next(conn, warehouse_url):
     killed = start_sync_run(conn, "demo", "v3.0", []).sync_run_id
-    assert pipeline.close_extraction(warehouse_url, killed) == "completed"  # then killed during the build
+    assert runs.close_extraction(warehouse_url, killed) == "completed"  # then killed during the build
     summarized = start_sync_run(conn, "demo", "v3.0", []).sync_run_id
-    pipeline.close_extraction(warehouse_url, summarized)
-    pipeline.summarize(warehouse_url, summarized, None)
-    pipeline.start_run(warehouse_url, get_district("demo"), ["districts"])
+    runs.close_extraction(warehouse_url, summarized)
+    summarize(warehouse_url, summarized, None)
+    runs.start_run(warehouse_url, get_district("demo"), ["districts"])
     assert _status(conn, killed) == (
         "failed", "abandoned: the run stopped after its extraction, in validate, approve or build")
     assert _status(conn, summarized) == ("completed", None), "a summarized run is left as it ended"

@@ -9,9 +9,9 @@ import functools
 import psycopg
 import pytest
 
-from clever import pipeline
+from clever import pipeline, runs
+from clever.catalog import CORE_ENDPOINTS
 from clever.config import get_district
-from clever.endpoints import CORE_ENDPOINTS
 from clever.retention import prune_landing
 from clever.validation import ValidationFailed, find_baseline, validate_run
 from tests.conftest import DEMO_TOKEN
@@ -129,7 +129,7 @@ def test_pruning_keeps_what_the_warehouse_reads_and_deletes_the_rest(warehouse_u
     assert landed(url) == {(e, fifth): size[e] for e in CORE_ENDPOINTS}
 
     # A run still extracting keeps its rows.
-    running = pipeline.start_run(url, district, ["users"])
+    running = runs.start_run(url, district, ["users"])
     pipeline.extract(url, district, running, "users", simulator.base_url, DEMO_TOKEN)
     assert prune_landing(url, "demo", 0) == []
     assert landed(url)[("users", running)] == size["users"]
@@ -139,9 +139,9 @@ def test_a_pruned_run_is_not_validated_or_approved_again_and_nothing_is_pruned_b
         warehouse_url, simulator, district_dir, tmp_path):
     url, district = warehouse_url, get_district("demo")
     users = len(load_records(district_dir, "v3.0", "users"))
-    run = pipeline.start_run(url, district, ["users"])
+    run = runs.start_run(url, district, ["users"])
     pipeline.extract(url, district, run, "users", simulator.base_url, DEMO_TOKEN)
-    assert pipeline.close_extraction(url, run) == "completed"
+    assert runs.close_extraction(url, run) == "completed"
     assert prune_landing(url, "demo", 0) == [], "never built: which rows stand in for others is not known yet"
     assert landed(url) == {("users", run): users}
 
@@ -150,7 +150,7 @@ def test_a_pruned_run_is_not_validated_or_approved_again_and_nothing_is_pruned_b
                      "WHERE sync_run_id = %s", (users - 1, run))
     with pytest.raises(ValidationFailed, match=f"sync run {run} no longer holds its extraction of users"):
         validate_run(url, run, docs_dir=tmp_path / "docs")
-    with pytest.raises(pipeline.RunNotComplete, match="landing retention pruned it"):
+    with pytest.raises(runs.RunNotComplete, match="landing retention pruned it"):
         pipeline.approve(url, run, threshold=district.mass_archive_threshold, floor=district.mass_archive_floor)
     with psycopg.connect(url) as conn:
         assert conn.execute("SELECT count(*) FROM clever_landing.approved_extractions").fetchone() == (0,)

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import psycopg
 
-from clever import pipeline
+from clever import pipeline, runs
+from clever.catalog import SNAPSHOTTED
 from clever.config import load_districts
 from clever.connections import WarehouseTarget
 from clever.dbt_runner import run_dbt
@@ -29,15 +30,7 @@ from clever_devkit.simulator import CleverSimulator
 from tests.conftest import DEMO_TOKEN, database
 from tests.helpers import load_records, write_records
 
-SNAPSHOTS = {
-    "snap_clever__districts": ("district_slug", "clever_id"),
-    "snap_clever__schools": ("district_slug", "clever_id"),
-    "snap_clever__users": ("district_slug", "clever_id"),
-    "snap_clever__sections": ("district_slug", "clever_id"),
-    "snap_clever__terms": ("district_slug", "clever_id"),
-    "snap_clever__courses": ("district_slug", "clever_id"),
-    "snap_clever__section_enrollments": ("district_slug", "section_id", "user_id", "role"),
-}
+SNAPSHOTS = {data_type.snapshot: data_type.key for data_type in SNAPSHOTTED}
 SCOPE_HASHES = "clever_snapshots.snap_clever__section_enrollments__scope_hashes"
 # Models kept up to date from the snapshots' new versions only (macros/archived_dimension.sql).
 INCREMENTAL = ["int_state__*", "int_reports__daily_changes"]
@@ -45,10 +38,10 @@ TEAM_TAUGHT_SECTION = "746fbcb27aa4cbbe52c21813"
 
 
 def _sync_and_snapshot(url: str, district, base_url: str, staging: str) -> None:
-    run = pipeline.start_run(url, district, None)
+    run = runs.start_run(url, district, None)
     for endpoint in district.endpoints:
         pipeline.extract(url, district, run, endpoint, base_url, DEMO_TOKEN)
-    pipeline.close_extraction(url, run)
+    runs.close_extraction(url, run)
     if staging == "dbt":  # the mass-archive guard expands every roster, as without saved hashes
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute(f"DROP TABLE IF EXISTS {SCOPE_HASHES}")

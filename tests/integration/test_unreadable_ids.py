@@ -6,14 +6,15 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from clever import pipeline
+from clever import pipeline, runs
 from clever.client import CleverClient
 from clever.config import get_district
 from clever.connections import WarehouseTarget
 from clever.extract import extract_endpoint
 from clever.guard import MassArchiveBlocked
+from clever.runs import start_sync_run
 from clever.validation import validate_run
-from clever.warehouse import ensure_landing_schema, start_sync_run
+from clever.warehouse import ensure_landing_schema
 from tests.conftest import DEMO_TOKEN
 from tests.helpers import Hostile, land_and_build, load_records, send_json
 
@@ -48,10 +49,10 @@ def _active_users(url: str) -> set[str]:
 def _landed_run(url: str, district, base_url: str, rewrite: str, params: tuple) -> int:
     """A run of every endpoint, with one landed user rewritten as extraction would land a
     hostile answer (``rewrite`` is an UPDATE's SET and WHERE on clever_landing.users)."""
-    run_id = pipeline.start_run(url, district, None)
+    run_id = runs.start_run(url, district, None)
     for endpoint in district.endpoints:
         pipeline.extract(url, district, run_id, endpoint, base_url, DEMO_TOKEN)
-    assert pipeline.close_extraction(url, run_id) == "completed"
+    assert runs.close_extraction(url, run_id) == "completed"
     with psycopg.connect(url, autocommit=True) as conn:
         assert conn.execute(f"UPDATE clever_landing.users SET {rewrite} AND sync_run_id = %s",
                             (*params, run_id)).rowcount == 1

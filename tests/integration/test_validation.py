@@ -7,8 +7,8 @@ import copy
 import psycopg
 import pytest
 
-from clever import pipeline
-from clever.endpoints import CORE_ENDPOINTS
+from clever import pipeline, runs
+from clever.catalog import CORE_ENDPOINTS
 from clever.validation import ValidationFailed, validate_run
 from tests.helpers import load_records, write_records
 from tests.integration.test_extract import client_for, run_sync
@@ -115,11 +115,11 @@ def test_too_many_quarantined_records_stop_the_run(conn, warehouse_url, simulato
     assert "'demo'" in message and f"sync run {run_id}" in message
     assert f"sections: 20 of {len(sections)} records quarantined (limit 10)" in message
     assert "guaranteed field school is present" in message and str(tmp_path / "docs") in message
-    pipeline.fail_run(warehouse_url, run_id, "validate", failure.value)  # as the DAG task does
-    with pytest.raises(pipeline.RunNotComplete):
+    runs.fail_run(warehouse_url, run_id, "validate", failure.value)  # as the DAG task does
+    with pytest.raises(runs.RunNotComplete):
         pipeline.approve(warehouse_url, run_id, threshold=0.2, floor=10)
     # Operations: after raising the district's limit, clearing close_extraction re-opens the run.
-    assert pipeline.close_extraction(warehouse_url, run_id) == "completed"
+    assert runs.close_extraction(warehouse_url, run_id) == "completed"
     validate_run(warehouse_url, run_id, quarantine_threshold=0.5, quarantine_floor=10, docs_dir=tmp_path / "d2")
     assert len(quarantined(conn, run_id)) == 20, "a re-validation replaces, never duplicates, its quarantine"
     assert "sections" in pipeline.approve(warehouse_url, run_id, threshold=0.2, floor=10)

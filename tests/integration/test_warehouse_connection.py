@@ -67,8 +67,9 @@ def test_make_demo_names_the_data_docs_of_the_last_run_that_validated_anything(w
     not say 'None' because of it."""
     import psycopg
 
+    from clever.runs import start_sync_run
     from clever.validation import data_docs_index
-    from clever.warehouse import ensure_landing_schema, start_sync_run
+    from clever.warehouse import ensure_landing_schema
 
     with psycopg.connect(warehouse_url, autocommit=True) as conn:
         ensure_landing_schema(conn)

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from clever.paths import REPO_ROOT
+
 TEXTS = REPO_ROOT / "tests" / "data" / "clever-certification"
 DOC = (REPO_ROOT / "docs" / "CERTIFICATION.md").read_text(encoding="utf-8")
 BULLET = re.compile(r"^\s*\u2022\s+(.*\S)\s*$")

@@ -10,8 +10,7 @@ import pytest
 import yaml
 
 from clever.config import ConfigError, districts_schema, load_districts, load_districts_tolerant
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from clever.paths import REPO_ROOT
 
 
 def write(tmp_path: Path, document: dict) -> Path:

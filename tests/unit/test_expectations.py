@@ -9,7 +9,7 @@ import pytest
 import yaml
 from psycopg import sql
 
-from clever.endpoints import API_VERSIONS, ENDPOINTS
+from clever.catalog import API_VERSIONS, ENDPOINTS
 from clever.expectations import (
     CONDITIONAL_FIELDS,
     SPEC_DIR,

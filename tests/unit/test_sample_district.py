@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from clever.endpoints import API_VERSIONS, ENDPOINTS
+from clever.catalog import API_VERSIONS, DATA_TYPES, ENDPOINTS
 from clever.expectations import SPEC_DIR  # Clever's OpenAPI specs, kept in the repository
 from clever_devkit.sample_district import (
     DEFAULT_STUDENTS,
@@ -28,7 +28,6 @@ from clever_devkit.sample_district import (
 )
 from clever_devkit.simulator import SAMPLE_DISTRICT_DIR
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 HEX24 = re.compile(r"[0-9a-f]{24}")
 V31_ONLY_STUDENT = set(STUDENT_OPTIONAL_V31)
 V31_ONLY_DISTRICT = {"lms_state", "lms_type", "last_attendance_sync"}
@@ -361,8 +360,7 @@ def test_v31_only_fields_appear_only_in_v31():
 
 
 # -- conformance to Clever's OpenAPI definitions -------------------------------------------------------
-DEFINITION_OF = {"districts": "District", "schools": "School", "users": "User", "sections": "Section",
-                 "terms": "Term", "courses": "Course", "resources": "Resource"}
+DEFINITION_OF = {t.endpoint: t.definition for t in DATA_TYPES if t.definition}
 
 
 def conformance_errors(value: Any, schema: dict[str, Any], definitions: dict[str, Any], path: str) -> list[str]:

@@ -1,0 +1,205 @@
+"""The steps of a district's sync run, in order, and the one way to run them.
+
+    start_run → extract → validate → approve → build → summarize
+
+Every step has one signature, ``step(context) -> result``: the context carries the
+warehouse target, the district's settings, the run id and the trigger's params. The DAG
+factory runs each step as an Airflow task; the benchmark and the tests run them all in one
+process with :func:`run_sync`. Either way a step holds the district's run lease while it
+works and, if it fails after extraction, marks the run failed naming the step
+(:func:`step_scope`); ``summarize`` runs last whatever happened, like the DAG's.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from clever.catalog import check_endpoints
+from clever.config import DistrictConfig
+from clever.connections import CleverEndpoint, WarehouseTarget
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunParams:
+    """What a trigger may ask of a run (the DAG's params)."""
+
+    full_refresh: bool = False  # validate every record; dbt --full-refresh
+    allow_mass_archive: bool = False  # let the run pass the mass-archive and mass-update holds
+    endpoints: tuple[str, ...] | None = None  # None: the district's configured endpoints
+
+    @classmethod
+    def from_mapping(cls, params: Mapping[str, Any]) -> RunParams:
+        endpoints = params.get("endpoints")
+        return cls(full_refresh=bool(params.get("full_refresh")),
+                   allow_mass_archive=bool(params.get("allow_mass_archive")),
+                   endpoints=check_endpoints(list(endpoints)) if endpoints else None)
+
+    def as_dict(self, district: DistrictConfig) -> dict[str, Any]:
+        return {"full_refresh": self.full_refresh, "allow_mass_archive": self.allow_mass_archive,
+                "endpoints": list(self.endpoints or district.endpoints)}
+
+
+@dataclass(frozen=True)
+class SyncContext:
+    """Everything a step needs. ``results`` holds earlier steps' results by step name
+    (``summarize`` reads the build's); ``api`` is the Clever endpoint and token (found
+    from the district's Airflow connection when not given)."""
+
+    target: WarehouseTarget
+    district: DistrictConfig
+    params: RunParams = RunParams()
+    sync_run_id: int | None = None
+    external_run_id: str | None = None
+    api: CleverEndpoint | None = field(default=None, repr=False)
+    results: Mapping[str, Any] = field(default_factory=dict)
+    validation_docs_dir: Path | None = None  # Data Docs of the validation (default: the artifacts folder)
+
+    @property
+    def conninfo(self) -> str:
+        return self.target.conninfo
+
+    @property
+    def run_id(self) -> int:
+        if self.sync_run_id is None:
+            raise ValueError(f"district {self.district.slug!r}: no sync run started yet")
+        return self.sync_run_id
+
+    def for_run(self, sync_run_id: int) -> SyncContext:
+        return replace(self, sync_run_id=sync_run_id)
+
+    def with_result(self, step: str, result: Any) -> SyncContext:
+        return replace(self, results={**self.results, step: result})
+
+
+def start_run(ctx: SyncContext) -> int:
+    """A new sync run of the trigger's endpoints, else the config's."""
+    from clever import runs
+
+    return runs.start_run(ctx.conninfo, ctx.district, list(ctx.params.endpoints or ctx.district.endpoints),
+                          external_run_id=ctx.external_run_id, params=ctx.params.as_dict(ctx.district))
+
+
+def extract(ctx: SyncContext) -> dict[str, Any]:
+    """Every endpoint of the run not completed yet (a retry re-reads only those), then the
+    run is closed: completed only if every endpoint is."""
+    from clever import pipeline
+    from clever.connections import clever_endpoint
+
+    api = ctx.api or clever_endpoint(ctx.district)
+    return pipeline.extract_run(ctx.conninfo, ctx.district, ctx.run_id, api.base_url, api.token)
+
+
+def validate(ctx: SyncContext) -> dict[str, Any]:
+    from clever import validation
+
+    return validation.validate_run(ctx.conninfo, ctx.run_id, quarantine_threshold=ctx.district.quarantine_threshold,
+                                   quarantine_floor=ctx.district.quarantine_floor, full=ctx.params.full_refresh,
+                                   docs_dir=ctx.validation_docs_dir)
+
+
+def approve(ctx: SyncContext) -> list[str]:
+    from clever import pipeline
+
+    district = ctx.district
+    return pipeline.approve(ctx.conninfo, ctx.run_id, threshold=district.mass_archive_threshold,
+                            floor=district.mass_archive_floor, allow_mass_archive=ctx.params.allow_mass_archive,
+                            change_threshold=district.mass_update_threshold,
+                            lock_timeout_seconds=district.build_lock_timeout_seconds)
+
+
+def build(ctx: SyncContext) -> dict[str, Any]:
+    from clever import pipeline
+
+    return pipeline.build(ctx.target, ctx.district, full_refresh=ctx.params.full_refresh,
+                          lock_timeout_seconds=ctx.district.build_lock_timeout_seconds)
+
+
+def summarize(ctx: SyncContext) -> dict[str, Any]:
+    """Close a run whose extraction failed for good, record the run summary (a failed run
+    too), and after a successful build prune older landing rows nothing reads any more
+    (clever.retention). ``summary["built"]`` says whether the run succeeded."""
+    from clever import runs, summary
+    from clever.retention import prune_landing
+
+    build_result = ctx.results.get("build") or {}
+    started = build_result.get("started_at")
+    extra = {"data_docs": summary.data_docs_hint(ctx.district.slug, ctx.run_id), "dbt_docs": summary.dbt_docs_hint(),
+             "dbt_test_warnings": build_result.get("warnings") or {}}
+    runs.close_if_open(ctx.conninfo, ctx.run_id)
+    result = summary.summarize(ctx.conninfo, ctx.run_id, started, extra=extra)
+    if started is not None:
+        pruned = prune_landing(ctx.conninfo, ctx.district.slug, ctx.district.landing_retention_days)
+        result["landing_rows_pruned"] = sum(p.rows for p in pruned)
+    return result
+
+
+Step = Callable[[SyncContext], Any]
+# In order; the names are the DAG's task ids (config.TASKS).
+STEPS: tuple[tuple[str, Step], ...] = (
+    ("start_run", start_run), ("extract", extract), ("validate", validate), ("approve", approve),
+    ("build", build), ("summarize", summarize),
+)
+# Steps whose failure fails the run (naming the step). Extraction closes the run itself;
+# summarize records whatever happened.
+FAILS_RUN = frozenset({"validate", "approve", "build"})
+
+
+@contextmanager
+def step_scope(ctx: SyncContext, step: str) -> Iterator[None]:
+    """A step of the run at work: it holds the district's run lease (no other run of the
+    district starts meanwhile) and, for the steps in FAILS_RUN, marks the run failed naming
+    the step when the block raises (a time limit and SIGTERM included: BaseExceptions)."""
+    from clever import runs
+
+    with runs.run_lease(ctx.conninfo, ctx.district.slug):
+        try:
+            yield
+        except BaseException as exc:
+            if step in FAILS_RUN and ctx.sync_run_id is not None:
+                runs.fail_run(ctx.conninfo, ctx.sync_run_id, step, exc)
+            raise
+
+
+def run_step(ctx: SyncContext, step: str) -> Any:
+    """Run one step by name (start_run needs no lease: it takes the run's own)."""
+    function = dict(STEPS)[step]
+    if step == "start_run":
+        return function(ctx)
+    with step_scope(ctx, step):
+        return function(ctx)
+
+
+def run_sync(ctx: SyncContext, *, skip: frozenset[str] = frozenset(),
+             on_step: Callable[[str, float], None] | None = None) -> SyncContext:
+    """Every step in order in this process, as the DAG runs them (``skip``: steps left out,
+    e.g. tests that need no validation). After a failed step the rest are skipped but
+    ``summarize`` still runs, then the failure is raised. ``on_step(name, seconds)`` is
+    called after each step. Returns the context with the run id and every step's result."""
+    import time
+
+    failure: BaseException | None = None
+    for name, _ in STEPS:
+        if name in skip or (failure is not None and name != "summarize"):
+            continue
+        started = time.monotonic()
+        try:
+            result = run_step(ctx, name)
+        except Exception as exc:
+            if name == "start_run":
+                raise
+            failure = exc
+            continue
+        finally:
+            if on_step is not None:
+                on_step(name, time.monotonic() - started)
+        ctx = ctx.for_run(result) if name == "start_run" else ctx.with_result(name, result)
+    if failure is not None:
+        raise failure
+    return ctx
