@@ -78,7 +78,7 @@ sample-data: setup  ## regenerate the shipped sample district (deterministic)
 	$(PY) -m clever_devkit.sample_district --out devkit/clever_devkit/sample_data/certification_isd
 
 expectations: setup  ## regenerate the Great Expectations suites from Clever's OpenAPI specs
-	GX_ANALYTICS_ENABLED=false $(PY) -m clever.expectations
+	GX_ANALYTICS_ENABLED=false $(PY) -m clever_devkit.suites
 
 demo: setup db-up  ## run the pipeline on the sample district and print a summary
 	$(PY) -m clever_devkit.demo --sim-port $(SIM_PORT) $(if $(filter 0,$(DEMO_UI)),--no-ui)

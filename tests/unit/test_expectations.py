@@ -10,15 +10,9 @@ import yaml
 from psycopg import sql
 
 from clever.catalog import API_VERSIONS, ENDPOINTS
-from clever.expectations import (
-    CONDITIONAL_FIELDS,
-    SPEC_DIR,
-    build_suite,
-    load_suite_document,
-    parse_column,
-    render,
-)
+from clever.expectations import load_suite_document, parse_column
 from clever.validation import expectation_key, suite_columns, unexpected_rows_predicate
+from clever_devkit.suites import CONDITIONAL_FIELDS, SPEC_DIR, build_suite, render
 
 SUITES = [(v, e) for v in API_VERSIONS for e in ENDPOINTS]
 

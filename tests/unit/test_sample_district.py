@@ -13,7 +13,6 @@ import pytest
 import yaml
 
 from clever.catalog import API_VERSIONS, DATA_TYPES, ENDPOINTS
-from clever.expectations import SPEC_DIR  # Clever's OpenAPI specs, kept in the repository
 from clever_devkit.sample_district import (
     DEFAULT_STUDENTS,
     HOSTILE_SECTION_NAME,
@@ -27,6 +26,7 @@ from clever_devkit.sample_district import (
     main,
 )
 from clever_devkit.simulator import SAMPLE_DISTRICT_DIR
+from clever_devkit.suites import SPEC_DIR  # Clever's OpenAPI specs, kept in the repository
 
 HEX24 = re.compile(r"[0-9a-f]{24}")
 V31_ONLY_STUDENT = set(STUDENT_OPTIONAL_V31)
