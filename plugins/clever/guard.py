@@ -55,8 +55,24 @@ _ROSTER_MEMBERS = """
         SELECT s.raw ->> 'teacher', 'teacher' WHERE s.raw ->> 'teacher' IS NOT NULL
     ) AS member(user_id, role)"""
 
-# An association is present if this run's sections list it; the sections of quarantined
+# What both enrolment counts share: the district's active associations, and how many of
+# them (of the sections in scope) the run no longer holds. The sections of quarantined
 # records keep their last clean version, so their associations count as present.
+_ENROLLMENTS_COUNTED = """
+active AS (
+    SELECT section_id, user_id, role FROM {snapshot}
+    WHERE district_slug = %(district)s AND dbt_valid_to IS NULL AND dbt_is_deleted = 'False'
+)
+SELECT (SELECT count(*) FROM active),
+       (SELECT count(*) FROM active AS e
+        WHERE IN_SCOPE NOT EXISTS (SELECT 1 FROM present AS p
+                          WHERE p.section_id = e.section_id AND p.user_id = e.user_id AND p.role = e.role)
+          AND NOT EXISTS (SELECT 1 FROM clever_landing.quarantine AS q
+                          WHERE q.sync_run_id = %(run)s AND q.endpoint = 'sections' AND q.clever_id = e.section_id)),
+       {unidentified},
+       0  -- an association is there or not; its one attribute (primary teacher) is not counted
+"""
+# An association is present if this run's sections list it.
 _ENROLLMENTS_WOULD_ARCHIVE = """
 WITH present AS (
     SELECT s.clever_id AS section_id, member.user_id, member.role
@@ -64,19 +80,7 @@ WITH present AS (
     {members}
     WHERE s.sync_run_id = %(run)s AND s.clever_id IS NOT NULL
 ),
-active AS (
-    SELECT section_id, user_id, role FROM {snapshot}
-    WHERE district_slug = %(district)s AND dbt_valid_to IS NULL AND dbt_is_deleted = 'False'
-)
-SELECT (SELECT count(*) FROM active),
-       (SELECT count(*) FROM active AS e
-        WHERE NOT EXISTS (SELECT 1 FROM present AS p
-                          WHERE p.section_id = e.section_id AND p.user_id = e.user_id AND p.role = e.role)
-          AND NOT EXISTS (SELECT 1 FROM clever_landing.quarantine AS q
-                          WHERE q.sync_run_id = %(run)s AND q.endpoint = 'sections' AND q.clever_id = e.section_id)),
-       {unidentified},
-       0  -- an association is there or not; its one attribute (primary teacher) is not counted
-"""
+""" + _ENROLLMENTS_COUNTED.replace("IN_SCOPE ", "")
 
 
 # With the section hashes the enrolment snapshot was last built from (the dbt macro
@@ -100,20 +104,7 @@ present AS (
     {members}
     WHERE s.raw IS NOT NULL
 ),
-active AS (
-    SELECT section_id, user_id, role FROM {snapshot}
-    WHERE district_slug = %(district)s AND dbt_valid_to IS NULL AND dbt_is_deleted = 'False'
-)
-SELECT (SELECT count(*) FROM active),
-       (SELECT count(*) FROM active AS e
-        WHERE e.section_id IN (SELECT section_id FROM changed)
-          AND NOT EXISTS (SELECT 1 FROM present AS p
-                          WHERE p.section_id = e.section_id AND p.user_id = e.user_id AND p.role = e.role)
-          AND NOT EXISTS (SELECT 1 FROM clever_landing.quarantine AS q
-                          WHERE q.sync_run_id = %(run)s AND q.endpoint = 'sections' AND q.clever_id = e.section_id)),
-       {unidentified},
-       0  -- an association is there or not; its one attribute (primary teacher) is not counted
-"""
+""" + _ENROLLMENTS_COUNTED.replace("IN_SCOPE", "e.section_id IN (SELECT section_id FROM changed) AND")
 ENROLLMENT_SCOPE_HASHES = "snap_clever__section_enrollments__scope_hashes"
 
 
