@@ -53,3 +53,34 @@ def test_the_shipped_config_is_valid_and_its_schema_is_current():
     assert entry["required"] == ["slug"] and entry["additionalProperties"] is False
     assert (REPO_ROOT / "config" / "districts.yml").read_text().startswith(
         "# yaml-language-server: $schema=districts.schema.json")
+
+
+def test_the_model_is_the_one_check_of_values(tmp_path):
+    # YAML types its numbers: text or a boolean where a number belongs is a mistake, named.
+    path = write(tmp_path, {"districts": [
+        {"slug": "text", "mass_archive_floor": "10"},
+        {"slug": "flag", "mass_archive_threshold": True},
+        {"slug": "mail", "alerts": {"email": ["ops@example.org", "nobody"]}},
+        {"slug": "fine", "page_size": None, "schedule": None, "landing_retention_days": None,
+         "alerts": {"email": "ops@example.org"}, "mass_archive_threshold": 1, "task_timeout_minutes": {"build": 5}},
+    ]})
+    districts, errors = load_districts_tolerant(path)
+    assert errors["text"].endswith("mass_archive_floor: Input should be a valid integer")
+    assert errors["flag"].endswith("mass_archive_threshold: Input should be a valid number")
+    assert errors["mail"].endswith("alerts.email.1: String should match pattern '@'")
+    (fine,) = districts
+    # null where a value is needed takes the default; where null means something, it is kept
+    assert (fine.page_size, fine.schedule, fine.landing_retention_days) == (10_000, None, None)
+    assert fine.name == "fine" and fine.alerts.email == ("ops@example.org",) and fine.alerts.enabled
+    assert fine.mass_archive_threshold == 1.0 and isinstance(fine.mass_archive_threshold, float)
+    assert fine.task_timeout_minutes == {"build": 5.0}
+
+
+def test_defaults_come_from_one_place(tmp_path):
+    from clever.catalog import CORE_ENDPOINTS
+    from clever.config import DistrictConfig
+
+    (district,) = load_districts(write(tmp_path, {"districts": [{"slug": "plain"}]}))
+    assert district == DistrictConfig(slug="plain")
+    assert (district.api_version, district.schedule, district.endpoints) == ("v3.0", "@daily", CORE_ENDPOINTS)
+    assert (district.mass_archive_threshold, district.mass_update_threshold) == (0.10, 0.75)  # Clever's review
