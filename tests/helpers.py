@@ -108,7 +108,7 @@ def documented_models(layer: str) -> dict[str, dict]:
     """dbt's docs of a model layer (``staging``, ``intermediate`` or ``marts``), by model name."""
     import yaml
 
-    return {model["name"]: model for path in sorted((DBT_PROJECT / "models" / layer).glob("_*.yml"))
+    return {model["name"]: model for path in sorted((DBT_PROJECT / "models" / layer).rglob("_*.yml"))
             for model in yaml.safe_load(path.read_text()).get("models") or []}
 
 

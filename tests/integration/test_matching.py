@@ -65,7 +65,7 @@ class World:
     def links(self, entity: str = "user") -> dict[tuple[str, str], tuple[Any, ...]]:
         key = {"district": "app_district_id", "school": "app_school_id", "user": "app_user_id"}[entity]
         return {(slug, cid): (app_id, rule, source) for slug, cid, app_id, rule, source in self.query(
-            f"SELECT district_slug, clever_id, {key}, rule, match_source FROM clever_marts.{entity}_matches")}
+            f"SELECT district_slug, clever_id, {key}, rule, match_source FROM clever_marts.dim_{entity}_matches")}
 
     def review(self) -> dict[tuple[str, str], tuple[str, list[int], str]]:
         return {(slug, cid): (status, candidates, reason) for slug, cid, status, candidates, reason in self.query(
@@ -276,17 +276,17 @@ def test_missing_optional_fields_are_null_and_never_break_matching(world):
 
 
 def test_rebuilding_gives_the_same_matches(world):
-    before = world.query("SELECT * FROM clever_marts.user_matches ORDER BY district_slug, clever_id")
+    before = world.query("SELECT * FROM clever_marts.dim_user_matches ORDER BY district_slug, clever_id")
     history = world.query("SELECT count(*) FROM clever_snapshots.snap_match__user_links")
     build(WarehouseTarget.from_conninfo(world.url), district=world.districts["demo"])
-    assert world.query("SELECT * FROM clever_marts.user_matches ORDER BY district_slug, clever_id") == before
+    assert world.query("SELECT * FROM clever_marts.dim_user_matches ORDER BY district_slug, clever_id") == before
     assert world.query("SELECT count(*) FROM clever_snapshots.snap_match__user_links") == history
 
 
 def test_links_are_kept_when_either_side_changes_later(world):
     d, n = world.demo, world.north
     before = world.links()
-    since = dict(world.query("SELECT clever_id, matched_since FROM clever_marts.user_matches"))
+    since = dict(world.query("SELECT clever_id, matched_since FROM clever_marts.dim_user_matches"))
     world.execute("UPDATE app.users SET sis_id = 'S-RETYPED' WHERE app_user_id = 101")  # admin edit
     world.execute("INSERT INTO app.users (app_user_id, app_district_id, role, sis_id) "
                   "VALUES (111, 1, 'student', 'S100020')")  # a new account with A's SIS ID
@@ -311,7 +311,7 @@ def test_links_are_kept_when_either_side_changes_later(world):
     changed = {("demo", d["A"]["id"]), ("north", n["Q"]["id"])} | {("demo", cid) for cid in dana}
     assert {k: v for k, v in after.items() if k not in changed} == \
         {k: v for k, v in before.items() if k not in changed}
-    new_since = dict(world.query("SELECT clever_id, matched_since FROM clever_marts.user_matches"))
+    new_since = dict(world.query("SELECT clever_id, matched_since FROM clever_marts.dim_user_matches"))
     assert new_since[d["A"]["id"]] == since[d["A"]["id"]] and new_since[n["Q"]["id"]] == since[n["Q"]["id"]]
     review = world.review()
     assert review[("demo", d["A"]["id"])] == (

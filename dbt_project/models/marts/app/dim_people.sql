@@ -24,7 +24,7 @@ with records as (
 
 accounts as (
     select district_slug, person_id, array_agg(distinct app_user_id order by app_user_id) as app_user_ids
-    from {{ ref('user_matches') }}
+    from {{ ref('dim_user_matches') }}
     where {{ in_build_scope('district_slug') }}
     group by district_slug, person_id
 ),

@@ -1,4 +1,4 @@
-{{ config(schema='clever_marts', materialized='district_partition', pre_hook=[no_nested_loops(), hash_aggregates(), bounded_hash_memory()]) }}
+{{ config(pre_hook=[no_nested_loops(), hash_aggregates(), bounded_hash_memory()]) }}
 {# Rollover: each period compared with the next (school year with school year, term with
    term), per school and for the whole district (is_district_total). Enrollment is
    section-based: a student is "at" a school in a period when they are on the roster of a

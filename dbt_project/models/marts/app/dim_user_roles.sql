@@ -17,7 +17,7 @@ grants as (
     union all
     select g.*, m.district_slug, m.clever_id
     from {{ source('app', 'role_grants') }} as g
-    join {{ ref('user_matches') }} as m on m.app_user_id = g.app_user_id
+    join {{ ref('dim_user_matches') }} as m on m.app_user_id = g.app_user_id
     where g.user_clever_id is null and {{ in_build_scope('m.district_slug') }}
 )
 
@@ -52,5 +52,5 @@ select
 from grants as g
 join users as u on u.district_slug = g.district_slug and u.clever_id = g.clever_id
 join {{ ref('int_people') }} as p on p.district_slug = g.district_slug and p.clever_id = g.clever_id
-left join {{ ref('school_matches') }} as sm
+left join {{ ref('dim_school_matches') }} as sm
   on sm.district_slug = g.district_slug and sm.app_school_id = g.app_school_id
