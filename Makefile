@@ -8,7 +8,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-export PYTHONPATH := $(CURDIR)/plugins
+export PYTHONPATH := $(CURDIR)/plugins:$(CURDIR)/devkit
 export CLEVER_PG_PORT ?= 55432
 export SIM_PORT ?= 8765
 AIRFLOW_PORT ?= 8080
@@ -27,7 +27,7 @@ FLEET_ARGS ?=
 DISTRICT ?= demo
 
 .PHONY: help setup test test-ui test-tools lint db-up db-down db-status simulator sample-data expectations \
-	constraints demo sync airflow docs report config-schema config-check compose-config bench bench-fleet clean
+	constraints demo sync airflow docs schema-docs report config-schema config-check compose-config bench bench-fleet clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -59,7 +59,7 @@ test-tools: setup
 	-@$(PY) -m clever.system_tools chromium docker-compose
 
 lint: setup  ## ruff, including Airflow 3 rules on the DAGs
-	$(VENV)/bin/ruff check plugins tests dags
+	$(VENV)/bin/ruff check plugins tests dags devkit
 	$(VENV)/bin/ruff check --select AIR3 dags
 
 db-up: setup  ## start the embedded warehouse (skipped if AIRFLOW_CONN_CLEVER_WAREHOUSE is set)
@@ -91,6 +91,9 @@ airflow: setup db-up  ## airflow standalone with every district's DAG on AIRFLOW
 
 docs: setup db-up  ## build dbt docs (dbt_project docs into .local/artifacts/dbt_target)
 	$(PY) -m clever.demo --docs-only
+
+schema-docs: setup  ## regenerate docs/SCHEMA.md's column tables from dbt's manifest (the doc blocks)
+	$(PY) -m clever_devkit.schema_docs
 
 report: setup db-up  ## rollover report (HTML with charts) per configured district into .local/artifacts/reports
 	$(PY) -m clever.rollover_report

@@ -105,11 +105,14 @@ def staging_columns(endpoint: str) -> dict[str, set[str]]:
 
 
 def documented_models(layer: str) -> dict[str, dict]:
-    """dbt's docs of a model layer (``staging``, ``intermediate`` or ``marts``), by model name."""
-    import yaml
+    """dbt's docs of a model layer (``staging``, ``intermediate`` or ``marts``: the folder
+    under models/), by model name: each with its ``columns`` in documented order, their
+    descriptions resolved (doc blocks), from dbt's manifest of the project as it is now."""
+    from clever_devkit.schema_docs import models, project_manifest
 
-    return {model["name"]: model for path in sorted((DBT_PROJECT / "models" / layer).rglob("_*.yml"))
-            for model in yaml.safe_load(path.read_text()).get("models") or []}
+    return {name: {**node, "columns": list(node["columns"].values())}
+            for name, node in models(project_manifest()).items()
+            if node["original_file_path"].split("/")[1] == layer}
 
 
 def documented_types(layer: str, model: str) -> dict[str, str]:
