@@ -58,9 +58,10 @@ test-ui: setup test-tools  ## only the Airflow UI test in headless Chromium (scr
 test-tools: setup
 	-@$(PY) -m clever.system_tools chromium docker-compose
 
-lint: setup  ## ruff, including Airflow 3 rules on the DAGs
+lint: setup  ## ruff, including Airflow 3 rules on the DAGs; sqlfluff on the dbt project's SQL
 	$(VENV)/bin/ruff check plugins tests dags devkit
 	$(VENV)/bin/ruff check --select AIR3 dags
+	cd dbt_project && $(CURDIR)/$(VENV)/bin/sqlfluff lint --processes 2 --disable-progress-bar .
 
 db-up: setup  ## start the embedded warehouse (skipped if AIRFLOW_CONN_CLEVER_WAREHOUSE is set)
 	$(PY) -m clever.pg_local up

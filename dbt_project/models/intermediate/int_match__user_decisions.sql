@@ -41,12 +41,12 @@ clever_keys as (
     select district_slug, clever_id, person_id, 'sis_id', k.role, k.key
     from users
     cross join lateral (values ('student', student_sis_id), ('teacher', teacher_sis_id),
-                               ('staff', staff_id), ('contact', contact_sis_id)) as k(role, key)
+                               ('staff', staff_id), ('contact', contact_sis_id)) as k (role, key)
     where k.key is not null
     union all
     select district_slug, clever_id, person_id, 'state_id', k.role, k.key
     from users
-    cross join lateral (values ('student', student_state_id), ('teacher', teacher_state_id)) as k(role, key)
+    cross join lateral (values ('student', student_state_id), ('teacher', teacher_state_id)) as k (role, key)
     where k.key is not null
     union all
     select district_slug, clever_id, person_id, 'email', null, email_key

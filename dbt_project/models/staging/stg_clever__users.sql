@@ -18,8 +18,8 @@ select
     {{ txt("raw #>> '{name,middle}'") }} as middle_name,
     {{ txt("raw #>> '{name,last}'") }} as last_name,
     coalesce(array(
-        select role from jsonb_each(coalesce(raw -> 'roles', '{}'::jsonb)) as r(role, detail)
-        where jsonb_typeof(detail) = 'object' order by role), '{}') as roles,
+        select r.role from jsonb_each(coalesce(raw -> 'roles', '{}'::jsonb)) as r (role, detail)
+        where jsonb_typeof(r.detail) = 'object' order by r.role), '{}') as roles,
     jsonb_typeof({{ student }}) = 'object' as is_student,
     jsonb_typeof({{ teacher }}) = 'object' as is_teacher,
     jsonb_typeof({{ staff }}) = 'object' as is_staff,

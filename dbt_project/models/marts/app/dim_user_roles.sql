@@ -34,7 +34,7 @@ select
     null::timestamptz as granted_at,
     u.is_archived as user_is_archived
 from users as u
-cross join lateral unnest(u.roles) as r(role)
+cross join lateral unnest(u.roles) as r (role)
 join {{ ref('int_people') }} as p on p.district_slug = u.district_slug and p.clever_id = u.clever_id
 union all
 select
@@ -45,7 +45,7 @@ select
     'app_grant',
     g.role_grant_id,
     g.app_school_id,
-    sm.clever_id,
+    sm.clever_id as scope_school_id,
     g.granted_by,
     g.granted_at,
     u.is_archived

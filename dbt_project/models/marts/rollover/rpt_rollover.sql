@@ -36,8 +36,10 @@ pair_masks as (
     select
         pt.pair_id,
         pt.district_slug,
-        coalesce(bit_or(tb.term_bit) filter (where pt.in_from), bit_or(tb.term_bit) # bit_or(tb.term_bit)) as from_terms,
-        coalesce(bit_or(tb.term_bit) filter (where pt.in_to), bit_or(tb.term_bit) # bit_or(tb.term_bit)) as to_terms
+        coalesce(bit_or(tb.term_bit) filter (where pt.in_from), bit_or(tb.term_bit) & ~bit_or(tb.term_bit))
+            as from_terms,
+        coalesce(bit_or(tb.term_bit) filter (where pt.in_to), bit_or(tb.term_bit) & ~bit_or(tb.term_bit))
+            as to_terms
     from pair_terms as pt
     join {{ ref('int_rollover__term_bits') }} as tb
       on tb.district_slug = pt.district_slug and tb.term_id = pt.term_id
