@@ -42,8 +42,10 @@ def render_staging_model(model: str, records_sql: str = "select * from records_u
     import jinja2
 
     env = jinja2.Environment(undefined=jinja2.StrictUndefined)
-    macros = env.from_string((DBT_PROJECT / "macros" / "casts.sql").read_text()).module
-    context = {name: value for name, value in vars(macros).items() if not name.startswith("_")}
+    context = {}
+    for macros_file in ("casts.sql", "current_records.sql"):
+        macros = env.from_string((DBT_PROJECT / "macros" / macros_file).read_text()).module
+        context.update({name: value for name, value in vars(macros).items() if not name.startswith("_")})
     context.update(current_records=lambda endpoint: records_sql,
                    ref=lambda name: f"clever_staging.{name}", source=lambda schema, table: f"{schema}.{table}")
     sql = (DBT_PROJECT / "models" / "staging" / f"{model}.sql").read_text()

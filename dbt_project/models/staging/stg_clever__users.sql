@@ -6,13 +6,7 @@
 {% set admin = "raw #> '{roles,district_admin}'" %}
 {% set contact = "raw #> '{roles,contact}'" %}
 select
-    district_slug,
-    clever_id,
-    district_id,
-    sync_run_id,
-    synced_at,
-    record_hash,
-    raw,
+    {{ record_columns() }},
     {{ txt("raw ->> 'email'") }} as email,
     {{ txt("raw #>> '{name,first}'") }} as first_name,
     {{ txt("raw #>> '{name,middle}'") }} as middle_name,
