@@ -322,3 +322,21 @@ def test_links_are_kept_when_either_side_changes_later(world):
     history = world.query("SELECT app_id, dbt_valid_to IS NULL FROM clever_snapshots.snap_match__user_links "
                           "WHERE clever_id = %s ORDER BY dbt_valid_from", (d["A"]["id"],))
     assert history == [(101, False), (111, True)]
+
+
+def test_upgrading_drops_the_match_tables_under_their_old_names_and_keeps_every_link(world):
+    # The warehouse as the project left it before the matches were renamed dim_*_matches:
+    # the old tables, a BI user's view on one of them, and a deploy of another version.
+    renamed = {"district_matches": "dim_district_matches", "school_matches": "dim_school_matches",
+               "user_matches": "dim_user_matches"}
+    before = {new: sorted(world.query(f"SELECT * FROM clever_marts.{new}")) for new in renamed.values()}
+    assert all(before.values())
+    for old, new in renamed.items():
+        world.execute(f"CREATE TABLE clever_marts.{old} AS SELECT * FROM clever_marts.{new}")
+    world.execute("CREATE VIEW clever_marts.linked_users AS SELECT clever_id FROM clever_marts.user_matches")
+    world.execute("UPDATE clever_landing.dbt_deployments SET fingerprint = 'an earlier version'")
+
+    assert dbt_runner.ensure_deployed(WarehouseTarget.from_conninfo(world.url)) is not None  # the deploy build
+    assert world.query("SELECT " + ", ".join(f"to_regclass('clever_marts.{name}')::text"
+                                             for name in [*renamed, "linked_users"])) == [(None,) * 4]
+    assert {new: sorted(world.query(f"SELECT * FROM clever_marts.{new}")) for new in renamed.values()} == before
