@@ -27,7 +27,8 @@ FLEET_ARGS ?=
 DISTRICT ?= demo
 
 .PHONY: help setup test test-ui test-tools lint db-up db-down db-status simulator sample-data expectations \
-	constraints demo sync airflow docs report deploy config-schema config-check compose-config bench bench-fleet clean
+	constraints demo sync airflow docs schema-docs report deploy config-schema config-check compose-config bench \
+	bench-fleet clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -58,9 +59,10 @@ test-ui: setup test-tools  ## only the Airflow UI test in headless Chromium (scr
 test-tools: setup
 	-@$(PY) -m clever_devkit.system_tools chromium docker-compose
 
-lint: setup  ## ruff, including Airflow 3 rules on the DAGs
+lint: setup  ## ruff, including Airflow 3 rules on the DAGs; sqlfluff on the dbt project's SQL
 	$(VENV)/bin/ruff check plugins devkit tests dags
 	$(VENV)/bin/ruff check --select AIR3 dags
+	cd dbt_project && $(CURDIR)/$(VENV)/bin/sqlfluff lint --processes 2 --disable-progress-bar .
 
 db-up: setup  ## start the embedded warehouse (skipped if AIRFLOW_CONN_CLEVER_WAREHOUSE is set)
 	$(PY) -m clever_devkit.pg_local up
@@ -91,6 +93,9 @@ airflow: setup db-up  ## airflow standalone with every district's DAG on AIRFLOW
 
 docs: setup db-up  ## build dbt docs (dbt_project docs into .local/artifacts/dbt_target)
 	$(PY) -m clever_devkit.demo --docs-only
+
+schema-docs: setup  ## regenerate docs/SCHEMA.md's column tables from dbt's manifest (the doc blocks)
+	$(PY) -m clever_devkit.schema_docs
 
 report: setup db-up  ## rollover report (HTML with charts) per configured district into .local/artifacts/reports
 	$(PY) -m clever_devkit.commands report

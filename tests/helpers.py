@@ -42,8 +42,10 @@ def render_staging_model(model: str, records_sql: str = "select * from records_u
     import jinja2
 
     env = jinja2.Environment(undefined=jinja2.StrictUndefined)
-    macros = env.from_string((DBT_PROJECT / "macros" / "casts.sql").read_text()).module
-    context = {name: value for name, value in vars(macros).items() if not name.startswith("_")}
+    context = {}
+    for macros_file in ("casts.sql", "current_records.sql"):
+        macros = env.from_string((DBT_PROJECT / "macros" / macros_file).read_text()).module
+        context.update({name: value for name, value in vars(macros).items() if not name.startswith("_")})
     context.update(current_records=lambda endpoint: records_sql,
                    ref=lambda name: f"clever_staging.{name}", source=lambda schema, table: f"{schema}.{table}")
     sql = (DBT_PROJECT / "models" / "staging" / f"{model}.sql").read_text()
@@ -105,11 +107,14 @@ def staging_columns(endpoint: str) -> dict[str, set[str]]:
 
 
 def documented_models(layer: str) -> dict[str, dict]:
-    """dbt's docs of a model layer (``staging``, ``intermediate`` or ``marts``), by model name."""
-    import yaml
+    """dbt's docs of a model layer (``staging``, ``intermediate`` or ``marts``: the folder
+    under models/), by model name: each with its ``columns`` in documented order, their
+    descriptions resolved (doc blocks), from dbt's manifest of the project as it is now."""
+    from clever_devkit.schema_docs import models, project_manifest
 
-    return {model["name"]: model for path in sorted((DBT_PROJECT / "models" / layer).glob("_*.yml"))
-            for model in yaml.safe_load(path.read_text()).get("models") or []}
+    return {name: {**node, "columns": list(node["columns"].values())}
+            for name, node in models(project_manifest()).items()
+            if node["original_file_path"].split("/")[1] == layer}
 
 
 def documented_types(layer: str, model: str) -> dict[str, str]:

@@ -144,7 +144,7 @@ with groups as (
     {% else %}
     select g.*, dm.district_slug
     from {{ source('app', 'groups') }} as g
-    join {{ ref('district_matches') }} as dm on dm.app_district_id = g.app_district_id
+    join {{ ref('dim_district_matches') }} as dm on dm.app_district_id = g.app_district_id
     where {{ in_build_scope('dm.district_slug') }}
     {% endif %}
 ),

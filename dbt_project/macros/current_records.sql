@@ -64,3 +64,16 @@ from ({{ carried_records(endpoint) }}) as carried
                         and earlier.clever_id = l.clever_id)
     order by c.district_slug, q.clever_id, a.sync_run_id desc
 {% endmacro %}
+
+{# The columns a Clever endpoint's staging model starts with, as current_records gives
+   them: the record's keys, the approved run it comes from, its hash and its JSON.
+   district_id: the expression for the record's district (a district is its own). #}
+{% macro record_columns(district_id='district_id') -%}
+    district_slug,
+    clever_id,
+    {{ district_id }}{% if district_id != 'district_id' %} as district_id{% endif %},
+    sync_run_id,
+    synced_at,
+    record_hash,
+    raw
+{%- endmacro %}

@@ -28,7 +28,7 @@ left join {{ source('app', 'match_overrides') }} as o
   on o.entity = '{{ e.entity }}' and o.district_slug = c.district_slug and o.clever_id = c.clever_id
  and o.app_id is null
 left join {{ ref(e.decisions) }} as d on d.district_slug = c.district_slug and d.clever_id = c.clever_id
-left join (select distinct district_slug from {{ ref('district_matches') }}) as ld on ld.district_slug = c.district_slug
+left join (select distinct district_slug from {{ ref('dim_district_matches') }}) as ld on ld.district_slug = c.district_slug
 where {{ in_build_scope('c.district_slug') }}
   and not exists (select 1 from {{ ref(e.matches) }} as m
                   where m.district_slug = c.district_slug and m.clever_id = c.clever_id)
@@ -47,7 +47,7 @@ select
     {% else %}case when dm.district_slug is null then 'its app district is not linked to a Clever district'
          else 'no Clever record is linked to it' end{% endif %}
 from {{ ref(e.app) }} as a
-left join (select distinct app_district_id, district_slug from {{ ref('district_matches') }}) as dm
+left join (select distinct app_district_id, district_slug from {{ ref('dim_district_matches') }}) as dm
   on dm.app_district_id = {{ e.app_district }}
 where not exists (select 1 from {{ ref(e.matches) }} as m where m.{{ e.app_key }} = a.{{ e.app_key }})
 {% if remainder %}

@@ -240,12 +240,12 @@ effective as (
 {% endmacro %}
 
 {# The application's schools or accounts, each with the configured district its app
-   district is linked to (district_matches): the only district it may be matched in.
+   district is linked to (dim_district_matches): the only district it may be matched in.
    A district-scoped build reads those of its districts only. #}
 {% macro in_linked_district(app_model) %}
     select a.*, dm.district_slug
     from {{ ref(app_model) }} as a
-    join {{ ref('district_matches') }} as dm on dm.app_district_id = a.app_district_id
+    join {{ ref('dim_district_matches') }} as dm on dm.app_district_id = a.app_district_id
     where {{ in_build_scope('dm.district_slug') }}
 {% endmacro %}
 

@@ -7,7 +7,7 @@ a later column must be added with ``ADD COLUMN IF NOT EXISTS`` so admin data sur
 
 People are referenced either by ``app_user_id`` (accounts the application already had,
 or created itself) or by Clever user ID (accounts the application provisioned from
-Clever). The marts resolve both to the Clever ID through clever_marts.user_matches.
+Clever). The marts resolve both to the Clever ID through clever_marts.dim_user_matches.
 """
 
 from __future__ import annotations

@@ -391,8 +391,9 @@ def test_the_reports_own_dbt_tests_pass(rollover_run):
     airflow, _, _, _ = rollover_run
     artifacts = Path(airflow.env["CLEVER_ARTIFACTS_DIR"])
     manifest = json.loads((artifacts / "dbt_target" / "manifest.json").read_text())  # the deploy's
-    report_tests = {uid for uid, node in manifest["nodes"].items()
-                    if node["resource_type"] == "test" and node["fqn"][1] == "reports"}
+    report_tests = {uid for uid, node in manifest["nodes"].items()  # the reports' and rpt_rollover's
+                    if node["resource_type"] == "test"
+                    and (node["fqn"][1] == "reports" or node["fqn"][1:3] == ["marts", "rollover"])}
     last_build = artifacts / "dbt_builds" / "demo" / "run_results.json"  # the district's last build
     statuses = {r["unique_id"]: r["status"] for r in json.loads(last_build.read_text())["results"]}
     assert len(report_tests) >= 20

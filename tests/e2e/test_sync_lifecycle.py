@@ -193,7 +193,7 @@ def test_archive_on_unshare_and_restore_on_reappearance(pruning_airflow, distric
     # The application: legacy accounts of the student Clever will unshare and of the one
     # who moves are linked; progress and admin edits are recorded before day 2.
     plan = plan_day2(day1)
-    linked = dict(airflow.query("SELECT clever_id, app_user_id FROM clever_marts.user_matches"))
+    linked = dict(airflow.query("SELECT clever_id, app_user_id FROM clever_marts.dim_user_matches"))
     assert plan["student"] in linked and plan["mover"] in linked
     student_progress = progress_of(airflow, plan["student"])
     assert {source for _, source, *_ in student_progress} == {"user_match"}
@@ -224,7 +224,7 @@ def test_archive_on_unshare_and_restore_on_reappearance(pruning_airflow, distric
     archived_progress = progress_of(airflow, plan["student"])
     assert [(row[0],) for row in archived_progress] == student_events
     assert {row[3] for row in archived_progress} == {True}  # archived, progress kept
-    assert airflow.query("SELECT app_user_id FROM clever_marts.user_matches WHERE clever_id = %s",
+    assert airflow.query("SELECT app_user_id FROM clever_marts.dim_user_matches WHERE clever_id = %s",
                          (plan["student"],)) == [(linked[plan["student"]],)]
     assert airflow.query("SELECT user_is_archived FROM clever_marts.dim_user_roles WHERE clever_id = %s "
                          "AND role = 'peer_tutor'", (plan["student"],)) == [(True,)]

@@ -65,7 +65,7 @@ class World:
     def links(self, entity: str = "user") -> dict[tuple[str, str], tuple[Any, ...]]:
         key = {"district": "app_district_id", "school": "app_school_id", "user": "app_user_id"}[entity]
         return {(slug, cid): (app_id, rule, source) for slug, cid, app_id, rule, source in self.query(
-            f"SELECT district_slug, clever_id, {key}, rule, match_source FROM clever_marts.{entity}_matches")}
+            f"SELECT district_slug, clever_id, {key}, rule, match_source FROM clever_marts.dim_{entity}_matches")}
 
     def review(self) -> dict[tuple[str, str], tuple[str, list[int], str]]:
         return {(slug, cid): (status, candidates, reason) for slug, cid, status, candidates, reason in self.query(
@@ -276,17 +276,17 @@ def test_missing_optional_fields_are_null_and_never_break_matching(world):
 
 
 def test_rebuilding_gives_the_same_matches(world):
-    before = world.query("SELECT * FROM clever_marts.user_matches ORDER BY district_slug, clever_id")
+    before = world.query("SELECT * FROM clever_marts.dim_user_matches ORDER BY district_slug, clever_id")
     history = world.query("SELECT count(*) FROM clever_snapshots.snap_match__user_links")
     build(WarehouseTarget.from_conninfo(world.url), district=world.districts["demo"])
-    assert world.query("SELECT * FROM clever_marts.user_matches ORDER BY district_slug, clever_id") == before
+    assert world.query("SELECT * FROM clever_marts.dim_user_matches ORDER BY district_slug, clever_id") == before
     assert world.query("SELECT count(*) FROM clever_snapshots.snap_match__user_links") == history
 
 
 def test_links_are_kept_when_either_side_changes_later(world):
     d, n = world.demo, world.north
     before = world.links()
-    since = dict(world.query("SELECT clever_id, matched_since FROM clever_marts.user_matches"))
+    since = dict(world.query("SELECT clever_id, matched_since FROM clever_marts.dim_user_matches"))
     world.execute("UPDATE app.users SET sis_id = 'S-RETYPED' WHERE app_user_id = 101")  # admin edit
     world.execute("INSERT INTO app.users (app_user_id, app_district_id, role, sis_id) "
                   "VALUES (111, 1, 'student', 'S100020')")  # a new account with A's SIS ID
@@ -311,7 +311,7 @@ def test_links_are_kept_when_either_side_changes_later(world):
     changed = {("demo", d["A"]["id"]), ("north", n["Q"]["id"])} | {("demo", cid) for cid in dana}
     assert {k: v for k, v in after.items() if k not in changed} == \
         {k: v for k, v in before.items() if k not in changed}
-    new_since = dict(world.query("SELECT clever_id, matched_since FROM clever_marts.user_matches"))
+    new_since = dict(world.query("SELECT clever_id, matched_since FROM clever_marts.dim_user_matches"))
     assert new_since[d["A"]["id"]] == since[d["A"]["id"]] and new_since[n["Q"]["id"]] == since[n["Q"]["id"]]
     review = world.review()
     assert review[("demo", d["A"]["id"])] == (
@@ -322,3 +322,21 @@ def test_links_are_kept_when_either_side_changes_later(world):
     history = world.query("SELECT app_id, dbt_valid_to IS NULL FROM clever_snapshots.snap_match__user_links "
                           "WHERE clever_id = %s ORDER BY dbt_valid_from", (d["A"]["id"],))
     assert history == [(101, False), (111, True)]
+
+
+def test_upgrading_drops_the_match_tables_under_their_old_names_and_keeps_every_link(world):
+    # The warehouse as the project left it before the matches were renamed dim_*_matches:
+    # the old tables, a BI user's view on one of them, and a deploy of another version.
+    renamed = {"district_matches": "dim_district_matches", "school_matches": "dim_school_matches",
+               "user_matches": "dim_user_matches"}
+    before = {new: sorted(world.query(f"SELECT * FROM clever_marts.{new}")) for new in renamed.values()}
+    assert all(before.values())
+    for old, new in renamed.items():
+        world.execute(f"CREATE TABLE clever_marts.{old} AS SELECT * FROM clever_marts.{new}")
+    world.execute("CREATE VIEW clever_marts.linked_users AS SELECT clever_id FROM clever_marts.user_matches")
+    world.execute("UPDATE clever_landing.dbt_deployments SET fingerprint = 'an earlier version'")
+
+    assert dbt_runner.ensure_deployed(WarehouseTarget.from_conninfo(world.url)) is not None  # the deploy build
+    assert world.query("SELECT " + ", ".join(f"to_regclass('clever_marts.{name}')::text"
+                                             for name in [*renamed, "linked_users"])) == [(None,) * 4]
+    assert {new: sorted(world.query(f"SELECT * FROM clever_marts.{new}")) for new in renamed.values()} == before

@@ -1,6 +1,6 @@
 {{ config(pre_hook=no_nested_loops()) }}
 {# One decision per Clever school that any rule finds an app school for, among the app
-   schools of the app district its Clever district is linked to (district_matches):
+   schools of the app district its Clever district is linked to (dim_district_matches):
    a school is never matched across districts. Rules: clever_id, nces_id, state_id,
    sis_id, school_number, name (normalised). #}
 {% set key_columns = {'nces_id': 'nces_key', 'state_id': 'state_id_key', 'sis_id': 'sis_id_key',

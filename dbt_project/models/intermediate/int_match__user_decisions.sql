@@ -4,7 +4,7 @@
    districts. Rules: clever_id; sis_id and state_id for the same role (a student's
    SIS ID never matches a teacher's); email (case-insensitive); name_school (normalised
    first and last name, same role, at a school both records have: the app account's
-   school through school_matches). The records of one person (int_people) may share an
+   school through dim_school_matches). The records of one person (int_people) may share an
    account. Clever users are every user ever seen, archived ones included, so a student
    archived today keeps being matched. #}
 with rules as (
@@ -41,12 +41,12 @@ clever_keys as (
     select district_slug, clever_id, person_id, 'sis_id', k.role, k.key
     from users
     cross join lateral (values ('student', student_sis_id), ('teacher', teacher_sis_id),
-                               ('staff', staff_id), ('contact', contact_sis_id)) as k(role, key)
+                               ('staff', staff_id), ('contact', contact_sis_id)) as k (role, key)
     where k.key is not null
     union all
     select district_slug, clever_id, person_id, 'state_id', k.role, k.key
     from users
-    cross join lateral (values ('student', student_state_id), ('teacher', teacher_state_id)) as k(role, key)
+    cross join lateral (values ('student', student_state_id), ('teacher', teacher_state_id)) as k (role, key)
     where k.key is not null
     union all
     select district_slug, clever_id, person_id, 'email', null, email_key
@@ -79,7 +79,7 @@ app_keys as (
     union all
     select a.district_slug, a.app_user_id, a.role, 'name_school', a.name_key || '|' || sm.clever_id
     from app as a
-    join {{ ref('school_matches') }} as sm
+    join {{ ref('dim_school_matches') }} as sm
       on sm.district_slug = a.district_slug and sm.app_school_id = a.app_school_id
     where a.name_key is not null and {{ in_build_scope('sm.district_slug') }}
 ),

@@ -45,7 +45,7 @@ grouped as (
     where email_key is not null and name_key is not null
     window person_records as (
         partition by district_slug, email_key || '#' || name_key
-        order by first_seen_at, 'teacher' = any (roles) desc, clever_id
+        order by first_seen_at, 'teacher' = any(roles) desc, clever_id
         rows between unbounded preceding and unbounded following)
 )
 
@@ -56,10 +56,10 @@ select
     case when person_record_count > 1 then 'same_email_and_name' else 'single_record' end as person_rule
 from grouped
 union all
-select district_slug, clever_id, clever_id, 'single_record'
+select district_slug, clever_id, clever_id as person_id, 'single_record'
 from staff
 where email_key is null or name_key is null
 union all
-select district_slug, clever_id, clever_id, 'single_record'
+select district_slug, clever_id, clever_id as person_id, 'single_record'
 from users
 where not is_staff_type

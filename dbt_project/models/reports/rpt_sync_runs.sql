@@ -51,13 +51,17 @@ summaries as (
         sync_run_id,
         status,
         created_at,
-        (select coalesce(sum((change ->> 'added')::bigint), 0) from jsonb_each(summary -> 'history') as h(t, change))
+        (select coalesce(sum((h.change ->> 'added')::bigint), 0)
+         from jsonb_each(summary -> 'history') as h (t, change))
             as records_added,
-        (select coalesce(sum((change ->> 'changed')::bigint), 0) from jsonb_each(summary -> 'history') as h(t, change))
+        (select coalesce(sum((h.change ->> 'changed')::bigint), 0)
+         from jsonb_each(summary -> 'history') as h (t, change))
             as records_changed,
-        (select coalesce(sum((change ->> 'archived')::bigint), 0) from jsonb_each(summary -> 'history') as h(t, change))
+        (select coalesce(sum((h.change ->> 'archived')::bigint), 0)
+         from jsonb_each(summary -> 'history') as h (t, change))
             as records_archived,
-        (select coalesce(sum((change ->> 'restored')::bigint), 0) from jsonb_each(summary -> 'history') as h(t, change))
+        (select coalesce(sum((h.change ->> 'restored')::bigint), 0)
+         from jsonb_each(summary -> 'history') as h (t, change))
             as records_restored
     from {{ source('clever_landing', 'run_summaries') }}
 ),

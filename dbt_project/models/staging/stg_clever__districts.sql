@@ -1,11 +1,5 @@
 select
-    district_slug,
-    clever_id,
-    clever_id as district_id,
-    sync_run_id,
-    synced_at,
-    record_hash,
-    raw,
+    {{ record_columns(district_id='clever_id') }},
     raw ->> 'name' as name,
     {{ txt("raw ->> 'nces_id'") }} as nces_id,
     {{ txt("raw ->> 'mdr_number'") }} as mdr_number,

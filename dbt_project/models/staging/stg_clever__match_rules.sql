@@ -10,5 +10,5 @@ select
     r.item ->> 'rule' as rule,
     (r.item ->> 'confidence')::numeric as confidence
 from {{ source('clever_landing', 'match_settings') }} as s
-cross join lateral jsonb_each(s.rules) as e(entity, rules)
-cross join lateral jsonb_array_elements(e.rules) with ordinality as r(item, priority)
+cross join lateral jsonb_each(s.rules) as e (entity, rules)
+cross join lateral jsonb_array_elements(e.rules) with ordinality as r (item, priority)

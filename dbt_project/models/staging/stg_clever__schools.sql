@@ -1,11 +1,5 @@
 select
-    district_slug,
-    clever_id,
-    district_id,
-    sync_run_id,
-    synced_at,
-    record_hash,
-    raw,
+    {{ record_columns() }},
     raw ->> 'name' as name,
     {{ txt("raw ->> 'nces_id'") }} as nces_id,
     {{ txt("raw ->> 'state_id'") }} as state_id,

@@ -1,11 +1,5 @@
 select
-    district_slug,
-    clever_id,
-    district_id,
-    sync_run_id,
-    synced_at,
-    record_hash,
-    raw,
+    {{ record_columns() }},
     raw ->> 'name' as name,
     raw ->> 'school' as school_id,
     {{ txt("raw ->> 'term_id'") }} as term_id,

@@ -1,11 +1,5 @@
 select
-    district_slug,
-    clever_id,
-    district_id,
-    sync_run_id,
-    synced_at,
-    record_hash,
-    raw,
+    {{ record_columns() }},
     {{ txt("raw ->> 'name'") }} as name,
     -- the date part as written: parsing as a timestamp would shift it by the session's zone
     {{ date_prefix("raw ->> 'start_date'") }} as start_date,

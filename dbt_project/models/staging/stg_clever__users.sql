@@ -6,20 +6,14 @@
 {% set admin = "raw #> '{roles,district_admin}'" %}
 {% set contact = "raw #> '{roles,contact}'" %}
 select
-    district_slug,
-    clever_id,
-    district_id,
-    sync_run_id,
-    synced_at,
-    record_hash,
-    raw,
+    {{ record_columns() }},
     {{ txt("raw ->> 'email'") }} as email,
     {{ txt("raw #>> '{name,first}'") }} as first_name,
     {{ txt("raw #>> '{name,middle}'") }} as middle_name,
     {{ txt("raw #>> '{name,last}'") }} as last_name,
     coalesce(array(
-        select role from jsonb_each(coalesce(raw -> 'roles', '{}'::jsonb)) as r(role, detail)
-        where jsonb_typeof(detail) = 'object' order by role), '{}') as roles,
+        select r.role from jsonb_each(coalesce(raw -> 'roles', '{}'::jsonb)) as r (role, detail)
+        where jsonb_typeof(r.detail) = 'object' order by r.role), '{}') as roles,
     jsonb_typeof({{ student }}) = 'object' as is_student,
     jsonb_typeof({{ teacher }}) = 'object' as is_teacher,
     jsonb_typeof({{ staff }}) = 'object' as is_staff,

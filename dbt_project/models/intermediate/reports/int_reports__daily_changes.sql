@@ -31,11 +31,13 @@ with covered as (
 
 versions as (
     {% for data_type, snapshot, keys in histories %}
+    {% set v_keys = 'v.' ~ keys | join(', v.') %}
+    {% set s_keys = 's.' ~ keys | join(', s.') %}
     select
         '{{ data_type }}'::text as data_type,
         v.district_slug,
         v.dbt_is_deleted = 'True' as is_archived,
-        lag(v.dbt_is_deleted) over (partition by v.district_slug, {% for k in keys %}v.{{ k }}{% if not loop.last %}, {% endif %}{% endfor %}
+        lag(v.dbt_is_deleted) over (partition by v.district_slug, {{ v_keys }}
                                     order by v.dbt_valid_from) as previous_is_deleted,
         v.dbt_valid_from,
         v.dbt_valid_to,
@@ -43,8 +45,8 @@ versions as (
     from {{ ref(snapshot) }} as v
     left join covered as c on c.district_slug = v.district_slug
     where {{ in_build_scope('v.district_slug') }}
-      and (v.district_slug, {% for k in keys %}v.{{ k }}{% if not loop.last %}, {% endif %}{% endfor %}) in (
-          select s.district_slug, {% for k in keys %}s.{{ k }}{% if not loop.last %}, {% endif %}{% endfor %}
+      and (v.district_slug, {{ v_keys }}) in (
+          select s.district_slug, {{ s_keys }}
           from {{ ref(snapshot) }} as s
           left join covered as sc on sc.district_slug = s.district_slug
           where {{ in_build_scope('s.district_slug') }}

@@ -1,4 +1,4 @@
-{{ config(unique_key='row_key') }}
+{{ config(materialized='district_partition', unique_key='row_key') }}
 {# The rows of rpt_match_unmatched that belong to a configured district, rebuilt by its
    build (macro match_unmatched_rows); row_key names the record on its side, so an app
    record whose app district moved to another Clever district is taken over by that

@@ -24,7 +24,7 @@ with records as (
 
 accounts as (
     select district_slug, person_id, array_agg(distinct app_user_id order by app_user_id) as app_user_ids
-    from {{ ref('user_matches') }}
+    from {{ ref('dim_user_matches') }}
     where {{ in_build_scope('district_slug') }}
     group by district_slug, person_id
 ),
@@ -48,7 +48,8 @@ people as (
         max(r.last_name) filter (where r.clever_id = r.person_id) as last_name,
         max(r.email) filter (where r.clever_id = r.person_id) as email,
         array_agg(r.clever_id order by r.clever_id) as clever_ids,
-        coalesce(array_agg(r.clever_id order by r.clever_id) filter (where not r.is_archived), '{}') as active_clever_ids,
+        coalesce(array_agg(r.clever_id order by r.clever_id) filter (where not r.is_archived), '{}')
+            as active_clever_ids,
         coalesce(ro.roles, '{}') as roles,
         count(*) as record_count,
         bool_and(r.is_archived) as is_archived,

@@ -1,7 +1,7 @@
 {{ config(materialized='view') }}
 {# Every progress event the application recorded, one row each, tied to the student's
    Clever ID: directly for events of accounts provisioned from Clever
-   (student_clever_id), through user_matches for events of legacy accounts
+   (student_clever_id), through dim_user_matches for events of legacy accounts
    (app_user_id). Nothing here depends on the student being active: an event stays
    when its student is archived, moves school or section, or is restored, and no sync
    deletes one (the singular test assert_progress_events_all_kept checks every app

@@ -1,4 +1,4 @@
-{{ config(schema='clever_marts', materialized='district_partition', pre_hook=[no_nested_loops(), hash_aggregates(), bounded_hash_memory()]) }}
+{{ config(pre_hook=[no_nested_loops(), hash_aggregates(), bounded_hash_memory()]) }}
 {# Rollover: each period compared with the next (school year with school year, term with
    term), per school and for the whole district (is_district_total). Enrollment is
    section-based: a student is "at" a school in a period when they are on the roster of a
@@ -36,8 +36,10 @@ pair_masks as (
     select
         pt.pair_id,
         pt.district_slug,
-        coalesce(bit_or(tb.term_bit) filter (where pt.in_from), bit_or(tb.term_bit) # bit_or(tb.term_bit)) as from_terms,
-        coalesce(bit_or(tb.term_bit) filter (where pt.in_to), bit_or(tb.term_bit) # bit_or(tb.term_bit)) as to_terms
+        coalesce(bit_or(tb.term_bit) filter (where pt.in_from), bit_or(tb.term_bit) & ~bit_or(tb.term_bit))
+            as from_terms,
+        coalesce(bit_or(tb.term_bit) filter (where pt.in_to), bit_or(tb.term_bit) & ~bit_or(tb.term_bit))
+            as to_terms
     from pair_terms as pt
     join {{ ref('int_rollover__term_bits') }} as tb
       on tb.district_slug = pt.district_slug and tb.term_id = pt.term_id

@@ -17,7 +17,7 @@ grants as (
     union all
     select g.*, m.district_slug, m.clever_id
     from {{ source('app', 'role_grants') }} as g
-    join {{ ref('user_matches') }} as m on m.app_user_id = g.app_user_id
+    join {{ ref('dim_user_matches') }} as m on m.app_user_id = g.app_user_id
     where g.user_clever_id is null and {{ in_build_scope('m.district_slug') }}
 )
 
@@ -34,7 +34,7 @@ select
     null::timestamptz as granted_at,
     u.is_archived as user_is_archived
 from users as u
-cross join lateral unnest(u.roles) as r(role)
+cross join lateral unnest(u.roles) as r (role)
 join {{ ref('int_people') }} as p on p.district_slug = u.district_slug and p.clever_id = u.clever_id
 union all
 select
@@ -45,12 +45,12 @@ select
     'app_grant',
     g.role_grant_id,
     g.app_school_id,
-    sm.clever_id,
+    sm.clever_id as scope_school_id,
     g.granted_by,
     g.granted_at,
     u.is_archived
 from grants as g
 join users as u on u.district_slug = g.district_slug and u.clever_id = g.clever_id
 join {{ ref('int_people') }} as p on p.district_slug = g.district_slug and p.clever_id = g.clever_id
-left join {{ ref('school_matches') }} as sm
+left join {{ ref('dim_school_matches') }} as sm
   on sm.district_slug = g.district_slug and sm.app_school_id = g.app_school_id

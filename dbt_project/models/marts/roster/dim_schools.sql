@@ -1,0 +1,1 @@
+{{ archived_dimension('int_state__schools', 'schools') }}
