@@ -18,6 +18,14 @@ A directory in the id-sorted layout of ``clever_devkit.district_store`` (``*.jso
 index; for districts of any size) is served from disk page by page instead of being
 loaded. Other record sources implement :class:`DataSource`.
 
+Events (Clever's Events API, clever_devkit.events_log): ``GET /{version}/events`` lists the
+district's created, updated and deleted records since ``starting_after``, as Clever pages
+them, and ``/{version}/events/{id}`` one event. The changes between two states of a
+district's JSON files become events when the files are re-read; a district served from a
+sorted store gets them from ``add_events`` (``POST /_sim/events``). Events are kept for
+``events_retention_seconds`` (30 days); with events off (``DistrictSpec(events=False)``,
+``set_events``, ``POST /_sim/events/settings``) or a cursor not held, the answer is 404.
+
 Faults (``Faults``; set at construction, with ``--fault key=value``, by
 ``CleverSimulator.set_faults(**kw)`` or ``POST /_sim/faults`` with a JSON object; each
 setting replaces the previous one and restarts page counts). They apply to data routes
@@ -63,7 +71,7 @@ import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -72,10 +80,12 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from clever.catalog import API_VERSIONS, ENDPOINTS, MAX_PAGE_SIZE
 from clever_devkit.district_store import Page, SortedFileDataSource, is_sorted_store
+from clever_devkit.events_log import CLEVER_RETENTION_SECONDS, Change, EventLog, EventsUnavailable, diff_events
 
 log = logging.getLogger(__name__)
 
 Record = dict[str, Any]
+RecordsById = dict[str, dict[str, Record]]  # endpoint -> id -> record
 
 ROLES = ("student", "teacher", "staff", "district_admin", "contact")
 DEFAULT_PAGE_SIZE = 100
@@ -139,6 +149,14 @@ class FileDataSource:
         self.data_dir = Path(data_dir)
         self._snapshots: dict[str, _Snapshot] = {}
         self._lock = threading.Lock()
+        # Told of every re-read: (version, records before, records after), by endpoint and id.
+        self.on_reload: Callable[[str, RecordsById, RecordsById], None] | None = None
+
+    def load(self, versions: Sequence[str] = API_VERSIONS) -> None:
+        """Read these versions' files now if they changed (at start: the state later
+        changes are compared with)."""
+        for version in versions:
+            self._snapshot(version)
 
     def list_page(self, version: str, endpoint: str, starting_after: str | None, ending_before: str | None,
                   limit: int, role: str | None) -> Page:
@@ -174,6 +192,8 @@ class FileDataSource:
                 log.warning("keeping previous %s data of %s: %s", version, self.data_dir, exc)
                 return current
             self._snapshots[version] = loaded
+            if current is not None and self.on_reload is not None:
+                self.on_reload(version, current.by_id, loaded.by_id)
             return loaded
 
     def _read(self, version: str, endpoint: str) -> list[Record]:
@@ -200,6 +220,8 @@ class DistrictSpec:
     token: str = field(repr=False)
     data_dir: Path | str | None = None
     source: DataSource | None = field(default=None, repr=False)
+    events: bool = True  # whether GET /{version}/events answers (Clever: 404 when not enabled)
+    events_retention_seconds: float = CLEVER_RETENTION_SECONDS
 
     def __post_init__(self) -> None:
         if (self.data_dir is None) == (self.source is None):
@@ -469,6 +491,13 @@ class CleverSimulator:
         if len(self._districts) != len(specs) or len(self._by_token) != len(specs):
             raise ValueError("district slugs and tokens must be unique")
         self._sources = {spec.slug: spec.open_source() for spec in specs}
+        self._event_logs = {(spec.slug, version): EventLog(spec.events_retention_seconds, spec.events)
+                            for spec in specs for version in API_VERSIONS}
+        for spec in specs:
+            source = self._sources[spec.slug]
+            if isinstance(source, FileDataSource):  # changes between its files' states become events
+                source.on_reload = self._announcer(spec.slug)
+                source.load()
         self._revoked: set[str] = set()
         self._faults = _FaultInjector(self._as_faults(faults), seed)
         self._limiter = _RateLimiter(rate_limit_per_minute)
@@ -541,6 +570,30 @@ class CleverSimulator:
         statuses or "dropped"/"truncated") and ``faults_injected``, all since ``reset()``."""
         return {**self._stats.snapshot(), "faults_injected": self._faults.total_injected}
 
+    def add_events(self, slug: str, version: str, changes: Sequence[Change]) -> list[Record]:
+        """Announce ``changes`` (e.g. of a district served from a sorted store, whose states
+        are never compared) as events of ``slug``'s ``version``."""
+        return self._event_log(slug, version).append(changes)
+
+    def set_events(self, slug: str, *, enabled: bool | None = None, retention_seconds: float | None = None) -> None:
+        """Turn a district's events on or off (off: 404, as Clever), or change how long they are kept."""
+        for version in API_VERSIONS:
+            log_ = self._event_log(slug, version)
+            if enabled is not None:
+                log_.enabled = enabled
+            if retention_seconds is not None:
+                log_.retention_seconds = retention_seconds
+
+    def _event_log(self, slug: str, version: str) -> EventLog:
+        if (slug, version) not in self._event_logs:
+            raise KeyError(f"no district {slug!r} with API version {version!r}")
+        return self._event_logs[(slug, version)]
+
+    def _announcer(self, slug: str) -> Callable[[str, RecordsById, RecordsById], None]:
+        def announce(version: str, before: RecordsById, after: RecordsById) -> None:
+            self._event_logs[(slug, version)].append(diff_events(before, after))
+        return announce
+
     @staticmethod
     def _as_faults(faults: Faults | Mapping[str, Any] | None) -> Faults:
         if isinstance(faults, Faults):
@@ -564,7 +617,7 @@ class CleverSimulator:
         if spec is None:
             return _error(401, "missing, unknown or revoked bearer token")
         segments = path.strip("/").split("/")
-        if len(segments) not in (2, 3) or segments[0] not in API_VERSIONS or segments[1] not in ENDPOINTS:
+        if len(segments) not in (2, 3) or segments[0] not in API_VERSIONS or segments[1] not in (*ENDPOINTS, "events"):
             return _error(404, "no such API route")
         if method != "GET":
             return _error(405, "only GET is supported")
@@ -586,7 +639,12 @@ class CleverSimulator:
             return _error(decision.status, "simulated server error")
         source = self._sources[spec.slug]
         try:
-            if len(segments) == 3:
+            if endpoint == "events":
+                if isinstance(source, FileDataSource):  # files changed since the last read: their events first
+                    source.load([version])
+                response = self._events(self._event_logs[(spec.slug, version)], version, segments[2:],
+                                        parse_qsl(query_string, keep_blank_values=True))
+            elif len(segments) == 3:
                 response = self._one(source, version, endpoint, segments[2])
             else:
                 response = self._list(source, version, endpoint, parse_qsl(query_string, keep_blank_values=True))
@@ -640,6 +698,40 @@ class CleverSimulator:
                  for record in page.records]
         return _body_response(200, b'{"data":[' + b",".join(items) + b'],"links":' + _encode(links) + b"}")
 
+    @staticmethod
+    def _events(log_: EventLog, version: str, event_id: list[str], query: list[tuple[str, str]]) -> _Response:
+        """``GET /{version}/events`` (paged like records; ``record_type`` repeatable) and
+        ``/{version}/events/{id}``; 404 when events are off or the cursor is not held."""
+        try:
+            if event_id:
+                event = log_.get(event_id[0])
+                if event is None:
+                    raise _HTTPError(404, "no event with that id")
+                return _json_response(200, {"data": event, "links": [
+                    {"rel": "self", "uri": f"/{version}/events/{event_id[0]}"}]})
+            params: dict[str, str] = {}
+            for key, value in query:
+                params.setdefault(key, value)
+            if params.get("school"):
+                raise _HTTPError(400, "the simulator does not filter events by school")
+            starting_after = params.get("starting_after") or None
+            ending_before = params.get("ending_before") or None
+            if starting_after and ending_before:
+                raise _HTTPError(400, "give starting_after or ending_before, not both")
+            page = log_.page(starting_after, ending_before, _parse_limit(params.get("limit")),
+                             [value for key, value in query if key == "record_type" and value])
+        except EventsUnavailable as exc:
+            raise _HTTPError(404, str(exc)) from None
+        path = f"/{version}/events"
+        kept = [(k, v) for k, v in query if k not in ("starting_after", "ending_before")]
+        links = [{"rel": "self", "uri": _uri(path, query)}]
+        if page.records and page.more_before:
+            links.append({"rel": "prev", "uri": _uri(path, [*kept, ("ending_before", page.records[0]["id"])])})
+        if page.records and page.more_after:
+            links.append({"rel": "next", "uri": _uri(path, [*kept, ("starting_after", page.records[-1]["id"])])})
+        return _json_response(200, {"data": [{"data": event, "uri": f"{path}/{event['id']}"} for event in page.records],
+                                    "links": links})
+
     def _control(self, method: str, path: str, body: bytes) -> _Response:
         try:
             payload = json.loads(body) if body.strip() else {}
@@ -653,6 +745,14 @@ class CleverSimulator:
                 self.set_faults(**payload)
             elif route == ("POST", "/_sim/revoke"):
                 self.revoke(str(payload.get("token_district")))
+            elif route == ("POST", "/_sim/events"):
+                changes = [Change(c["endpoint"], c["action"], c["record"], c.get("previous"))
+                           for c in payload.get("changes") or []]
+                return _json_response(200, {"events": self.add_events(str(payload.get("district")),
+                                                                      str(payload.get("version", "v3.0")), changes)})
+            elif route == ("POST", "/_sim/events/settings"):
+                self.set_events(str(payload.get("district")), enabled=payload.get("enabled"),
+                                retention_seconds=payload.get("retention_seconds"))
             elif route == ("POST", "/_sim/reset"):
                 self.reset()
             elif route == ("GET", "/_sim/stats"):

@@ -1,4 +1,5 @@
-"""The Clever API simulator over real HTTP: paging, auth, rate limits, faults, reloads, CLI."""
+"""The Clever API simulator over real HTTP: paging, auth, rate limits, faults, reloads, CLI,
+and its Events API (changes between states as events, paging, retention, 404 when off)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ import pytest
 import requests
 
 from clever_devkit import DEV_PYTHONPATH
+from clever_devkit.events_log import Change
 from clever_devkit.sample_district import TEACHER_ADMIN, Plan, generate
 from clever_devkit.simulator import (
     SAMPLE_DISTRICT_DIR,
@@ -541,3 +543,99 @@ def test_cli_rejects_bad_arguments_without_echoing_tokens(args, capsys):
         main(args)
     assert info.value.code == 2
     assert "secret-cli-token" not in capsys.readouterr().err
+
+
+# -- events (Clever's Events API) -----------------------------------------------------------------
+def events(sim, version: str = "v3.0", **params: Any) -> requests.Response:
+    query = "&".join(f"{k}={v}" for k, v in params.items())
+    return get(sim, f"/{version}/events" + (f"?{query}" if query else ""))
+
+
+def all_events(sim, version: str = "v3.0", limit: int = 2, **params: Any) -> list[dict[str, Any]]:
+    """Every event, following rel=next links."""
+    url, found = f"/{version}/events?limit={limit}" + "".join(f"&{k}={v}" for k, v in params.items()), []
+    while url:
+        page = get(sim, url)
+        assert page.status_code == 200, page.text
+        found += [item["data"] for item in page.json()["data"]]
+        url = next((link["uri"] for link in page.json()["links"] if link["rel"] == "next"), None)
+    return found
+
+
+def next_day(district: Path) -> dict[str, Any]:
+    """Unshare a user, rename another, add a school; returns what changed."""
+    users = on_disk(district, "v3.0", "users")
+    gone, renamed = users[0], {**users[1], "name": {**users[1]["name"], "first": "Renamed"}}
+    write_atomically(district / "v3.0" / "users.json", [renamed, *users[2:]])
+    schools = on_disk(district, "v3.0", "schools")
+    added = {**schools[0], "id": "ffffffffffffffffffffff01", "name": "New School"}
+    write_atomically(district / "v3.0" / "schools.json", [*schools, added])
+    return {"gone": gone, "renamed": renamed, "before_rename": users[1], "added": added}
+
+
+def test_changes_between_states_become_events_in_order(sim, district):
+    assert events(sim).json()["data"] == []  # nothing changed yet
+    day2 = next_day(district)
+    found = all_events(sim)
+    assert [(e["type"], e["data"]["object"]["id"]) for e in found] == [
+        ("schools.created", day2["added"]["id"]),
+        ("users.deleted", day2["gone"]["id"]),
+        ("users.updated", day2["renamed"]["id"]),
+    ]
+    assert found[1]["data"]["object"] == day2["gone"]  # a deletion carries the record's last version
+    assert found[2]["data"]["object"] == day2["renamed"]
+    assert found[2]["previous_attributes"] == {"name": day2["before_rename"]["name"]}
+    ids = [e["id"] for e in found]
+    assert ids == sorted(ids) and len(set(ids)) == 3 and all(len(i) == 24 for i in ids)
+    assert all(e["created"].endswith("Z") for e in found)
+    # v3.1 is its own stream: its files did not change
+    assert events(sim, "v3.1").json()["data"] == []
+
+
+def test_a_cursor_resumes_after_the_last_event_read(sim, district):
+    next_day(district)
+    first, *rest = all_events(sim)
+    after = events(sim, starting_after=first["id"]).json()["data"]
+    assert [item["data"]["id"] for item in after] == [e["id"] for e in rest]
+    assert events(sim, starting_after=rest[-1]["id"]).json() == {
+        "data": [], "links": [{"rel": "self", "uri": f"/v3.0/events?starting_after={rest[-1]['id']}"}]}
+    one = get(sim, f"/v3.0/events/{first['id']}")
+    assert one.status_code == 200 and one.json()["data"] == first
+    assert get(sim, "/v3.0/events/000000000000000000000000").status_code == 404
+
+
+def test_record_type_filters_events(sim, district):
+    next_day(district)
+    assert [e["type"] for e in all_events(sim, record_type="users")] == ["users.deleted", "users.updated"]
+
+
+def test_events_off_or_a_cursor_not_held_answer_404(sim, district):
+    next_day(district)
+    first = all_events(sim)[0]
+    assert events(sim, starting_after="0" * 24).status_code == 404  # never issued
+    sim.set_events("demo", enabled=False)
+    off = events(sim)
+    assert off.status_code == 404 and "not enabled" in off.json()["message"]
+    assert post(sim, "/_sim/events/settings", {"district": "demo", "enabled": True}).status_code == 200
+    assert events(sim, starting_after=first["id"]).status_code == 200
+    sim.set_events("demo", retention_seconds=0.2)
+    time.sleep(0.5)
+    gone = events(sim, starting_after=first["id"])  # older than the retention: fall back to a full sync
+    assert gone.status_code == 404 and "older than" in gone.json()["message"]
+    assert events(sim).json()["data"] == []
+
+
+def test_events_can_be_given_as_a_list(sim):
+    record = {"id": "5f0000000000000000000001", "name": "Given"}
+    response = post(sim, "/_sim/events", {"district": "demo", "version": "v3.1", "changes": [
+        {"endpoint": "terms", "action": "created", "record": record}]})
+    assert response.status_code == 200
+    (given,) = response.json()["events"]
+    assert given["type"] == "terms.created" and given["data"]["object"] == record
+    assert [e["id"] for e in all_events(sim, "v3.1")] == [given["id"]]
+    with pytest.raises(ValueError, match="no event type"):
+        sim.add_events("demo", "v3.1", [Change("terms", "renamed", record)])
+
+
+def test_events_need_the_districts_token(sim):
+    assert get(sim, "/v3.0/events", token=None).status_code == 401
