@@ -84,17 +84,20 @@ class EventLog:
         self._clock = clock
         self._events: list[Record] = []
         self._ids: list[str] = []
+        self._last = 0.0
         self._lock = threading.Lock()
 
     def append(self, changes: Iterable[Change]) -> list[Record]:
         """Announce ``changes`` now, in the order given; returns the events."""
+        changes = list(changes)
+        for change in changes:  # all or nothing
+            if change.action not in ACTIONS or change.endpoint not in ENDPOINTS:
+                raise ValueError(f"no event type {change.endpoint}.{change.action}")
         added = []
         with self._lock:
-            now = self._clock()
+            self._last = now = max(self._last, self._clock())  # ids stay in order if the clock steps back
             created = datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
             for change in changes:
-                if change.action not in ACTIONS or change.endpoint not in ENDPOINTS:
-                    raise ValueError(f"no event type {change.endpoint}.{change.action}")
                 event: Record = {"id": f"{int(now):08x}{next(_sequence):016x}",
                                  "type": f"{change.endpoint}.{change.action}", "created": created,
                                  "data": {"object": change.record}, "_at": now}

@@ -193,7 +193,10 @@ class FileDataSource:
                 return current
             self._snapshots[version] = loaded
             if current is not None and self.on_reload is not None:
-                self.on_reload(version, current.by_id, loaded.by_id)
+                try:
+                    self.on_reload(version, current.by_id, loaded.by_id)
+                except Exception:  # the new state is served all the same
+                    log.exception("could not announce the changes of %s %s", self.data_dir, version)
             return loaded
 
     def _read(self, version: str, endpoint: str) -> list[Record]:
@@ -746,8 +749,11 @@ class CleverSimulator:
             elif route == ("POST", "/_sim/revoke"):
                 self.revoke(str(payload.get("token_district")))
             elif route == ("POST", "/_sim/events"):
-                changes = [Change(c["endpoint"], c["action"], c["record"], c.get("previous"))
-                           for c in payload.get("changes") or []]
+                try:
+                    changes = [Change(c["endpoint"], c["action"], c["record"], c.get("previous"))
+                               for c in payload.get("changes") or []]
+                except (KeyError, TypeError) as exc:
+                    raise ValueError(f"each change needs endpoint, action and record: {exc}") from None
                 return _json_response(200, {"events": self.add_events(str(payload.get("district")),
                                                                       str(payload.get("version", "v3.0")), changes)})
             elif route == ("POST", "/_sim/events/settings"):

@@ -249,8 +249,12 @@ _NULL_MEANS_SOMETHING = {"schedule", "landing_retention_days", "stale_after_hour
 def _district(entry: dict[str, Any], defaults: dict[str, Any], where: str) -> DistrictConfig:
     """The district's settings from its entry over the file's defaults, both already checked
     by the model (values keep the types it gave them)."""
-    given = DistrictEntryModel.model_validate({**defaults, **entry}).model_dump(exclude_unset=True)
-    given = {key: value for key, value in given.items() if value is not None or key in _NULL_MEANS_SOMETHING}
+    def set_values(model: type[BaseModel], values: dict[str, Any]) -> dict[str, Any]:
+        given = model.model_validate(values).model_dump(exclude_unset=True)
+        return {key: value for key, value in given.items() if value is not None or key in _NULL_MEANS_SOMETHING}
+
+    # null in an entry falls back to the file's defaults, then to DistrictConfig's
+    given = {**set_values(DistrictSettingsModel, defaults), **set_values(DistrictEntryModel, entry)}
     slug = given.pop("slug")
     try:
         matching = parse_matching(defaults.get("matching"), entry.get("matching"), f"{where} ({slug})")
@@ -311,6 +315,9 @@ def load_districts_tolerant(path: Path | None = None) -> tuple[list[DistrictConf
             district = _district(entry, defaults, f"{path}: districts[{i}]")
         except ConfigError as exc:
             errors[key] = str(exc)
+            continue
+        except (TypeError, ValueError) as exc:  # whatever else goes wrong stays with this entry
+            errors[key] = f"{path}: districts[{i}] ({key}): {exc}"
             continue
         if district.slug in seen:
             errors[f"{district.slug}#{i}"] = f"{path}: district slug {district.slug!r} appears twice"

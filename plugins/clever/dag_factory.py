@@ -183,12 +183,9 @@ def build_district_dag(district: DistrictConfig) -> DAG:
         def summarize(sync_run_id: int) -> dict[str, Any]:
             from airflow.sdk.exceptions import AirflowFailException
 
-            from clever.summary import format_summary
-
             # Pulled, not passed: a failed step leaves no XCom and summarize must still run.
             build_result = get_current_context()["ti"].xcom_pull(task_ids="build")
-            summary = _run(district, "summarize", sync_run_id, build=build_result)
-            print(format_summary(summary))
+            summary = _run(district, "summarize", sync_run_id, build=build_result)  # prints it
             if not summary["built"]:
                 if summary["approved_endpoints"]:
                     detail = ("its extraction was approved but the dbt build failed; the district's next "

@@ -33,17 +33,20 @@ class RunParams:
     full_refresh: bool = False  # validate every record; dbt --full-refresh
     allow_mass_archive: bool = False  # let the run pass the mass-archive and mass-update holds
     endpoints: tuple[str, ...] | None = None  # None: the district's configured endpoints
+    triggered: Mapping[str, Any] = field(default_factory=dict, compare=False)  # the trigger's params as given
 
     @classmethod
     def from_mapping(cls, params: Mapping[str, Any]) -> RunParams:
         endpoints = params.get("endpoints")
         return cls(full_refresh=bool(params.get("full_refresh")),
                    allow_mass_archive=bool(params.get("allow_mass_archive")),
-                   endpoints=check_endpoints(list(endpoints)) if endpoints else None)
+                   endpoints=check_endpoints(list(endpoints)) if endpoints else None, triggered=dict(params))
 
     def as_dict(self, district: DistrictConfig) -> dict[str, Any]:
-        return {"full_refresh": self.full_refresh, "allow_mass_archive": self.allow_mass_archive,
-                "endpoints": list(self.endpoints or district.endpoints)}
+        """What the run records as its params (sync_runs.params): the trigger's, as given."""
+        return dict(self.triggered) or {"full_refresh": self.full_refresh,
+                                        "allow_mass_archive": self.allow_mass_archive,
+                                        "endpoints": list(self.endpoints or district.endpoints)}
 
 
 @dataclass(frozen=True)
@@ -124,7 +127,8 @@ def build(ctx: SyncContext) -> dict[str, Any]:
 def summarize(ctx: SyncContext) -> dict[str, Any]:
     """Close a run whose extraction failed for good, record the run summary (a failed run
     too), and after a successful build prune older landing rows nothing reads any more
-    (clever.retention). ``summary["built"]`` says whether the run succeeded."""
+    (clever.retention). The summary is printed (the task's log); ``summary["built"]``
+    says whether the run succeeded."""
     from clever import runs, summary
     from clever.retention import prune_landing
 
@@ -134,6 +138,7 @@ def summarize(ctx: SyncContext) -> dict[str, Any]:
              "dbt_test_warnings": build_result.get("warnings") or {}}
     runs.close_if_open(ctx.conninfo, ctx.run_id)
     result = summary.summarize(ctx.conninfo, ctx.run_id, started, extra=extra)
+    print(summary.format_summary(result), flush=True)  # in the task's log, a failed prune below too
     if started is not None:
         pruned = prune_landing(ctx.conninfo, ctx.district.slug, ctx.district.landing_retention_days)
         result["landing_rows_pruned"] = sum(p.rows for p in pruned)
@@ -194,7 +199,7 @@ def run_sync(ctx: SyncContext, *, skip: frozenset[str] = frozenset(),
         except Exception as exc:
             if name == "start_run":
                 raise
-            failure = exc
+            failure = failure or exc  # the cause, not summarize's failure after it
             continue
         finally:
             if on_step is not None:

@@ -84,3 +84,12 @@ def test_defaults_come_from_one_place(tmp_path):
     assert district == DistrictConfig(slug="plain")
     assert (district.api_version, district.schedule, district.endpoints) == ("v3.0", "@daily", CORE_ENDPOINTS)
     assert (district.mass_archive_threshold, district.mass_update_threshold) == (0.10, 0.75)  # Clever's review
+
+
+def test_null_in_an_entry_falls_back_to_the_files_defaults(tmp_path):
+    path = write(tmp_path, {"defaults": {"mass_archive_threshold": 0.2, "page_size": 500, "schedule": "@hourly"},
+                            "districts": [{"slug": "a", "mass_archive_threshold": None, "page_size": None},
+                                          {"slug": "b", "schedule": None}]})
+    a, b = load_districts(path)
+    assert (a.mass_archive_threshold, a.page_size, a.schedule) == (0.2, 500, "@hourly")  # never looser than the file
+    assert b.schedule is None  # null that means something (manual only) is kept

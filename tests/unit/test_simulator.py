@@ -639,3 +639,24 @@ def test_events_can_be_given_as_a_list(sim):
 
 def test_events_need_the_districts_token(sim):
     assert get(sim, "/v3.0/events", token=None).status_code == 401
+
+
+def test_a_batch_of_events_is_all_or_nothing_and_ids_stay_in_order_if_the_clock_steps_back():
+    from clever_devkit.events_log import EventLog
+
+    now = [1_000_000.0]
+    log_ = EventLog(clock=lambda: now[0])
+    record = {"id": "a"}
+    with pytest.raises(ValueError, match="no event type"):
+        log_.append([Change("terms", "created", record), Change("terms", "renamed", record)])
+    assert log_.page(None, None, 10).records == []
+    (first,) = log_.append([Change("terms", "created", record)])
+    now[0] -= 3600  # the clock stepped back
+    (second,) = log_.append([Change("terms", "deleted", record)])
+    assert second["id"] > first["id"]
+    assert [e["id"] for e in log_.page(first["id"], None, 10).records] == [second["id"]]
+
+
+def test_a_malformed_list_of_events_is_a_400(sim):
+    response = post(sim, "/_sim/events", {"district": "demo", "changes": [{"endpoint": "terms"}]})
+    assert response.status_code == 400 and "endpoint, action and record" in response.json()["message"]
