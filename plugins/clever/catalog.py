@@ -56,7 +56,6 @@ DATA_TYPE = {data_type.name: data_type for data_type in DATA_TYPES}
 # Endpoints: every data type that is its endpoint's own record, in sync order.
 ENDPOINTS = tuple(t.name for t in DATA_TYPES if t.endpoint == t.name)
 CORE_ENDPOINTS = tuple(e for e in ENDPOINTS if DATA_TYPE[e].synced_by_default)  # Secure Sync's data types
-OPTIONAL_ENDPOINTS = tuple(e for e in ENDPOINTS if e not in CORE_ENDPOINTS)
 SNAPSHOTTED = tuple(t for t in DATA_TYPES if t.snapshot)
 GUARDED = tuple(t for t in DATA_TYPES if t.guarded)
 
