@@ -51,6 +51,19 @@
 {% macro build_snapshot_staging_table(strategy, sql, target_relation) %}
     {% set temp_relation = make_temp_relation(target_relation) %}
     {% if clever_snapshot_staging(strategy) %}
+        {% set keyed = event_key_scope(target_relation) %}
+        {% if keyed %}
+            {% call statement('build_snapshot_event_keys') %}
+                drop table if exists {{ keyed.key_table }};
+                create temporary table {{ keyed.key_table }} on commit drop as
+                select a.district_slug, a.clever_id as scope_id
+                from {{ source('clever_landing', 'applied_changes') }} as a
+                join {{ keyed.state }} as s on s.district_slug = a.district_slug
+                where a.endpoint = '{{ keyed.endpoint }}' and a.sync_run_id > s.through_run_id
+                  and {{ in_build_scope('a.district_slug') }};
+                analyze {{ keyed.key_table }};
+            {% endcall %}
+        {% endif %}
         {% call statement('build_snapshot_changes') %}
             drop table if exists {{ snapshot_changes_table(target_relation) }};
             create temporary table {{ snapshot_changes_table(target_relation) }} on commit drop as (
@@ -85,7 +98,8 @@
     {%- else -%}
         {%- do key_names.append('dbt_unique_key') -%}
     {%- endif -%}
-    {%- set scope = compare_scope(target_relation) %}
+    {%- set keyed = event_key_scope(target_relation) -%}
+    {%- set scope = none if keyed else compare_scope(target_relation) %}
     with snapshot_query as not materialized (
 
         {{ source_sql }}
@@ -116,6 +130,8 @@
         where {{ in_build_scope('district_slug') }}
         {% if scope %}
           and (district_slug, {{ scope.column }}) in (select district_slug, scope_id from changed_scopes)
+        {% elif keyed %}
+          and (district_slug, {{ keyed.column }}) in (select district_slug, scope_id from {{ keyed.key_table }})
         {% endif %}
 
     ),
@@ -127,6 +143,8 @@
         where {{ columns.dbt_valid_to }} is null and {{ in_build_scope('district_slug') }}
         {% if scope %}
           and (district_slug, {{ scope.column }}) in (select district_slug, scope_id from changed_scopes)
+        {% elif keyed %}
+          and (district_slug, {{ keyed.column }}) in (select district_slug, scope_id from {{ keyed.key_table }})
         {% endif %}
 
     ),
@@ -302,11 +320,74 @@
     );
     create index if not exists {{ hashes.identifier }}_key_idx on {{ hashes }} (district_slug, scope_id);
     {%- endif %}
-    delete from {{ hashes }} where {{ in_build_scope('district_slug') }};
+    {#- keyed if this snapshot's comparison was (save_compared_state may have run first) -#}
+    {%- set keyed = event_key_scope(this) if event_keys_compared(this) else none %}
+    delete from {{ hashes }} where {{ in_build_scope('district_slug') }}
+    {% if keyed %}and (district_slug, scope_id) in (select district_slug, scope_id from {{ keyed.key_table }}){% endif %};
     insert into {{ hashes }} (district_slug, scope_id, scope_hash)
     select district_slug, clever_id, record_hash from {{ ref(scope.parent) }}
-    where {{ in_build_scope('district_slug') }};
+    where {{ in_build_scope('district_slug') }}
+    {% if keyed %}and (district_slug, clever_id) in (select district_slug, scope_id from {{ keyed.key_table }}){% endif %};
     {{ analyze_if_changed(hashes) }}
+{% endmacro %}
+
+{# For an events district (clever.events): the keys a snapshot must compare when only
+   events changed its records since it last compared them. Its last comparison is kept in
+   <snapshot>__compared (the full extraction it read, and the last events run applied
+   then), written in the snapshot's own transaction (post-hook save_compared_state). When
+   every district of the build still reads the same full extraction, only the records
+   changed by events runs approved since can differ between the staging view and the
+   snapshot: the comparison (and an enrolment snapshot's rosters) is limited to those
+   keys, a few thousand instead of a million. Otherwise (a full sync approved, a first
+   build, an unscoped build, full_refresh) every key is compared, as before.
+   Returns none, or {endpoint, column, state, key_table}. #}
+{% macro event_key_scope(target_relation) %}
+    {%- set settings = snapshot_meta().get('event_keys') -%}
+    {%- if not execute or not settings or build_scope() is none or scoped_full_refresh() -%}{{ return(none) }}{%- endif -%}
+    {%- set state = adapter.get_relation(database=target_relation.database, schema=target_relation.schema,
+                                         identifier=target_relation.identifier ~ '__compared') -%}
+    {%- if state is none -%}{{ return(none) }}{%- endif -%}
+    {%- set endpoint = settings.get('endpoint') or target_relation.identifier.split('__')[-1] -%}
+    {%- set unkeyed = run_query(
+        "select count(*) from (select unnest(array['" ~ (build_scope() | join("', '")) ~ "']) as district_slug) as d "
+        ~ "left join " ~ source('clever_landing', 'current_extractions') ~ " as c on c.district_slug = d.district_slug "
+        ~ "and c.endpoint = '" ~ endpoint ~ "' left join " ~ state ~ " as s on s.district_slug = d.district_slug "
+        ~ "where s.base_run_id is distinct from c.base_run_id or c.base_run_id is null") -%}
+    {%- if unkeyed.columns[0].values()[0] != 0 -%}{{ return(none) }}{%- endif -%}
+    {{ return({'endpoint': endpoint, 'column': settings.get('column', 'clever_id'), 'state': state,
+               'key_table': adapter.quote(target_relation.identifier ~ '__dbt_event_keys')}) }}
+{% endmacro %}
+
+{# Whether this transaction's comparison was limited to events' keys (its table exists). #}
+{% macro event_keys_compared(target_relation) %}
+    {%- set found = run_query("select to_regclass('pg_temp." ~ adapter.quote(target_relation.identifier ~ '__dbt_event_keys')
+                              ~ "') is not null") -%}
+    {{ return(found.columns[0].values()[0]) }}
+{% endmacro %}
+
+{# Post-hook of every snapshot with meta event_keys, inside its transaction: which full
+   extraction it now reflects, and the last events run applied over it (event_key_scope).
+   The table is created by the deploy build. #}
+{% macro save_compared_state() %}
+    {%- set settings = snapshot_meta().get('event_keys') -%}
+    {%- if not execute or not settings -%}{{ return('select 1') }}{%- endif -%}
+    {%- set state = this.incorporate(path={'identifier': this.identifier ~ '__compared'}) -%}
+    {%- set endpoint = settings.get('endpoint') or this.identifier.split('__')[-1] -%}
+    {%- if build_scope() is none %}
+    create table if not exists {{ state }} (
+        district_slug   text   primary key,
+        base_run_id     bigint not null,
+        through_run_id  bigint not null
+    );
+    {%- endif %}
+    delete from {{ state }} where {{ in_build_scope('district_slug') }};
+    insert into {{ state }} (district_slug, base_run_id, through_run_id)
+    select c.district_slug, c.base_run_id, greatest(c.base_run_id, coalesce(max(a.sync_run_id), 0))
+    from {{ source('clever_landing', 'current_extractions') }} as c
+    left join {{ source('clever_landing', 'applied_changes') }} as a
+      on a.district_slug = c.district_slug and a.endpoint = c.endpoint
+    where c.endpoint = '{{ endpoint }}' and {{ in_build_scope('c.district_slug') }}
+    group by c.district_slug, c.base_run_id
 {% endmacro %}
 
 {# dbt-postgres's snapshot merge, with the update of closed versions limited to the

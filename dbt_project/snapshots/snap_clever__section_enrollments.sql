@@ -9,7 +9,8 @@
     strategy='check',
     check_cols=['record_hash'],
     hard_deletes='new_record',
-    meta={'compare_scope': {'column': 'section_id', 'parent': 'stg_clever__sections'}},
+    meta={'compare_scope': {'column': 'section_id', 'parent': 'stg_clever__sections'},
+          'event_keys': {'endpoint': 'sections', 'column': 'section_id'}},
     post_hook="{{ save_compare_scope() }}",
 ) }}
 -- depends_on: {{ ref('stg_clever__sections') }}

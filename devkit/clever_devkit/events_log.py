@@ -8,8 +8,8 @@ compared). Each event is shaped as the events spec (``v3.x-events.yml``) says:
 ``{"id", "type": "<endpoint>.<created|updated|deleted>", "created", "data": {"object":
 record}}`` and, for an update, ``previous_attributes`` (the changed top-level fields'
 earlier values). Ids are 24 hex digits that sort in the order the events happened, so
-paging works as for records: ``limit``, ``starting_after``, ``ending_before``,
-``record_type`` (repeatable).
+paging works as for records: ``limit``, ``starting_after``, ``ending_before``
+(``ending_before=last``: the latest events), ``record_type`` (repeatable).
 
 Events are kept for ``retention_seconds`` (Clever: 30 days). What the spec lets the API
 answer besides 200 is 404, and that is what the log answers when the district's events
@@ -123,6 +123,9 @@ class EventLog:
             if starting_after is not None:
                 start = bisect.bisect_right(ids, starting_after)
                 stop = min(start + limit, len(ids))
+            elif ending_before == "last":  # Clever's way to ask for the latest events
+                stop = len(ids)
+                start = max(0, stop - limit)
             elif ending_before is not None:
                 stop = bisect.bisect_left(ids, ending_before)
                 start = max(0, stop - limit)

@@ -267,7 +267,8 @@ class Faults:
             if f.name.endswith("_probability"):
                 _require(isinstance(value, int | float) and 0 <= value <= 1, f.name, "a number in 0..1")
             elif f.name.endswith("_endpoint"):
-                _require(value is None or value in ENDPOINTS, f.name, f"one of {list(ENDPOINTS)}")
+                _require(value is None or value in (*ENDPOINTS, "events"), f.name,
+                         f"one of {[*ENDPOINTS, 'events']}")
             elif f.name.endswith("_pages") or (f.name == "max_faults" and value is not None):
                 _require(isinstance(value, int) and not isinstance(value, bool) and value >= 0, f.name,
                          "an integer >= 0")

@@ -89,7 +89,7 @@ def stale_alert(district: DistrictConfig, hours_since: float | None, limit_hours
                 last_run: str | None) -> Alert:
     since = "never" if hours_since is None else f"for {hours_since:.0f} h"
     body = (f"District {district.slug!r} ({district.name}) has had no approved Clever extraction {since} "
-            f"(limit {limit_hours:g} h: its schedule {district.schedule!r} plus a margin).\n"
+            f"(limit {limit_hours:g} h: its schedule {district.dag_schedule!r} plus a margin).\n"
             f"Last run: {last_run or 'none'}.\n"
             f"What to do: check that the DAG {district.dag_id} is not paused and its runs are not failing or held "
             "(rpt_district_health, the alerts of its failed runs), and that Clever still shares the district.")

@@ -74,6 +74,15 @@ class DistrictSettingsModel(_Strict):
 
     api_version: Literal[API_VERSIONS] | None = Field(None, description="Clever Data API version.")  # type: ignore[valid-type]
     schedule: str | None = Field(None, description="Airflow schedule (cron or preset); null: manual only.")
+    sync_mode: Literal["full", "events"] | None = Field(
+        None, description="full: every run reads every record; events: runs apply Clever's events since the last "
+                          "run, with full syncs as baseline and fallback.")
+    events_schedule: str | None = Field(None, description="sync_mode events: the DAG's schedule (default @hourly).")
+    full_sync_schedule: str | None = Field(
+        None, description="sync_mode events: a run after each tick of this schedule is a full sync (default "
+                          "@weekly); null: full syncs only on demand or when events cannot be used.")
+    events_retention_days: Annotated[float, Field(strict=True, gt=0)] | None = Field(
+        None, description="How long Clever keeps events (30 days); an older cursor means a full sync.")
     page_size: Annotated[int, Field(strict=True, ge=1, le=MAX_PAGE_SIZE)] | None = None
     endpoints: list[Literal[ENDPOINTS]] | None = None  # type: ignore[valid-type]
     mass_archive_threshold: _Share | None = Field(None, description="Share of a type's active records one sync "
@@ -164,6 +173,10 @@ class DistrictConfig:
     name: str = ""  # "": the slug
     api_version: str = "v3.0"
     schedule: str | None = "@daily"  # None: triggered by hand only
+    sync_mode: str = "full"  # or "events" (clever.events)
+    events_schedule: str | None = "@hourly"  # the DAG's schedule when sync_mode is events
+    full_sync_schedule: str | None = "@weekly"  # events districts: a full sync after each tick
+    events_retention_days: float = 30.0  # Clever keeps events 30 days
     page_size: int = MAX_PAGE_SIZE
     endpoints: tuple[str, ...] = CORE_ENDPOINTS
     mass_archive_threshold: float = 0.10  # Clever's own "Requires Review": more than 10% deletions
@@ -200,6 +213,11 @@ class DistrictConfig:
         return f"clever_sync_{self.slug}"
 
     @property
+    def dag_schedule(self) -> str | None:
+        """When the DAG runs: ``schedule``, or for an events district ``events_schedule``."""
+        return self.events_schedule if self.sync_mode == "events" else self.schedule
+
+    @property
     def connection_id(self) -> str:
         return f"clever_{self.slug}"
 
@@ -227,7 +245,7 @@ class DistrictConfig:
         ``stale_after_hours``; None for a district synced only by hand."""
         if self.stale_after_hours is not None:
             return self.stale_after_hours
-        gap = schedule_gap_hours(self.schedule)
+        gap = schedule_gap_hours(self.dag_schedule)
         return None if gap is None else gap + STALE_MARGIN_HOURS
 
     def dagrun_timeout(self) -> timedelta:
@@ -241,9 +259,10 @@ def districts_file() -> Path:
     return Path(os.environ.get("CLEVER_DISTRICTS_FILE") or DEFAULT_DISTRICTS_FILE)
 
 
-# Settings where null means something (manual schedule, keep every run, derived staleness,
+# Settings where null means something (manual schedules, keep every run, derived staleness,
 # no alerts, default matching); elsewhere null takes the default.
-_NULL_MEANS_SOMETHING = {"schedule", "landing_retention_days", "stale_after_hours", "alerts", "matching"}
+_NULL_MEANS_SOMETHING = {"schedule", "events_schedule", "full_sync_schedule", "landing_retention_days",
+                         "stale_after_hours", "alerts", "matching"}
 
 
 def _district(entry: dict[str, Any], defaults: dict[str, Any], where: str) -> DistrictConfig:

@@ -54,7 +54,13 @@ def _district_params(district: DistrictConfig) -> dict[str, Param]:
         "endpoints": Param(
             list(district.endpoints), type="array",
             items={"type": "string", "enum": list(ENDPOINTS)},
-            description="Clever endpoints to sync (default: all configured).",
+            description="Clever endpoints to sync (default: all configured; an events run reads every one).",
+        ),
+        "sync_mode": Param(
+            "auto", type="string", enum=["auto", "full", "events"],
+            description="auto: a district with sync_mode events applies Clever's events since its last run, or "
+                        "runs a full sync when one is due or events cannot be used; full: a full (non-events) "
+                        "sync now; events: events even if a scheduled full sync is due.",
         ),
     }
 
@@ -126,7 +132,7 @@ def build_district_dag(district: DistrictConfig) -> DAG:
     with DAG(
         dag_id=district.dag_id,
         description=f"Clever Secure Sync for {district.name} ({district.api_version})",
-        schedule=district.schedule,
+        schedule=district.dag_schedule,
         start_date=datetime(2024, 1, 1),
         catchup=False,
         max_active_runs=1,

@@ -77,7 +77,7 @@ def _unstorable(record: dict[str, Any], run: SyncRun, endpoint: str, page: int, 
     )
 
 
-def _serialise(record: dict[str, Any], run: SyncRun, endpoint: str, page: int, position: int) -> str:
+def serialise(record: dict[str, Any], run: SyncRun, endpoint: str, page: int, position: int) -> str:
     text = json.dumps(record, ensure_ascii=False, separators=(",", ":"))
     # PostgreSQL's jsonb cannot store U+0000; refuse loudly instead of altering data.
     if "\\u0000" in text and _ESCAPED_NUL.search(text):
@@ -147,7 +147,7 @@ def extract_endpoint(conn: psycopg.Connection, client: CleverClient, run: SyncRu
                     for position, record in enumerate(page.records, start=1):
                         row = (run.sync_run_id, _district_of(endpoint, record),
                                _readable_id(record.get("id")), run.api_version,
-                               _serialise(record, run, endpoint, page.number, position), extracted_at)
+                               serialise(record, run, endpoint, page.number, position), extracted_at)
                         try:
                             copy.write_row(row)
                         except UnicodeEncodeError:  # a lone UTF-16 surrogate (a "\ud800" escape)

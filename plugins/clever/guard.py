@@ -107,6 +107,39 @@ present AS (
 """ + _ENROLLMENTS_COUNTED.replace("IN_SCOPE", "e.section_id IN (SELECT section_id FROM changed) AND")
 ENROLLMENT_SCOPE_HASHES = "snap_clever__section_enrollments__scope_hashes"
 
+# An events run (clever.events) archives what its deletion events name, never what it
+# lacks: it holds only the records that changed. Quarantined changes are not applied.
+_EVENT_CHANGES = """
+changes AS (
+    SELECT c.clever_id, c.action, l.raw, md5(l.raw::text) AS record_hash
+    FROM clever_landing.event_changes AS c
+    LEFT JOIN {landing} AS l ON l.sync_run_id = c.sync_run_id AND l.clever_id = c.clever_id
+    WHERE c.sync_run_id = %(run)s AND c.endpoint = %(endpoint)s
+      AND NOT EXISTS (SELECT 1 FROM clever_landing.quarantine AS q
+                      WHERE q.sync_run_id = %(run)s AND q.endpoint = %(endpoint)s AND q.clever_id = c.clever_id)
+)"""
+_ENTITY_EVENTS_WOULD_ARCHIVE = """
+WITH active AS (
+    SELECT clever_id, record_hash FROM {snapshot}
+    WHERE district_slug = %(district)s AND dbt_valid_to IS NULL AND dbt_is_deleted = 'False'
+),""" + _EVENT_CHANGES + """
+SELECT (SELECT count(*) FROM active),
+       (SELECT count(*) FROM active AS s JOIN changes AS c USING (clever_id) WHERE c.action = 'deleted'),
+       0,
+       (SELECT count(*) FROM active AS s JOIN changes AS c USING (clever_id)
+        WHERE c.action <> 'deleted' AND c.record_hash IS DISTINCT FROM s.record_hash)
+"""
+# The rosters of the sections the run changed or deleted: their associations it lacks.
+_ENROLLMENTS_EVENTS_WOULD_ARCHIVE = "WITH" + _EVENT_CHANGES + """,
+changed AS (SELECT clever_id AS section_id, raw FROM changes),
+present AS (
+    SELECT s.section_id, member.user_id, member.role
+    FROM changed AS s
+    {members}
+    WHERE s.raw IS NOT NULL
+),
+""" + _ENROLLMENTS_COUNTED.replace("IN_SCOPE", "e.section_id IN (SELECT section_id FROM changed) AND")
+
 
 # Clever's district states in which its own sync is not running normally: archiving waits.
 ARCHIVE_WAITS_IN_STATES = ("paused", "error")
@@ -208,7 +241,11 @@ def archive_limit(active: int, threshold: float, floor: int) -> int:
 def check_run(conn: psycopg.Connection, district_slug: str, sync_run_id: int, endpoints: set[str],
               threshold: float, floor: int, change_threshold: float = 0.75,
               archive_waits: bool = False) -> list[GuardCheck]:
-    """What approving this run's ``endpoints`` would archive, per data type."""
+    """What approving this run's ``endpoints`` would archive, per data type: for a full
+    sync, the active records it lacks; for an events run, those its deletions name."""
+    from clever.runs import run_mode
+
+    by_events = run_mode(conn, sync_run_id) == "events"
     checks = []
     for guarded in GUARDED:
         data_type, endpoint, snapshot = guarded.name, guarded.endpoint, guarded.snapshot
@@ -216,8 +253,10 @@ def check_run(conn: psycopg.Connection, district_slug: str, sync_run_id: int, en
             continue
         if conn.execute("SELECT to_regclass(%s)", (guarded.snapshot_relation,)).fetchone()[0] is None:
             continue  # first sync: nothing is active, nothing can be archived
-        template = _ENTITY_WOULD_ARCHIVE
-        if data_type == "enrollments":
+        template = _ENTITY_EVENTS_WOULD_ARCHIVE if by_events else _ENTITY_WOULD_ARCHIVE
+        if data_type == "enrollments" and by_events:
+            template = _ENROLLMENTS_EVENTS_WOULD_ARCHIVE
+        elif data_type == "enrollments":
             scoped = conn.execute("SELECT to_regclass(%s)", (f"{SNAPSHOT_SCHEMA}.{ENROLLMENT_SCOPE_HASHES}",)
                                   ).fetchone()[0] is not None
             template = _ENROLLMENTS_WOULD_ARCHIVE_SCOPED if scoped else _ENROLLMENTS_WOULD_ARCHIVE

@@ -17,6 +17,7 @@ from typing import Any
 
 import psycopg
 
+from clever import runs
 from clever.catalog import DATA_TYPE
 from clever.client import CleverAuthError, CleverClient
 from clever.config import DistrictConfig
@@ -154,17 +155,49 @@ def approve(conninfo: str, sync_run_id: int, *, threshold: float, floor: int,
                     f"district {district_slug!r}: sync run {sync_run_id} is older than the approved extraction of "
                     + ", ".join(f"{endpoint} (run {run})" for endpoint, run in newer)
                     + "; approving it would roll the district back. Trigger a new run instead.")
+            # synced_at: when the endpoint's extraction began; for an events run, its read of the events
             rows = conn.execute(
                 """INSERT INTO clever_landing.approved_extractions (district_slug, endpoint, sync_run_id, synced_at)
-                   SELECT %s, endpoint, sync_run_id, started_at FROM clever_landing.endpoint_runs
-                   WHERE sync_run_id = %s AND status = 'completed' AND NOT endpoint = ANY(%s)
+                   SELECT %s, e.endpoint, e.sync_run_id, coalesce(ev.started_at, e.started_at)
+                   FROM clever_landing.endpoint_runs AS e
+                   JOIN clever_landing.sync_runs AS r ON r.sync_run_id = e.sync_run_id
+                   LEFT JOIN clever_landing.endpoint_runs AS ev ON ev.sync_run_id = e.sync_run_id
+                                                                AND ev.endpoint = 'events' AND r.mode = 'events'
+                   WHERE e.sync_run_id = %s AND e.status = 'completed' AND e.endpoint = ANY(r.endpoints)
+                     AND NOT e.endpoint = ANY(%s)
                    ON CONFLICT DO NOTHING
                    RETURNING endpoint""",
                 (district_slug, sync_run_id, sorted(deferred)),
             ).fetchall()
-    approved = sorted(r[0] for r in rows)
+            approved = sorted(r[0] for r in rows)
+            record_applied_changes(conn, district_slug, sync_run_id, approved)
     log.info("district %s: run %d approved for snapshots: %s", district_slug, sync_run_id, ", ".join(approved))
     return approved
+
+
+def record_applied_changes(conn: psycopg.Connection, district_slug: str, sync_run_id: int,
+                           approved: list[str]) -> None:
+    """In the approval's transaction: an events run's changes go over the district's full
+    extraction (a quarantined change is not applied: the record keeps its last clean
+    version); a full sync's approval starts over from its own extraction."""
+    if runs.run_mode(conn, sync_run_id) != "events":
+        conn.execute("DELETE FROM clever_landing.applied_changes WHERE district_slug = %s AND endpoint = ANY(%s)",
+                     (district_slug, approved))
+        return
+    conn.execute(
+        """INSERT INTO clever_landing.applied_changes AS a
+               (district_slug, endpoint, clever_id, sync_run_id, deleted, synced_at)
+           SELECT %(district)s, c.endpoint, c.clever_id, c.sync_run_id, c.action = 'deleted', x.synced_at
+           FROM clever_landing.event_changes AS c
+           JOIN clever_landing.approved_extractions AS x
+             ON x.sync_run_id = c.sync_run_id AND x.endpoint = c.endpoint AND x.district_slug = %(district)s
+           WHERE c.sync_run_id = %(run)s AND c.endpoint = ANY(%(approved)s)
+             AND NOT EXISTS (SELECT 1 FROM clever_landing.quarantine AS q
+                             WHERE q.sync_run_id = c.sync_run_id AND q.endpoint = c.endpoint
+                               AND q.clever_id = c.clever_id)
+           ON CONFLICT (district_slug, endpoint, clever_id) DO UPDATE
+           SET sync_run_id = EXCLUDED.sync_run_id, deleted = EXCLUDED.deleted, synced_at = EXCLUDED.synced_at""",
+        {"district": district_slug, "run": sync_run_id, "approved": approved})
 
 
 def build(target: WarehouseTarget, district: DistrictConfig, full_refresh: bool = False,

@@ -5,12 +5,15 @@ of a million students). History lives in the snapshots, so an older run's rows a
 needed only while one of these holds, and are kept while it does, whatever their age:
 
 - they are the **current approved extraction** of their endpoint: the staging views read
-  it, and the next validation compares with it (its baseline);
+  it, and the next validation compares with it (its baseline); for an events district
+  (clever.events), its full extraction and every events run whose changes the staging
+  views read over it;
 - the current extraction of another endpoint was **validated against them** (its
   ``reference_runs``): the next validation works out what has gone from them since;
 - they are the **last clean version of a record quarantined** now, which the staging
   views read in its place (``stg_clever__carried_records``, the same macro as theirs);
-- their run is **still extracting**, or younger than ``landing_retention_days``.
+- their run is **still extracting**, or younger than ``landing_retention_days`` (an
+  events run's events too: the next run resumes from a failed one's).
 
 Everything else of the district's runs is deleted, one extraction (run and endpoint) at
 a time, each in its own transaction, and the extraction is marked ``pruned_at`` with the
@@ -43,6 +46,11 @@ WITH district_runs AS (
 kept AS (
     SELECT endpoint, sync_run_id FROM clever_staging.stg_clever__current_extractions
     WHERE district_slug = %(district)s
+    UNION
+    SELECT endpoint, base_run_id FROM clever_staging.stg_clever__current_extractions
+    WHERE district_slug = %(district)s
+    UNION
+    SELECT DISTINCT endpoint, sync_run_id FROM clever_landing.applied_changes WHERE district_slug = %(district)s
     UNION
     SELECT e.endpoint, e.sync_run_id FROM clever_landing.endpoint_runs AS e JOIN district_runs AS r USING (sync_run_id)
     WHERE r.status = 'started' OR r.started_at > clock_timestamp() - make_interval(days => %(days)s)

@@ -13,15 +13,16 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from clever.config import DistrictConfig
-from clever.warehouse import ensure_landing_schema
+from clever.warehouse import ensure_landing_schema, landing_table
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,16 @@ def run_lease(conninfo: str, district_slug: str) -> Iterator[None]:
 
 
 @dataclass(frozen=True)
+class RunMode:
+    """What a run reads: ``full`` (every record) or ``events`` (after ``cursor``); ``reason``
+    says why an events district's run is a full sync."""
+
+    mode: str = "full"
+    reason: str | None = None
+    cursor: str | None = None
+
+
+@dataclass(frozen=True)
 class SyncRun:
     sync_run_id: int
     district_slug: str
@@ -66,16 +77,26 @@ def start_sync_run(
     endpoints: Iterable[str],
     external_run_id: str | None = None,
     params: dict[str, Any] | None = None,
+    mode: str = "full",
+    mode_reason: str | None = None,
+    events_from: str | None = None,
 ) -> SyncRun:
     endpoints = tuple(endpoints)
     with conn.transaction():
         row = conn.execute(
             """INSERT INTO clever_landing.sync_runs
-                   (district_slug, api_version, endpoints, external_run_id, params)
-               VALUES (%s, %s, %s::text[], %s, %s) RETURNING sync_run_id""",
-            (district_slug, api_version, list(endpoints), external_run_id, json.dumps(params or {})),
+                   (district_slug, api_version, endpoints, external_run_id, params, mode, mode_reason, events_from)
+               VALUES (%s, %s, %s::text[], %s, %s, %s, %s, %s) RETURNING sync_run_id""",
+            (district_slug, api_version, list(endpoints), external_run_id, json.dumps(params or {}), mode,
+             mode_reason, events_from),
         ).fetchone()
     return SyncRun(row[0], district_slug, api_version, endpoints)
+
+
+def run_mode(conn: psycopg.Connection, sync_run_id: int) -> str:
+    """'full' or 'events' (clever.events)."""
+    return conn.execute("SELECT mode FROM clever_landing.sync_runs WHERE sync_run_id = %s",
+                        (sync_run_id,)).fetchone()[0]
 
 
 def get_sync_run(conn: psycopg.Connection, sync_run_id: int) -> SyncRun:
@@ -150,6 +171,46 @@ def endpoint_started(conn: psycopg.Connection, sync_run_id: int, endpoint: str) 
         (sync_run_id, endpoint))
 
 
+def endpoint_resumed(conn: psycopg.Connection, sync_run_id: int, endpoint: str) -> None:
+    """(Re)start an extraction that goes on from the pages it landed (an events read)."""
+    conn.execute(
+        """INSERT INTO clever_landing.endpoint_runs (sync_run_id, endpoint) VALUES (%s, %s)
+           ON CONFLICT (sync_run_id, endpoint) DO UPDATE SET status = 'started', error = NULL, finished_at = NULL""",
+        (sync_run_id, endpoint))
+
+
+def events_page_landed(conn: psycopg.Connection | psycopg.Cursor, sync_run_id: int, events: int, last_event: str,
+                       pages: int = 1) -> None:
+    """Count a landed page of events and move the run's cursor, in the transaction that landed it."""
+    conn.execute(
+        """UPDATE clever_landing.endpoint_runs SET row_count = row_count + %s, page_count = page_count + %s
+           WHERE sync_run_id = %s AND endpoint = 'events'""", (events, pages, sync_run_id))
+    conn.execute("UPDATE clever_landing.sync_runs SET events_to = %s WHERE sync_run_id = %s", (last_event, sync_run_id))
+
+
+def set_events_cursor(conninfo: str, sync_run_id: int, cursor: str | None, note: str | None = None) -> None:
+    """A full sync's events cursor: the latest event when it started (None: no events)."""
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute("UPDATE clever_landing.sync_runs SET events_to = %s, mode_reason = concat_ws('; ', mode_reason, "
+                     "%s::text) WHERE sync_run_id = %s", (cursor, note, sync_run_id))
+
+
+def fall_back_to_full(conninfo: str, sync_run_id: int, reason: str) -> None:
+    """An events run that cannot read events becomes a full sync of the same run: what it
+    landed of events is dropped (nothing of it was applied)."""
+    from clever.catalog import ENDPOINTS
+
+    with psycopg.connect(conninfo, autocommit=True) as conn, conn.transaction():
+        conn.execute("UPDATE clever_landing.sync_runs SET mode = 'full', mode_reason = %s, events_from = NULL, "
+                     "events_to = NULL WHERE sync_run_id = %s", (reason, sync_run_id))
+        conn.execute("DELETE FROM clever_landing.events WHERE sync_run_id = %s", (sync_run_id,))
+        conn.execute("DELETE FROM clever_landing.event_changes WHERE sync_run_id = %s", (sync_run_id,))
+        for endpoint in ENDPOINTS:
+            conn.execute(sql.SQL("DELETE FROM {} WHERE sync_run_id = %s").format(landing_table(endpoint)),
+                         (sync_run_id,))
+        conn.execute("DELETE FROM clever_landing.endpoint_runs WHERE sync_run_id = %s", (sync_run_id,))
+
+
 def page_landed(conn: psycopg.Connection | psycopg.Cursor, sync_run_id: int, endpoint: str, rows: int) -> None:
     """Count a landed page, in the transaction that landed it."""
     conn.execute(
@@ -179,7 +240,10 @@ def endpoint_pruned(conn: psycopg.Connection, sync_run_id: int, endpoint: str, r
 
 # -- a run -----------------------------------------------------------------------------------------
 def start_run(conninfo: str, district: DistrictConfig, endpoints: list[str] | None,
-              external_run_id: str | None = None, params: dict[str, Any] | None = None) -> int:
+              external_run_id: str | None = None, params: dict[str, Any] | None = None,
+              plan: Callable[[psycopg.Connection], RunMode] | None = None) -> int:
+    """A new run of the district: a full sync, or what ``plan(conn)`` decides under the
+    run lease (clever.events.plan_mode: an events run, or a full sync and why)."""
     requested = list(endpoints or district.endpoints)
     with psycopg.connect(conninfo, autocommit=True) as conn:
         ensure_landing_schema(conn)
@@ -196,11 +260,15 @@ def start_run(conninfo: str, district: DistrictConfig, endpoints: list[str] | No
                             VALUES (%s, %s) ON CONFLICT (district_slug) DO UPDATE
                             SET stale_after_hours = EXCLUDED.stale_after_hours, updated_at = clock_timestamp()""",
                          (district.slug, district.stale_limit_hours()))
-            run = start_sync_run(conn, district.slug, district.api_version, requested, external_run_id, params)
+            mode = plan(conn) if plan is not None else RunMode()
+            if mode.mode == "events":
+                requested = list(district.endpoints)  # events come for every type at once
+            run = start_sync_run(conn, district.slug, district.api_version, requested, external_run_id, params,
+                                 mode.mode, mode.reason, mode.cursor)
         finally:
             conn.execute("SELECT pg_advisory_unlock_all()")
-    log.info("district %s: sync run %d started (%s, endpoints: %s)",
-             district.slug, run.sync_run_id, district.api_version, ", ".join(requested))
+    log.info("district %s: sync run %d started (%s, %s%s, endpoints: %s)", district.slug, run.sync_run_id,
+             district.api_version, mode.mode, f": {mode.reason}" if mode.reason else "", ", ".join(requested))
     return run.sync_run_id
 
 

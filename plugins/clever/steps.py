@@ -33,14 +33,19 @@ class RunParams:
     full_refresh: bool = False  # validate every record; dbt --full-refresh
     allow_mass_archive: bool = False  # let the run pass the mass-archive and mass-update holds
     endpoints: tuple[str, ...] | None = None  # None: the district's configured endpoints
+    sync_mode: str = "auto"  # events districts: "full" or "events" forces the run's mode (clever.events)
     triggered: Mapping[str, Any] = field(default_factory=dict, compare=False)  # the trigger's params as given
 
     @classmethod
     def from_mapping(cls, params: Mapping[str, Any]) -> RunParams:
         endpoints = params.get("endpoints")
+        sync_mode = params.get("sync_mode") or "auto"
+        if sync_mode not in ("auto", "full", "events"):
+            raise ValueError(f"sync_mode {sync_mode!r}: expected auto, full or events")
         return cls(full_refresh=bool(params.get("full_refresh")),
                    allow_mass_archive=bool(params.get("allow_mass_archive")),
-                   endpoints=check_endpoints(list(endpoints)) if endpoints else None, triggered=dict(params))
+                   endpoints=check_endpoints(list(endpoints)) if endpoints else None, sync_mode=sync_mode,
+                   triggered=dict(params))
 
     def as_dict(self, district: DistrictConfig) -> dict[str, Any]:
         """What the run records as its params (sync_runs.params): the trigger's, as given."""
@@ -82,21 +87,38 @@ class SyncContext:
 
 
 def start_run(ctx: SyncContext) -> int:
-    """A new sync run of the trigger's endpoints, else the config's."""
-    from clever import runs
+    """A new sync run of the trigger's endpoints, else the config's: a full sync, or for an
+    events district an events run when events can be used (clever.events.plan_mode)."""
+    from clever import events, runs
 
     return runs.start_run(ctx.conninfo, ctx.district, list(ctx.params.endpoints or ctx.district.endpoints),
-                          external_run_id=ctx.external_run_id, params=ctx.params.as_dict(ctx.district))
+                          external_run_id=ctx.external_run_id, params=ctx.params.as_dict(ctx.district),
+                          plan=lambda conn: events.plan_mode(conn, ctx.district, ctx.params.sync_mode))
 
 
 def extract(ctx: SyncContext) -> dict[str, Any]:
-    """Every endpoint of the run not completed yet (a retry re-reads only those), then the
-    run is closed: completed only if every endpoint is."""
-    from clever import pipeline
+    """A full sync: every endpoint of the run not completed yet (a retry re-reads only
+    those), then the run is closed: completed only if every endpoint is. An events run:
+    the events since the cursor, or a full sync of the run when Clever answers 404."""
+    import psycopg
+
+    from clever import events, pipeline, runs
     from clever.connections import clever_endpoint
 
     api = ctx.api or clever_endpoint(ctx.district)
-    return pipeline.extract_run(ctx.conninfo, ctx.district, ctx.run_id, api.base_url, api.token)
+    with psycopg.connect(ctx.conninfo, autocommit=True) as conn:
+        mode, events_to = conn.execute("SELECT mode, events_to FROM clever_landing.sync_runs WHERE sync_run_id = %s",
+                                       (ctx.run_id,)).fetchone()
+    if mode == "events":
+        try:
+            return events.extract_events_run(ctx.conninfo, ctx.district, ctx.run_id, api.base_url, api.token)
+        except events.EventsUnavailable as exc:
+            log.warning("district %s, run %d: %s; falling back to a full sync", ctx.district.slug, ctx.run_id, exc)
+            runs.fall_back_to_full(ctx.conninfo, ctx.run_id, f"events unavailable, Clever answered: {exc}")
+            mode = "fallback"
+    if ctx.district.sync_mode == "events" and (mode == "fallback" or events_to is None):
+        events.mark_full_sync_cursor(ctx.conninfo, ctx.district, ctx.run_id, api.base_url, api.token)
+    return {"mode": "full", **pipeline.extract_run(ctx.conninfo, ctx.district, ctx.run_id, api.base_url, api.token)}
 
 
 def validate(ctx: SyncContext) -> dict[str, Any]:

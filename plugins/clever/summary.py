@@ -67,6 +67,35 @@ def history_changes(conn: psycopg.Connection, district_slug: str, since: datetim
     return changes
 
 
+def sync_mode(conn: psycopg.Connection, sync_run_id: int, district_slug: str,
+              changes: dict[str, dict[str, int]] | None) -> dict[str, Any]:
+    """How the run read Clever: ``mode`` (full or events) and why; for an events run the
+    cursors and what it changed; for a built full sync that follows events runs, the
+    ``reconciliation``: what it changed in the history is where the events had missed
+    something (the full sync wins)."""
+    from clever.events import applied_counts
+
+    mode, reason, events_from, events_to = conn.execute(
+        "SELECT mode, mode_reason, events_from, events_to FROM clever_landing.sync_runs WHERE sync_run_id = %s",
+        (sync_run_id,)).fetchone()
+    result: dict[str, Any] = {"mode": mode, "mode_reason": reason}
+    if mode == "events":
+        result["events"] = {"after": events_from, "through": events_to, "changes": applied_counts(conn, sync_run_id)}
+        return result
+    previous = conn.execute(
+        """SELECT r.sync_run_id FROM clever_landing.approved_extractions AS a
+           JOIN clever_landing.sync_runs AS r ON r.sync_run_id = a.sync_run_id
+           WHERE a.district_slug = %s AND a.sync_run_id < %s ORDER BY a.sync_run_id DESC LIMIT 1""",
+        (district_slug, sync_run_id)).fetchone()
+    if changes is not None and previous is not None and \
+            conn.execute("SELECT mode FROM clever_landing.sync_runs WHERE sync_run_id = %s", previous).fetchone()[0] \
+            == "events":
+        differences = {data_type: {k: v for k, v in counts.items() if k != "history_rows" and v}
+                       for data_type, counts in changes.items() if counts.get("history_rows")}
+        result["reconciliation"] = {"after_events_run": previous[0], "differences": differences}
+    return result
+
+
 def summarize(conninfo: str, sync_run_id: int, build_started_at: float | None,
               extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write and return the run summary (landed rows, history changes, durations)."""
@@ -129,6 +158,7 @@ def summarize(conninfo: str, sync_run_id: int, build_started_at: float | None,
             changes = history_changes(conn, run[0], since)
         summary = {
             "sync_run_id": sync_run_id, "district": run[0], "api_version": run[1],
+            **sync_mode(conn, sync_run_id, run[0], changes if build_started_at is not None else None),
             "extraction_status": run[2], "error": run[3],
             "started_at": run[4].isoformat(), "extraction_finished_at": run[5].isoformat() if run[5] else None,
             "endpoints": endpoints, "approved_endpoints": approved, "history": changes,
@@ -172,7 +202,20 @@ def run_summary(conninfo: str, sync_run_id: int) -> dict[str, Any] | None:
 
 def format_summary(summary: dict[str, Any]) -> str:
     lines = [f"Clever sync run {summary['sync_run_id']} for district {summary['district']!r} "
-             f"({summary['api_version']}): extraction {summary['extraction_status']}"]
+             f"({summary['api_version']}, {summary.get('mode', 'full')}): extraction {summary['extraction_status']}"]
+    if summary.get("mode_reason"):
+        lines.append(f"  {summary.get('mode', 'full')} sync: {summary['mode_reason']}")
+    if summary.get("events"):
+        events = summary["events"]
+        lines.append(f"  events after {events['after'] or '(the first)'} through {events['through'] or '(none new)'}: "
+                     + (", ".join(f"{endpoint} " + " ".join(f"{n} {action}" for action, n in counts.items())
+                                  for endpoint, counts in events["changes"].items()) or "no changes"))
+    if "reconciliation" in summary:
+        differences = summary["reconciliation"]["differences"]
+        lines.append(f"  reconciliation with events (up to run {summary['reconciliation']['after_events_run']}): "
+                     + ("; ".join(f"{data_type} " + ", ".join(f"{n} {kind}" for kind, n in counts.items())
+                                  for data_type, counts in differences.items())
+                        + " (the full sync's data wins)" if differences else "no differences"))
     if summary.get("error"):
         lines.append(f"  error: {summary['error']}")
     for endpoint, info in summary["endpoints"].items():

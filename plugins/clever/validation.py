@@ -42,7 +42,7 @@ import psycopg
 from psycopg import sql
 
 from clever.expectations import ColumnSpec, SuiteError, load_suite_document, parse_column
-from clever.runs import completed_endpoints, get_sync_run, pruned_endpoints
+from clever.runs import completed_endpoints, get_sync_run, pruned_endpoints, run_mode
 from clever.warehouse import landing_table
 
 log = logging.getLogger(__name__)
@@ -85,7 +85,8 @@ def _path(spec: ColumnSpec) -> sql.Composable:
     return sql.Literal("{" + ",".join(spec.path) + "}")
 
 
-def column_expression(spec: ColumnSpec, reference_runs: dict[str, int | None]) -> sql.Composable:
+def column_expression(spec: ColumnSpec, reference_runs: dict[str, int | None],
+                      events: EventsRun | None = None) -> sql.Composable:
     """SQL computing one validation column from landing row ``l``."""
     if spec.kind == "clever_id":
         return sql.SQL("l.clever_id")
@@ -97,19 +98,45 @@ def column_expression(spec: ColumnSpec, reference_runs: dict[str, int | None]) -
     if spec.kind == "all_strings":
         return sql.SQL("""CASE WHEN jsonb_typeof({v}) = 'array'
                           THEN NOT jsonb_path_exists({v}, '$[*] ? (@.type() != "string")') END""").format(v=value)
-    target = landing_table(spec.references)
-    run = sql.Literal(reference_runs.get(spec.references))
     if spec.kind == "resolves_to":
-        return sql.SQL("""CASE WHEN jsonb_typeof({v}) = 'string' THEN EXISTS (
-                              SELECT 1 FROM {t} AS r WHERE r.sync_run_id = {run} AND r.clever_id = {v} #>> '{{}}') END
-                       """).format(v=value, t=target, run=run)
+        return sql.SQL("CASE WHEN jsonb_typeof({v}) = 'string' THEN {exists} END").format(
+            v=value, exists=_resolves(spec.references, sql.SQL("({} #>> '{{}}')").format(value), reference_runs,
+                                      events))
     if spec.kind == "all_resolve_to":
         return sql.SQL("""CASE WHEN jsonb_typeof({v}) = 'array' THEN NOT EXISTS (
-                              SELECT 1 FROM jsonb_array_elements_text({v}) AS m(id)
-                              WHERE NOT EXISTS (SELECT 1 FROM {t} AS r
-                                                WHERE r.sync_run_id = {run} AND r.clever_id = m.id)) END
-                       """).format(v=value, t=target, run=run)
+                              SELECT 1 FROM jsonb_array_elements_text({v}) AS m(id) WHERE NOT {exists}) END
+                       """).format(v=value, exists=_resolves(spec.references, sql.SQL("m.id"), reference_runs, events))
     raise SuiteError(f"no SQL for validation column kind {spec.kind!r}")
+
+
+@dataclass(frozen=True)
+class EventsRun:
+    """An events run (clever.events): its records are the changed ones, and a reference
+    resolves in the district's records as they will be once the run is applied."""
+
+    district_slug: str
+    sync_run_id: int
+
+
+def _resolves(endpoint: str, clever_id: sql.Composable, reference_runs: dict[str, int | None],
+              events: EventsRun | None) -> sql.Composable:
+    """Whether record ``clever_id`` of ``endpoint`` exists in the extraction references
+    resolve in; for an events run, as changed by the run and the events applied since."""
+    in_extraction = sql.SQL(
+        "EXISTS (SELECT 1 FROM {t} AS r WHERE r.sync_run_id = {run} AND r.clever_id = {id})").format(
+        t=landing_table(endpoint), run=sql.Literal(reference_runs.get(endpoint)), id=clever_id)
+    if events is None:
+        return in_extraction
+    return sql.SQL("""coalesce(
+        (SELECT c.action <> 'deleted' FROM clever_landing.event_changes AS c
+         WHERE c.sync_run_id = {run} AND c.endpoint = {endpoint} AND c.clever_id = {id}),
+        (SELECT NOT a.deleted FROM clever_landing.applied_changes AS a
+         WHERE a.district_slug = {district} AND a.endpoint = {endpoint} AND a.clever_id = {id}
+           AND a.sync_run_id > {base}),
+        {in_extraction})""").format(
+        run=sql.Literal(events.sync_run_id), endpoint=sql.Literal(endpoint), id=clever_id,
+        district=sql.Literal(events.district_slug), base=sql.Literal(reference_runs.get(endpoint)),
+        in_extraction=in_extraction)
 
 
 def suite_columns(suite: dict[str, Any]) -> list[ColumnSpec]:
@@ -127,12 +154,13 @@ def validation_table(endpoint: str, sync_run_id: int) -> sql.Identifier:
 
 
 def flatten(conn: psycopg.Connection, endpoint: str, sync_run_id: int, suite: dict[str, Any],
-            reference_runs: dict[str, int | None], baseline: Baseline | None = None) -> int:
+            reference_runs: dict[str, int | None], baseline: Baseline | None = None,
+            events: EventsRun | None = None) -> int:
     """Write the run's flattened copy of ``endpoint`` for its suite (every record, or with
     a baseline the records that may have changed); return its row count."""
     table = validation_table(endpoint, sync_run_id)
     columns = sql.SQL(", ").join(
-        sql.SQL("{} AS {}").format(column_expression(spec, reference_runs), sql.Identifier(spec.name))
+        sql.SQL("{} AS {}").format(column_expression(spec, reference_runs, events), sql.Identifier(spec.name))
         for spec in suite_columns(suite))
     conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(table))
     subset = sql.SQL("")
@@ -162,10 +190,10 @@ def suite_fingerprint(suite: dict[str, Any]) -> str:
 
 def find_baseline(conn: psycopg.Connection, district_slug: str, endpoint: str, sync_run_id: int,
                   fingerprint: str) -> Baseline | None:
-    """The district's latest approved extraction of ``endpoint`` before this run that was
-    validated with the same suite, if any, and if neither it nor an extraction it was
-    validated against has been pruned by landing retention (what has gone since could
-    not be told)."""
+    """The district's latest approved full extraction of ``endpoint`` before this run that
+    was validated with the same suite (an events run's holds only the records it changed),
+    if any, and if neither it nor an extraction it was validated against has been pruned
+    by landing retention (what has gone since could not be told)."""
     row = conn.execute(
         """SELECT a.sync_run_id, v.reference_runs,
                   e.pruned_at IS NULL AND NOT EXISTS (
@@ -177,6 +205,7 @@ def find_baseline(conn: psycopg.Connection, district_slug: str, endpoint: str, s
            JOIN clever_landing.validated_extractions AS v
              ON v.sync_run_id = a.sync_run_id AND v.endpoint = a.endpoint
            JOIN clever_landing.endpoint_runs AS e ON e.sync_run_id = a.sync_run_id AND e.endpoint = a.endpoint
+           JOIN clever_landing.sync_runs AS r ON r.sync_run_id = a.sync_run_id AND r.mode = 'full'
            WHERE a.district_slug = %s AND a.endpoint = %s AND a.sync_run_id < %s AND v.suite_fingerprint = %s
            ORDER BY a.sync_run_id DESC LIMIT 1""",
         (district_slug, endpoint, sync_run_id, fingerprint)).fetchone()
@@ -395,11 +424,16 @@ def expectation_key(expectation: dict[str, Any]) -> tuple[str, str]:
 
 # -- the step -------------------------------------------------------------------------------------------
 def reference_runs(conn: psycopg.Connection, district_slug: str, sync_run_id: int,
-                   completed: set[str]) -> dict[str, int | None]:
+                   completed: set[str], events: EventsRun | None = None) -> dict[str, int | None]:
     """Per endpoint, the extraction references resolve in: this run's if it has one,
-    else the district's latest approved one."""
+    else the district's latest approved one; for an events run, the district's full
+    extraction (the run's and the applied changes go over it, see _resolves)."""
     from clever.catalog import ENDPOINTS
 
+    if events is not None:
+        bases = dict(conn.execute("SELECT endpoint, base_run_id FROM clever_landing.current_extractions "
+                                  "WHERE district_slug = %s", (district_slug,)).fetchall())
+        return {endpoint: bases.get(endpoint) for endpoint in ENDPOINTS}
     runs: dict[str, int | None] = {}
     for endpoint in ENDPOINTS:
         if endpoint in completed:
@@ -445,8 +479,11 @@ def validate_run(conninfo: str, sync_run_id: int, *, quarantine_threshold: float
         endpoints = [e for e in run.endpoints if e in completed]
         suites = {e: load_suite_document(run.api_version, e) for e in endpoints}
         fingerprints = {e: suite_fingerprint(suites[e]) for e in endpoints}
-        references = reference_runs(conn, run.district_slug, sync_run_id, completed)
-        baselines = {e: None if full else find_baseline(conn, run.district_slug, e, sync_run_id, fingerprints[e])
+        # An events run holds only changed records: each is checked (no baseline).
+        events = EventsRun(run.district_slug, sync_run_id) if run_mode(conn, sync_run_id) == "events" else None
+        references = reference_runs(conn, run.district_slug, sync_run_id, completed, events)
+        baselines = {e: None if full or events else find_baseline(conn, run.district_slug, e, sync_run_id,
+                                                                   fingerprints[e])
                      for e in endpoints}
         landed = dict(conn.execute("SELECT endpoint, row_count FROM clever_landing.endpoint_runs "
                                    "WHERE sync_run_id = %s", (sync_run_id,)).fetchall())
@@ -455,7 +492,7 @@ def validate_run(conninfo: str, sync_run_id: int, *, quarantine_threshold: float
         try:
             outcomes = {}
             for e in endpoints:
-                checked = flatten(conn, e, sync_run_id, suites[e], references, baselines[e])
+                checked = flatten(conn, e, sync_run_id, suites[e], references, baselines[e], events)
                 baseline = baselines[e].sync_run_id if baselines[e] else None
                 outcomes[e] = EndpointOutcome(e, landed[e], checked, baseline)
                 log.info("district %s, run %d, endpoint %s: checking %d of %d records (%s)", run.district_slug,

@@ -209,6 +209,97 @@ CREATE TABLE IF NOT EXISTS clever_landing.match_settings (
     written_at     timestamptz NOT NULL DEFAULT clock_timestamp()
 );
 
+-- Events (clever.events): a run is a full sync (every record of every endpoint) or an
+-- events run (what Clever's Events API lists since the district's cursor). events_from is
+-- the cursor an events run read after; events_to the last event it landed, or for a full
+-- sync the latest event when it started (where the next events run begins). mode_reason
+-- says why a run of an events district is a full sync.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = 'clever_landing'
+                   AND table_name = 'sync_runs' AND column_name = 'mode') THEN
+        ALTER TABLE clever_landing.sync_runs ADD COLUMN mode text NOT NULL DEFAULT 'full'
+                CHECK (mode IN ('full', 'events')),
+            ADD COLUMN mode_reason text, ADD COLUMN events_from text, ADD COLUMN events_to text;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = 'clever_landing'
+                   AND table_name = 'current_extractions' AND column_name = 'base_run_id') THEN
+        -- base_run_id, base_synced_at: the full extraction the records come from;
+        -- sync_run_id, synced_at: the latest approval (an events run's too);
+        -- events_cursor: the last event the records reflect.
+        ALTER TABLE clever_landing.current_extractions ADD COLUMN base_run_id bigint,
+            ADD COLUMN base_synced_at timestamptz, ADD COLUMN events_cursor text;
+        UPDATE clever_landing.current_extractions SET base_run_id = sync_run_id, base_synced_at = synced_at;
+        ALTER TABLE clever_landing.current_extractions ALTER COLUMN base_run_id SET NOT NULL,
+            ALTER COLUMN base_synced_at SET NOT NULL;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+                   WHERE n.nspname = 'clever_landing' AND p.proname = 'track_current_extraction'
+                     AND p.prosrc LIKE '%base_run_id%') THEN
+        CREATE OR REPLACE FUNCTION clever_landing.track_current_extraction() RETURNS trigger
+        LANGUAGE plpgsql AS $f$
+        DECLARE
+            run record;
+        BEGIN
+            SELECT mode, events_to INTO run FROM clever_landing.sync_runs WHERE sync_run_id = NEW.sync_run_id;
+            INSERT INTO clever_landing.current_extractions AS c
+                (district_slug, endpoint, sync_run_id, synced_at, approved_at, base_run_id, base_synced_at,
+                 events_cursor)
+            VALUES (NEW.district_slug, NEW.endpoint, NEW.sync_run_id, NEW.synced_at, NEW.approved_at,
+                    NEW.sync_run_id, NEW.synced_at, run.events_to)
+            ON CONFLICT (district_slug, endpoint) DO UPDATE
+                SET sync_run_id = EXCLUDED.sync_run_id, synced_at = EXCLUDED.synced_at,
+                    approved_at = EXCLUDED.approved_at, events_cursor = EXCLUDED.events_cursor,
+                    -- an events run changes records on top of the full extraction it follows
+                    base_run_id = CASE WHEN run.mode = 'events' THEN c.base_run_id ELSE EXCLUDED.base_run_id END,
+                    base_synced_at = CASE WHEN run.mode = 'events' THEN c.base_synced_at
+                                          ELSE EXCLUDED.base_synced_at END
+                WHERE c.sync_run_id < EXCLUDED.sync_run_id;
+            RETURN NULL;
+        END $f$;
+    END IF;
+END $$;
+
+-- Every event an events run read, as Clever sent it, page by page (COPY).
+CREATE TABLE IF NOT EXISTS clever_landing.events (
+    sync_run_id   bigint      NOT NULL,
+    event_id      text        NOT NULL,
+    event_type    text,
+    endpoint      text,
+    action        text,
+    clever_id     text,
+    raw           jsonb       NOT NULL,
+    extracted_at  timestamptz NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_run_idx ON clever_landing.events (sync_run_id, event_id);
+
+-- Per events run, the last event of each record it changed (created, updated or
+-- deleted); a created or updated record's version is its landing row of the run.
+CREATE TABLE IF NOT EXISTS clever_landing.event_changes (
+    sync_run_id  bigint NOT NULL REFERENCES clever_landing.sync_runs ON DELETE CASCADE,
+    endpoint     text   NOT NULL,
+    clever_id    text   NOT NULL,
+    action       text   NOT NULL CHECK (action IN ('created', 'updated', 'deleted')),
+    event_id     text   NOT NULL,
+    PRIMARY KEY (sync_run_id, endpoint, clever_id)
+);
+
+-- The records approved events runs changed since the district's current full extraction
+-- (current_extractions.base_run_id), each with the run holding its latest version, or
+-- deleted. The staging views read these over the full extraction; a full sync's approval
+-- clears them.
+CREATE TABLE IF NOT EXISTS clever_landing.applied_changes (
+    district_slug  text        NOT NULL,
+    endpoint       text        NOT NULL,
+    clever_id      text        NOT NULL,
+    sync_run_id    bigint      NOT NULL,
+    deleted        boolean     NOT NULL,
+    synced_at      timestamptz NOT NULL,
+    PRIMARY KEY (district_slug, endpoint, clever_id)
+);
+CREATE INDEX IF NOT EXISTS applied_changes_run_idx
+    ON clever_landing.applied_changes (district_slug, endpoint, sync_run_id);
+
 -- One row per finished sync run: what it landed, archived, restored, and how long it took.
 CREATE TABLE IF NOT EXISTS clever_landing.run_summaries (
     sync_run_id    bigint      PRIMARY KEY REFERENCES clever_landing.sync_runs ON DELETE CASCADE,

@@ -1,0 +1,225 @@
+"""Events districts (clever.events): the same days applied through Clever's Events API give
+the marts and history full syncs give; replayed and duplicate events change nothing; a
+cursor Clever no longer holds, or events turned off, fall back to a full sync; a burst of
+deletion events is held by the mass-archive guard; a read that fails in the middle applies
+nothing and the next run resumes after its last landed page."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from clever import steps
+from clever.config import get_district
+from clever.connections import CleverEndpoint, WarehouseTarget
+from clever.guard import MassArchiveBlocked
+from clever.summary import format_summary
+from clever_devkit.events_log import Change
+from clever_devkit.simulator import CleverSimulator
+from tests.conftest import DEMO_TOKEN, copy_sample_district, database
+from tests.helpers import load_records, write_records
+
+VERSION = "v3.0"
+ROSTER_MARTS = ("dim_districts", "dim_schools", "dim_users", "dim_sections", "dim_terms", "dim_courses",
+                "fct_enrollments")
+# When and by which run a record was seen or versioned: different runs, different times.
+_RUN_COLUMNS = {"last_seen_at", "first_seen_at", "archived_at", "archived_last_seen_at", "version_valid_from",
+                "version_sync_run_id", "snapshot_updated_at", "sync_run_id", "synced_at"}
+SNAPSHOTS = {"snap_clever__districts": "clever_id", "snap_clever__schools": "clever_id",
+             "snap_clever__users": "clever_id", "snap_clever__sections": "clever_id",
+             "snap_clever__terms": "clever_id", "snap_clever__courses": "clever_id",
+             "snap_clever__section_enrollments": "section_id, user_id, role"}
+
+
+@pytest.fixture
+def events_district():
+    return dataclasses.replace(get_district("demo"), sync_mode="events", full_sync_schedule=None)
+
+
+def sync(url: str, district, sim: CleverSimulator, *, validate: bool = True, **params) -> steps.SyncContext:
+    ctx = steps.SyncContext(target=WarehouseTarget.from_conninfo(url), district=district,
+                            params=steps.RunParams(**params), api=CleverEndpoint(sim.base_url, DEMO_TOKEN))
+    skip = frozenset() if validate else frozenset({"validate"})
+    return steps.run_sync(ctx, skip=skip)
+
+
+def run_row(url: str, run_id: int) -> dict:
+    with psycopg.connect(url) as conn:
+        cur = conn.execute("SELECT * FROM clever_landing.sync_runs WHERE sync_run_id = %s", (run_id,))
+        return dict(zip([c.name for c in cur.description], cur.fetchone(), strict=True))
+
+
+def marts(url: str) -> dict[str, list[tuple]]:
+    """Every roster mart's rows without the columns that say when or by which run."""
+    result = {}
+    with psycopg.connect(url) as conn:
+        for mart in ROSTER_MARTS:
+            cur = conn.execute(f"SELECT * FROM clever_marts.{mart} LIMIT 0")
+            columns = [c.name for c in cur.description if c.name not in _RUN_COLUMNS]
+            select = ", ".join(f'"{c}"::text' for c in columns)
+            result[mart] = conn.execute(f"SELECT {select} FROM clever_marts.{mart} ORDER BY 1, 2, 3, 4").fetchall()
+    return result
+
+
+def histories(url: str) -> dict[str, list[tuple]]:
+    """Each snapshot's versions per key, in order: (key, is_deleted, record_hash)."""
+    with psycopg.connect(url) as conn:
+        return {snapshot: conn.execute(
+            f"SELECT {keys}, dbt_is_deleted, record_hash FROM clever_snapshots.{snapshot} "
+            f"ORDER BY {keys}, dbt_valid_from").fetchall() for snapshot, keys in SNAPSHOTS.items()}
+
+
+def history_rows(url: str) -> int:
+    with psycopg.connect(url) as conn:
+        return sum(conn.execute(f"SELECT count(*) FROM clever_snapshots.{s}").fetchone()[0] for s in SNAPSHOTS)
+
+
+def _students(users: list[dict]) -> list[dict]:
+    return [u for u in users if "student" in u["roles"]]
+
+
+def day_one(district_dir: Path) -> dict:
+    """Unshare a student, rename a teacher, move a student between sections, remove a
+    co-teacher, move a student to another school, add a user."""
+    users = load_records(district_dir, VERSION, "users")
+    sections = load_records(district_dir, VERSION, "sections")
+    schools = [s["id"] for s in load_records(district_dir, VERSION, "schools")]
+    student = _students(users)[0]
+    users.remove(student)
+    for section in sections:
+        if student["id"] in section.get("students", []):
+            section["students"].remove(student["id"])
+    teacher = next(u for u in users if "teacher" in u["roles"])
+    teacher["name"]["last"] = "Renamed-by-events"
+    co_taught = next(s for s in sections if len(s.get("teachers", [])) > 1)
+    removed_co_teacher = next(t for t in co_taught["teachers"] if t != co_taught.get("teacher"))
+    co_taught["teachers"].remove(removed_co_teacher)
+    mover = _students(users)[1]
+    source = next(s for s in sections if mover["id"] in s.get("students", []))
+    target = next(s for s in sections if s["id"] != source["id"] and mover["id"] not in s.get("students", [])
+                  and s.get("students"))
+    source["students"].remove(mover["id"])
+    target["students"].append(mover["id"])
+    school_changer = _students(users)[2]
+    role = school_changer["roles"]["student"]
+    role["school"] = next(s for s in schools if s != role.get("school"))
+    role["schools"] = [role["school"]]
+    newcomer = copy.deepcopy(_students(users)[3])
+    newcomer["id"] = "ffffffffffffffffffff0001"
+    newcomer["name"]["first"] = "Newcomer"
+    users.append(newcomer)
+    write_records(district_dir, VERSION, "users", users)
+    write_records(district_dir, VERSION, "sections", sections)
+    return {"unshared": student, "sections_before": load_records(district_dir, VERSION, "sections")}
+
+
+def reshare(district_dir: Path, student: dict, original_sections: list[dict]) -> None:
+    users = load_records(district_dir, VERSION, "users")
+    users.append(student)
+    sections = load_records(district_dir, VERSION, "sections")
+    rosters = {s["id"]: s.get("students", []) for s in original_sections}
+    for section in sections:
+        if student["id"] in rosters.get(section["id"], []) and student["id"] not in section.get("students", []):
+            section["students"].append(student["id"])
+    write_records(district_dir, VERSION, "users", users)
+    write_records(district_dir, VERSION, "sections", sections)
+
+
+def test_a_lifecycle_through_events_gives_the_marts_and_history_of_full_syncs(tmp_path, pg_server, events_district,
+                                                                             synced_demo_template):
+    district_dir = copy_sample_district(tmp_path / "district")
+    full_district = get_district("demo")
+    original_sections = load_records(district_dir, VERSION, "sections")
+    # Both start from the sample district synced in full; the events district switched to
+    # events since, so it has no cursor yet: its first run is a full sync that records one.
+    with CleverSimulator({"demo": (DEMO_TOKEN, district_dir)}, seed=7) as sim, \
+            database(pg_server, synced_demo_template, prefix="events") as by_events, \
+            database(pg_server, synced_demo_template, prefix="full") as by_full:
+        day_zero = history_rows(by_events)
+        first = sync(by_events, events_district, sim)
+        row = run_row(by_events, first.run_id)
+        assert row["mode"] == "full" and row["mode_reason"].startswith("no events cursor for courses, districts")
+        assert row["events_to"] is not None, "a full sync of an events district records where the events stand"
+        assert history_rows(by_events) == day_zero
+
+        changed = day_one(district_dir)
+        second = sync(by_events, events_district, sim)
+        sync(by_full, full_district, sim)
+        row = run_row(by_events, second.run_id)
+        assert row["mode"] == "events" and row["events_from"] == run_row(by_events, first.run_id)["events_to"]
+        summary = second.results["summarize"]
+        assert summary["events"]["changes"]["users"] == {"created": 1, "deleted": 1, "updated": 2}
+        assert set(summary["events"]["changes"]) == {"users", "sections"}
+        assert "events after" in format_summary(summary)
+        assert summary["history"]["users"]["archived"] == 1 and summary["history"]["users"]["added"] == 1
+        assert marts(by_events) == marts(by_full)
+        assert histories(by_events) == histories(by_full)
+        with psycopg.connect(by_events) as conn:
+            assert conn.execute("SELECT is_archived FROM clever_marts.dim_users WHERE clever_id = %s",
+                                (changed["unshared"]["id"],)).fetchone() == (True,)
+
+        reshare(district_dir, changed["unshared"], original_sections)
+        third = sync(by_events, events_district, sim)
+        sync(by_full, full_district, sim)
+        assert run_row(by_events, third.run_id)["mode"] == "events"
+        assert third.results["summarize"]["history"]["users"]["restored"] == 1
+        assert marts(by_events) == marts(by_full)
+        assert histories(by_events) == histories(by_full)
+
+        # Replayed events (the cursor set back to the first full sync's) and duplicates
+        # (an update announcing the record as it is) change nothing.
+        before = history_rows(by_events)
+        with psycopg.connect(by_events) as conn:
+            conn.execute("UPDATE clever_landing.current_extractions SET events_cursor = %s",
+                         (run_row(by_events, first.run_id)["events_to"],))
+        user = load_records(district_dir, VERSION, "users")[5]
+        sim.add_events("demo", VERSION, [Change("users", "updated", user, user)] * 2)
+        replay = sync(by_events, events_district, sim)
+        assert run_row(by_events, replay.run_id)["mode"] == "events"
+        assert replay.results["summarize"]["events"]["changes"]["users"]["updated"] >= 3
+        assert history_rows(by_events) == before, "applying the same events again writes no history"
+        assert marts(by_events) == marts(by_full)
+
+        # A full sync after events reconciles: nothing to reconcile here ...
+        full = sync(by_events, events_district, sim, sync_mode="full")
+        summary = full.results["summarize"]
+        assert (summary["mode"], summary["mode_reason"]) == ("full", "full sync requested by the trigger")
+        assert summary["reconciliation"] == {"after_events_run": replay.run_id, "differences": {}}
+        assert history_rows(by_events) == before
+
+
+def _latest_event(sim: CleverSimulator) -> str:
+    import requests
+
+    reply = requests.get(f"{sim.base_url}/{VERSION}/events", params={"ending_before": "last", "limit": 1},
+                         headers={"Authorization": f"Bearer {DEMO_TOKEN}"}, timeout=10)
+    return reply.json()["data"][0]["data"]["id"]
+
+
+def test_a_full_sync_after_events_reports_what_events_missed_and_wins(tmp_path, pg_server, events_district,
+                                                                      synced_demo_template):
+    district_dir = copy_sample_district(tmp_path / "district")
+    with CleverSimulator({"demo": (DEMO_TOKEN, district_dir)}, seed=7) as sim, \
+            database(pg_server, synced_demo_template, prefix="events") as url:
+        sync(url, events_district, sim, validate=False)
+        users = load_records(district_dir, VERSION, "users")
+        users[7]["name"]["last"] = "Missed-by-events"
+        write_records(district_dir, VERSION, "users", users)
+        with psycopg.connect(url) as conn:  # its event is lost: the cursor is already past it
+            conn.execute("UPDATE clever_landing.current_extractions SET events_cursor = %s", (_latest_event(sim),))
+        missed = sync(url, events_district, sim, validate=False)
+        assert missed.results["summarize"]["mode"] == "events"
+        assert missed.results["summarize"]["events"]["changes"] == {}
+
+        full = sync(url, events_district, sim, validate=False, sync_mode="full")
+        summary = full.results["summarize"]
+        assert summary["reconciliation"] == {"after_events_run": missed.run_id, "differences": {"users": {"changed": 1}}}
+        assert ("reconciliation with events (up to run %d): users 1 changed (the full sync's data wins)"
+                % missed.run_id) in format_summary(summary)
+        with psycopg.connect(url) as conn:
+            assert conn.execute("SELECT last_name FROM clever_marts.dim_users WHERE clever_id = %s",
+                                (users[7]["id"],)).fetchone() == ("Missed-by-events",)
