@@ -357,7 +357,9 @@ class CleverClient:
                 path, status,
             )
         if status == 404:
-            raise CleverNotFound(self.district, endpoint, "HTTP 404: not found (not shared)", path, status)
+            raise CleverNotFound(self.district, endpoint, "HTTP 404: " + (
+                "no such events (events not enabled for the district, or the cursor unknown to Clever or older "
+                "than the time it keeps events)" if endpoint == "events" else "not found (not shared)"), path, status)
         if status != 200:
             raise CleverResponseError(
                 self.district, endpoint,

@@ -241,6 +241,9 @@ def read_events(conn: psycopg.Connection, client: CleverClient, run: SyncRun,
     except BaseException as exc:
         _failed(conn, run, f"interrupted: {type(exc).__name__}: {exc}")
         raise
+    # No new event: the run's changes reach as far as the cursor it read after.
+    conn.execute("UPDATE clever_landing.sync_runs SET events_to = coalesce(events_to, events_from) "
+                 "WHERE sync_run_id = %s", (run.sync_run_id,))
     return conn.execute("SELECT row_count FROM clever_landing.endpoint_runs WHERE sync_run_id = %s AND endpoint = %s",
                         (run.sync_run_id, EVENTS)).fetchone()[0]
 

@@ -163,7 +163,7 @@ def approve(conninfo: str, sync_run_id: int, *, threshold: float, floor: int,
                    JOIN clever_landing.sync_runs AS r ON r.sync_run_id = e.sync_run_id
                    LEFT JOIN clever_landing.endpoint_runs AS ev ON ev.sync_run_id = e.sync_run_id
                                                                 AND ev.endpoint = 'events' AND r.mode = 'events'
-                   WHERE e.sync_run_id = %s AND e.status = 'completed' AND e.endpoint = ANY(r.endpoints)
+                   WHERE e.sync_run_id = %s AND e.status = 'completed' AND e.endpoint <> 'events'
                      AND NOT e.endpoint = ANY(%s)
                    ON CONFLICT DO NOTHING
                    RETURNING endpoint""",

@@ -54,16 +54,21 @@ def test_one_dag_per_configured_district(tmp_path):
     parsed = parse_dags(tmp_path, [
         {"slug": "demo"},
         {"slug": "springfield", "api_version": "v3.1", "schedule": "30 2 * * *", "endpoints": ["users", "sections"]},
+        {"slug": "eventsville", "sync_mode": "events", "events_schedule": "*/15 * * * *"},
     ])
     assert parsed["errors"] == {}
-    assert set(parsed["dags"]) == {"clever_sync_demo", "clever_sync_springfield", "clever_rollover_report",
+    # an events district runs on its events schedule (full syncs are decided run by run)
+    assert parsed["dags"]["clever_sync_eventsville"]["schedule"] == "*/15 * * * *"
+    assert set(parsed["dags"]) == {"clever_sync_demo", "clever_sync_springfield", "clever_sync_eventsville",
+                                   "clever_rollover_report",
                                    "clever_district_health"}
     assert parsed["dags"]["clever_district_health"]["schedule"] == "0 * * * *"  # @hourly
     demo = parsed["dags"]["clever_sync_demo"]
     assert demo["schedule"] == "0 0 * * *"  # @daily
     assert demo["catchup"] is False and demo["max_active_runs"] == 1
     assert demo["params"] == {"full_refresh": False, "allow_mass_archive": False,
-                              "endpoints": ["districts", "schools", "users", "sections", "terms", "courses"]}
+                              "endpoints": ["districts", "schools", "users", "sections", "terms", "courses"],
+                              "sync_mode": "auto"}
     assert demo["tasks"] == sorted(["start_run", "extract", "validate", "approve", "build", "summarize"])
     assert demo["outlets"] == {"build": ["clever_marts"]}  # a successful build schedules the report
     assert set(demo["pools"].values()) == {"default_pool"}

@@ -217,9 +217,148 @@ def test_a_full_sync_after_events_reports_what_events_missed_and_wins(tmp_path, 
 
         full = sync(url, events_district, sim, validate=False, sync_mode="full")
         summary = full.results["summarize"]
-        assert summary["reconciliation"] == {"after_events_run": missed.run_id, "differences": {"users": {"changed": 1}}}
-        assert ("reconciliation with events (up to run %d): users 1 changed (the full sync's data wins)"
-                % missed.run_id) in format_summary(summary)
+        assert summary["reconciliation"] == {"after_events_run": missed.run_id,
+                                             "differences": {"users": {"changed": 1}}}
+        assert (f"reconciliation with events (up to run {missed.run_id}): users 1 changed (the full sync's data "
+                "wins)") in format_summary(summary)
         with psycopg.connect(url) as conn:
             assert conn.execute("SELECT last_name FROM clever_marts.dim_users WHERE clever_id = %s",
                                 (users[7]["id"],)).fetchone() == ("Missed-by-events",)
+
+
+def _snapshot_state(url: str) -> list[tuple]:
+    with psycopg.connect(url) as conn:
+        return conn.execute("SELECT clever_id, dbt_is_deleted, record_hash FROM clever_snapshots.snap_clever__users "
+                            "WHERE dbt_valid_to IS NULL ORDER BY clever_id").fetchall()
+
+
+def _unshare_students(district_dir: Path, count: int) -> list[str]:
+    users = load_records(district_dir, VERSION, "users")
+    gone = {u["id"] for u in _students(users)[:count]}
+    write_records(district_dir, VERSION, "users", [u for u in users if u["id"] not in gone])
+    sections = load_records(district_dir, VERSION, "sections")
+    for section in sections:
+        section["students"] = [s for s in section.get("students", []) if s not in gone]
+    write_records(district_dir, VERSION, "sections", sections)
+    return sorted(gone)
+
+
+def test_a_burst_of_deletion_events_is_held_until_allowed(tmp_path, pg_server, events_district,
+                                                         synced_demo_template):
+    district_dir = copy_sample_district(tmp_path / "district")
+    with CleverSimulator({"demo": (DEMO_TOKEN, district_dir)}, seed=7) as sim, \
+            database(pg_server, synced_demo_template, prefix="events") as url:
+        sync(url, events_district, sim, validate=False)
+        before = _snapshot_state(url)
+        gone = _unshare_students(district_dir, 20)  # 20 of 149 users: over the limit of 14
+        with pytest.raises(MassArchiveBlocked, match=r"users: would archive 20 of 149 active \(13.4%; limit 14\)"):
+            sync(url, events_district, sim, validate=False)
+        assert _snapshot_state(url) == before, "a held events run archives nothing"
+        with psycopg.connect(url) as conn:
+            held, events_from, events_to = conn.execute(
+                "SELECT sync_run_id, events_from, events_to FROM clever_landing.sync_runs "
+                "ORDER BY sync_run_id DESC LIMIT 1").fetchone()
+
+        # The next run takes the held run's events over (nothing of them was applied) and is held the same way.
+        with pytest.raises(MassArchiveBlocked, match="would archive 20 of 149"):
+            sync(url, events_district, sim, validate=False)
+        with psycopg.connect(url) as conn:
+            again = conn.execute("SELECT sync_run_id, events_from, events_to FROM clever_landing.sync_runs "
+                                 "ORDER BY sync_run_id DESC LIMIT 1").fetchone()
+        assert again[0] > held and again[1:] == (events_from, events_to)
+
+        allowed = sync(url, events_district, sim, validate=False, allow_mass_archive=True)
+        assert allowed.results["summarize"]["mode"] == "events"
+        assert allowed.results["summarize"]["history"]["users"]["archived"] == 20
+        with psycopg.connect(url) as conn:
+            archived = [r[0] for r in conn.execute(
+                "SELECT clever_id FROM clever_marts.dim_users WHERE is_archived ORDER BY clever_id")]
+        assert archived == gone
+
+
+def test_an_events_read_that_fails_in_the_middle_applies_nothing_and_the_next_run_resumes(
+        tmp_path, pg_server, events_district, synced_demo_template):
+    district_dir = copy_sample_district(tmp_path / "district")
+    district = dataclasses.replace(events_district, page_size=4, http_max_attempts=1)
+    with CleverSimulator({"demo": (DEMO_TOKEN, district_dir)}, seed=7) as sim, \
+            database(pg_server, synced_demo_template, prefix="events") as url:
+        sync(url, district, sim, validate=False)
+        before = _snapshot_state(url)
+        gone = _unshare_students(district_dir, 3)  # 3 users and their sections: events over several pages
+        sim.set_faults(fail_endpoint="events", fail_after_pages=2)
+        with pytest.raises(Exception, match="endpoint 'events'"):
+            sync(url, district, sim, validate=False)
+        assert _snapshot_state(url) == before, "nothing of a failed read is applied"
+        with psycopg.connect(url) as conn:
+            failed, events_to, landed = conn.execute(
+                """SELECT r.sync_run_id, r.events_to, e.row_count FROM clever_landing.sync_runs AS r
+                   JOIN clever_landing.endpoint_runs AS e ON e.sync_run_id = r.sync_run_id AND e.endpoint = 'events'
+                   WHERE r.status = 'failed' ORDER BY r.sync_run_id DESC LIMIT 1""").fetchone()
+            assert landed == 8 and events_to == conn.execute(
+                "SELECT max(event_id) FROM clever_landing.events WHERE sync_run_id = %s", (failed,)).fetchone()[0]
+
+        sim.reset()
+        resumed = sync(url, district, sim, validate=False)
+        with psycopg.connect(url) as conn:
+            first_read = conn.execute(  # the first event this run read itself (the rest it took over)
+                "SELECT min(event_id) FROM clever_landing.events WHERE sync_run_id = %s AND extracted_at > "
+                "(SELECT max(extracted_at) FROM clever_landing.events WHERE sync_run_id = %s)",
+                (resumed.run_id, failed)).fetchone()[0]
+            carried = conn.execute("SELECT count(*) FROM clever_landing.events WHERE sync_run_id = %s "
+                                   "AND event_id <= %s", (resumed.run_id, events_to)).fetchone()[0]
+        assert carried == 8 and first_read > events_to, "the next run read on after the failed run's last page"
+        assert resumed.results["summarize"]["history"]["users"]["archived"] == 3
+        with psycopg.connect(url) as conn:
+            assert [r[0] for r in conn.execute("SELECT clever_id FROM clever_marts.dim_users WHERE is_archived "
+                                               "ORDER BY clever_id")] == gone
+
+
+def test_events_that_clever_no_longer_serves_fall_back_to_a_full_sync(tmp_path, pg_server, events_district,
+                                                                      synced_demo_template):
+    from datetime import UTC, datetime, timedelta
+
+    from clever.events import plan_mode
+
+    district_dir = copy_sample_district(tmp_path / "district")
+    with CleverSimulator({"demo": (DEMO_TOKEN, district_dir)}, seed=7) as sim, \
+            database(pg_server, synced_demo_template, prefix="events") as url:
+        sync(url, events_district, sim, validate=False)
+        users = load_records(district_dir, VERSION, "users")
+        users[3]["name"]["last"] = "Changed-while-events-were-off"
+        write_records(district_dir, VERSION, "users", users)
+        sim.set_events("demo", enabled=False)  # Clever answers 404, as when events are not enabled
+        fallback = sync(url, events_district, sim, validate=False)
+        summary = fallback.results["summarize"]
+        assert summary["mode"] == "full" and "events unavailable, Clever answered: " in summary["mode_reason"]
+        assert "HTTP 404" in summary["mode_reason"] and summary["history"]["users"]["changed"] == 1
+        with psycopg.connect(url) as conn:
+            plan = plan_mode(conn, events_district)
+        assert plan.mode == "full" and plan.reason.startswith("no events cursor for")
+
+        sim.set_events("demo", enabled=True)
+        baseline = sync(url, events_district, sim, validate=False)
+        assert baseline.results["summarize"]["mode"] == "full"
+        sim.set_events("demo", retention_seconds=0)  # every event expires: the cursor is no longer held
+        users[3]["name"]["last"] = "Changed-after-the-cursor-expired"
+        write_records(district_dir, VERSION, "users", users)
+        expired = sync(url, events_district, sim, validate=False)
+        assert expired.results["summarize"]["mode"] == "full"
+        assert "cursor unknown to Clever or older than the time it keeps events" in \
+            expired.results["summarize"]["mode_reason"]
+        assert expired.results["summarize"]["history"]["users"]["changed"] == 1
+
+        # The plan: events while the cursor is fresh; a full sync past Clever's retention or when one is due.
+        sim.set_events("demo", retention_seconds=30 * 86400)
+        sync(url, events_district, sim, validate=False)
+        with psycopg.connect(url) as conn:
+            assert plan_mode(conn, events_district).mode == "events", plan_mode(conn, events_district)
+            now = datetime.now(UTC)
+            stale = plan_mode(conn, events_district, now=now + timedelta(days=31))
+            assert stale.mode == "full" and "older than the 30 days Clever keeps events" in stale.reason
+            weekly = dataclasses.replace(events_district, full_sync_schedule="@weekly")
+            due = plan_mode(conn, weekly, now=now + timedelta(days=8))
+            assert due.mode == "full" and due.reason.startswith("scheduled full sync (@weekly")
+            assert plan_mode(conn, weekly, "events", now=now + timedelta(days=8)).mode == "events"
+            assert plan_mode(conn, weekly, "full").reason == "full sync requested by the trigger"
+            with pytest.raises(ValueError, match="has sync_mode full"):
+                plan_mode(conn, get_district("demo"), "events")
