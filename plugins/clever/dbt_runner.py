@@ -49,6 +49,8 @@ FULL_REFRESH_ENV = "CLEVER_BUILD_FULL_REFRESH"
 # What a district build runs: snapshots, tables and every test, never a view (the deploy
 # creates them; replacing a view under concurrent builds would race).
 DISTRICT_BUILD_SELECTOR = "district_build"
+# An events run's build between complete ones: no data tests, no rollover report.
+EVENTS_BUILD_SELECTOR = "district_events_build"
 _PARTIAL_PARSE = "partial_parse.msgpack"
 
 _DEPLOYMENTS_DDL = """
@@ -195,9 +197,10 @@ def ensure_deployed(target: WarehouseTarget, timeout_seconds: int = 3600) -> Dbt
 
 
 def build_districts(target: WarehouseTarget, slugs: Iterable[str], full_refresh: bool = False,
-                    lock_timeout_seconds: int = 3600) -> DbtOutcome:
+                    lock_timeout_seconds: int = 3600, selector: str = DISTRICT_BUILD_SELECTOR) -> DbtOutcome:
     """The district build: snapshots, tables and tests of ``slugs`` only, holding their
-    district locks (the deploy, if the project changed, first)."""
+    district locks (the deploy, if the project changed, first). ``selector``: what of it
+    (EVENTS_BUILD_SELECTOR: an events run's lighter build)."""
     slugs = sorted(set(slugs))
     if not slugs:
         raise ValueError("a district build needs at least one district")
@@ -205,7 +208,7 @@ def build_districts(target: WarehouseTarget, slugs: Iterable[str], full_refresh:
     scope = {SCOPE_ENV: ",".join(slugs), FULL_REFRESH_ENV: "1" if full_refresh else ""}
     with district_lock(target.conninfo, slugs, lock_timeout_seconds):
         try:
-            outcome = run_dbt(target, ["build", "--selector", DISTRICT_BUILD_SELECTOR], scope=scope,
+            outcome = run_dbt(target, ["build", "--selector", selector], scope=scope,
                               results_dir=district_build_path(slugs[0]) if len(slugs) == 1 else None)
         except DbtError as exc:
             raise DbtError(f"district {', '.join(map(repr, slugs))}: {exc}") from None

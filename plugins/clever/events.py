@@ -326,3 +326,19 @@ def applied_counts(conn: psycopg.Connection, sync_run_id: int) -> dict[str, dict
             "GROUP BY endpoint, action ORDER BY endpoint, action", (sync_run_id,)):
         counts.setdefault(endpoint, {})[action] = count
     return counts
+
+
+def complete_build_due(conninfo: str, district: DistrictConfig, sync_run_id: int,
+                       now: datetime | None = None) -> bool:
+    """Whether this run's dbt build is complete (data tests, rollover report): always for a
+    full sync; for an events run when the district's last complete build succeeded more
+    than ``events_complete_build_hours`` ago (or never)."""
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        if runs.run_mode(conn, sync_run_id) != "events":
+            return True
+        (last,) = conn.execute(
+            """SELECT max(created_at) FROM clever_landing.run_summaries
+               WHERE district_slug = %s AND status = 'succeeded'
+                 AND coalesce((summary ->> 'complete_build')::boolean, true)""", (district.slug,)).fetchone()
+    now = now or datetime.now(UTC)
+    return last is None or now - last >= timedelta(hours=district.events_complete_build_hours)

@@ -201,22 +201,24 @@ def record_applied_changes(conn: psycopg.Connection, district_slug: str, sync_ru
 
 
 def build(target: WarehouseTarget, district: DistrictConfig, full_refresh: bool = False,
-          lock_timeout_seconds: int = 3600) -> dict[str, Any]:
+          lock_timeout_seconds: int = 3600, complete: bool = True) -> dict[str, Any]:
     """The district's dbt build (its snapshots, its rows of every table, its data tests),
     after writing its matching settings; other districts build side by side. Deploys the
-    dbt project first if the warehouse was built with another version of it."""
-    from clever.dbt_runner import build_districts
+    dbt project first if the warehouse was built with another version of it. Not
+    ``complete``: an events run's build, without the data tests and the rollover report."""
+    from clever.dbt_runner import DISTRICT_BUILD_SELECTOR, EVENTS_BUILD_SELECTOR, build_districts
     from clever.matching import write_match_settings
 
     with psycopg.connect(target.conninfo, autocommit=True) as conn:
         ensure_landing_schema(conn)
         write_match_settings(conn, district)
     outcome = build_districts(target, [district.slug], full_refresh=full_refresh,
-                              lock_timeout_seconds=lock_timeout_seconds)
+                              lock_timeout_seconds=lock_timeout_seconds,
+                              selector=DISTRICT_BUILD_SELECTOR if complete else EVENTS_BUILD_SELECTOR)
     for unique_id, message in outcome.warnings.items():
         log.warning("district %s: dbt test %s warned: %s", district.slug, unique_id, message)
     return {"started_at": outcome.started_at_epoch, "seconds": round(outcome.seconds, 1),
-            "nodes": len(outcome.statuses),
+            "nodes": len(outcome.statuses), "complete": complete,
             "warnings": {unique_id.split(".", 2)[-1]: message for unique_id, message in outcome.warnings.items()}}
 
 

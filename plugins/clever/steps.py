@@ -140,10 +140,14 @@ def approve(ctx: SyncContext) -> list[str]:
 
 
 def build(ctx: SyncContext) -> dict[str, Any]:
-    from clever import pipeline
+    """The district's dbt build: complete (with its data tests and the rollover report) for
+    a full sync, and for an events run when the district's last complete build is older
+    than ``events_complete_build_hours``; else an events run's lighter build."""
+    from clever import events, pipeline
 
+    complete = events.complete_build_due(ctx.conninfo, ctx.district, ctx.run_id)
     return pipeline.build(ctx.target, ctx.district, full_refresh=ctx.params.full_refresh,
-                          lock_timeout_seconds=ctx.district.build_lock_timeout_seconds)
+                          lock_timeout_seconds=ctx.district.build_lock_timeout_seconds, complete=complete)
 
 
 def summarize(ctx: SyncContext) -> dict[str, Any]:
@@ -157,7 +161,7 @@ def summarize(ctx: SyncContext) -> dict[str, Any]:
     build_result = ctx.results.get("build") or {}
     started = build_result.get("started_at")
     extra = {"data_docs": summary.data_docs_hint(ctx.district.slug, ctx.run_id), "dbt_docs": summary.dbt_docs_hint(),
-             "dbt_test_warnings": build_result.get("warnings") or {}}
+             "dbt_test_warnings": build_result.get("warnings") or {}, "complete_build": build_result.get("complete")}
     runs.close_if_open(ctx.conninfo, ctx.run_id)
     result = summary.summarize(ctx.conninfo, ctx.run_id, started, extra=extra)
     print(summary.format_summary(result), flush=True)  # in the task's log, a failed prune below too

@@ -40,6 +40,23 @@ def events_district():
     return dataclasses.replace(get_district("demo"), sync_mode="events", full_sync_schedule=None)
 
 
+@pytest.fixture
+def served(tmp_path, pg_server, synced_demo_template):
+    """(district files, simulator, warehouse): the sample district served from files a test
+    changes, and a copy of the warehouse synced from it in full once."""
+    district_dir = copy_sample_district(tmp_path / "district")
+    with CleverSimulator({"demo": (DEMO_TOKEN, district_dir)}, seed=7) as sim, \
+            database(pg_server, synced_demo_template, prefix="events") as url:
+        yield district_dir, sim, url
+
+
+def rename_user(district_dir: Path, index: int, last_name: str) -> dict:
+    users = load_records(district_dir, VERSION, "users")
+    users[index]["name"]["last"] = last_name
+    write_records(district_dir, VERSION, "users", users)
+    return users[index]
+
+
 def sync(url: str, district, sim: CleverSimulator, *, validate: bool = True, **params) -> steps.SyncContext:
     ctx = steps.SyncContext(target=WarehouseTarget.from_conninfo(url), district=district,
                             params=steps.RunParams(**params), api=CleverEndpoint(sim.base_url, DEMO_TOKEN))
@@ -148,7 +165,7 @@ def test_a_lifecycle_through_events_gives_the_marts_and_history_of_full_syncs(tm
 
         changed = day_one(district_dir)
         second = sync(by_events, events_district, sim)
-        sync(by_full, full_district, sim)
+        sync(by_full, full_district, sim, validate=False)  # the events side is what is validated
         row = run_row(by_events, second.run_id)
         assert row["mode"] == "events" and row["events_from"] == run_row(by_events, first.run_id)["events_to"]
         summary = second.results["summarize"]
@@ -164,7 +181,7 @@ def test_a_lifecycle_through_events_gives_the_marts_and_history_of_full_syncs(tm
 
         reshare(district_dir, changed["unshared"], original_sections)
         third = sync(by_events, events_district, sim)
-        sync(by_full, full_district, sim)
+        sync(by_full, full_district, sim, validate=False)
         assert run_row(by_events, third.run_id)["mode"] == "events"
         assert third.results["summarize"]["history"]["users"]["restored"] == 1
         assert marts(by_events) == marts(by_full)
@@ -184,13 +201,6 @@ def test_a_lifecycle_through_events_gives_the_marts_and_history_of_full_syncs(tm
         assert history_rows(by_events) == before, "applying the same events again writes no history"
         assert marts(by_events) == marts(by_full)
 
-        # A full sync after events reconciles: nothing to reconcile here ...
-        full = sync(by_events, events_district, sim, sync_mode="full")
-        summary = full.results["summarize"]
-        assert (summary["mode"], summary["mode_reason"]) == ("full", "full sync requested by the trigger")
-        assert summary["reconciliation"] == {"after_events_run": replay.run_id, "differences": {}}
-        assert history_rows(by_events) == before
-
 
 def _latest_event(sim: CleverSimulator) -> str:
     import requests
@@ -200,30 +210,25 @@ def _latest_event(sim: CleverSimulator) -> str:
     return reply.json()["data"][0]["data"]["id"]
 
 
-def test_a_full_sync_after_events_reports_what_events_missed_and_wins(tmp_path, pg_server, events_district,
-                                                                      synced_demo_template):
-    district_dir = copy_sample_district(tmp_path / "district")
-    with CleverSimulator({"demo": (DEMO_TOKEN, district_dir)}, seed=7) as sim, \
-            database(pg_server, synced_demo_template, prefix="events") as url:
-        sync(url, events_district, sim, validate=False)
-        users = load_records(district_dir, VERSION, "users")
-        users[7]["name"]["last"] = "Missed-by-events"
-        write_records(district_dir, VERSION, "users", users)
-        with psycopg.connect(url) as conn:  # its event is lost: the cursor is already past it
-            conn.execute("UPDATE clever_landing.current_extractions SET events_cursor = %s", (_latest_event(sim),))
-        missed = sync(url, events_district, sim, validate=False)
-        assert missed.results["summarize"]["mode"] == "events"
-        assert missed.results["summarize"]["events"]["changes"] == {}
+def test_a_full_sync_after_events_reports_what_events_missed_and_wins(served, events_district):
+    district_dir, sim, url = served
+    sync(url, events_district, sim, validate=False)
+    renamed = rename_user(district_dir, 7, "Missed-by-events")
+    with psycopg.connect(url) as conn:  # its event is lost: the cursor is already past it
+        conn.execute("UPDATE clever_landing.current_extractions SET events_cursor = %s", (_latest_event(sim),))
+    missed = sync(url, events_district, sim, validate=False)
+    assert missed.results["summarize"]["mode"] == "events"
+    assert missed.results["summarize"]["events"]["changes"] == {}
 
-        full = sync(url, events_district, sim, validate=False, sync_mode="full")
-        summary = full.results["summarize"]
-        assert summary["reconciliation"] == {"after_events_run": missed.run_id,
-                                             "differences": {"users": {"changed": 1}}}
-        assert (f"reconciliation with events (up to run {missed.run_id}): users 1 changed (the full sync's data "
-                "wins)") in format_summary(summary)
-        with psycopg.connect(url) as conn:
-            assert conn.execute("SELECT last_name FROM clever_marts.dim_users WHERE clever_id = %s",
-                                (users[7]["id"],)).fetchone() == ("Missed-by-events",)
+    full = sync(url, events_district, sim, validate=False, sync_mode="full")
+    summary = full.results["summarize"]
+    assert summary["reconciliation"] == {"after_events_run": missed.run_id,
+                                         "differences": {"users": {"changed": 1}}}
+    assert (f"reconciliation with events (up to run {missed.run_id}): users 1 changed (the full sync's data "
+            "wins)") in format_summary(summary)
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT last_name FROM clever_marts.dim_users WHERE clever_id = %s",
+                            (renamed["id"],)).fetchone() == ("Missed-by-events",)
 
 
 def _snapshot_state(url: str) -> list[tuple]:
@@ -243,122 +248,110 @@ def _unshare_students(district_dir: Path, count: int) -> list[str]:
     return sorted(gone)
 
 
-def test_a_burst_of_deletion_events_is_held_until_allowed(tmp_path, pg_server, events_district,
-                                                         synced_demo_template):
-    district_dir = copy_sample_district(tmp_path / "district")
-    with CleverSimulator({"demo": (DEMO_TOKEN, district_dir)}, seed=7) as sim, \
-            database(pg_server, synced_demo_template, prefix="events") as url:
+def test_a_burst_of_deletion_events_is_held_until_allowed(served, events_district):
+    district_dir, sim, url = served
+    sync(url, events_district, sim, validate=False)
+    before = _snapshot_state(url)
+    gone = _unshare_students(district_dir, 20)  # 20 of 149 users: over the limit of 14
+    with pytest.raises(MassArchiveBlocked, match=r"users: would archive 20 of 149 active \(13.4%; limit 14\)"):
         sync(url, events_district, sim, validate=False)
-        before = _snapshot_state(url)
-        gone = _unshare_students(district_dir, 20)  # 20 of 149 users: over the limit of 14
-        with pytest.raises(MassArchiveBlocked, match=r"users: would archive 20 of 149 active \(13.4%; limit 14\)"):
-            sync(url, events_district, sim, validate=False)
-        assert _snapshot_state(url) == before, "a held events run archives nothing"
-        with psycopg.connect(url) as conn:
-            held, events_from, events_to = conn.execute(
-                "SELECT sync_run_id, events_from, events_to FROM clever_landing.sync_runs "
-                "ORDER BY sync_run_id DESC LIMIT 1").fetchone()
+    assert _snapshot_state(url) == before, "a held events run archives nothing"
+    with psycopg.connect(url) as conn:
+        held, events_from, events_to = conn.execute(
+            "SELECT sync_run_id, events_from, events_to FROM clever_landing.sync_runs "
+            "ORDER BY sync_run_id DESC LIMIT 1").fetchone()
 
-        # The next run takes the held run's events over (nothing of them was applied) and is held the same way.
-        with pytest.raises(MassArchiveBlocked, match="would archive 20 of 149"):
-            sync(url, events_district, sim, validate=False)
-        with psycopg.connect(url) as conn:
-            again = conn.execute("SELECT sync_run_id, events_from, events_to FROM clever_landing.sync_runs "
-                                 "ORDER BY sync_run_id DESC LIMIT 1").fetchone()
-        assert again[0] > held and again[1:] == (events_from, events_to)
+    # The next run takes the held run's events over (nothing of them was applied) and is held the same way.
+    with pytest.raises(MassArchiveBlocked, match="would archive 20 of 149"):
+        sync(url, events_district, sim, validate=False)
+    with psycopg.connect(url) as conn:
+        again = conn.execute("SELECT sync_run_id, events_from, events_to FROM clever_landing.sync_runs "
+                             "ORDER BY sync_run_id DESC LIMIT 1").fetchone()
+    assert again[0] > held and again[1:] == (events_from, events_to)
 
-        allowed = sync(url, events_district, sim, validate=False, allow_mass_archive=True)
-        assert allowed.results["summarize"]["mode"] == "events"
-        assert allowed.results["summarize"]["history"]["users"]["archived"] == 20
-        with psycopg.connect(url) as conn:
-            archived = [r[0] for r in conn.execute(
-                "SELECT clever_id FROM clever_marts.dim_users WHERE is_archived ORDER BY clever_id")]
-        assert archived == gone
+    allowed = sync(url, events_district, sim, validate=False, allow_mass_archive=True)
+    assert allowed.results["summarize"]["mode"] == "events"
+    assert allowed.results["summarize"]["history"]["users"]["archived"] == 20
+    with psycopg.connect(url) as conn:
+        archived = [r[0] for r in conn.execute(
+            "SELECT clever_id FROM clever_marts.dim_users WHERE is_archived ORDER BY clever_id")]
+    assert archived == gone
 
 
-def test_an_events_read_that_fails_in_the_middle_applies_nothing_and_the_next_run_resumes(
-        tmp_path, pg_server, events_district, synced_demo_template):
-    district_dir = copy_sample_district(tmp_path / "district")
+def test_an_events_read_that_fails_in_the_middle_applies_nothing_and_the_next_run_resumes(served, events_district):
     district = dataclasses.replace(events_district, page_size=4, http_max_attempts=1)
-    with CleverSimulator({"demo": (DEMO_TOKEN, district_dir)}, seed=7) as sim, \
-            database(pg_server, synced_demo_template, prefix="events") as url:
+    district_dir, sim, url = served
+    sync(url, district, sim, validate=False)
+    before = _snapshot_state(url)
+    gone = _unshare_students(district_dir, 3)  # 3 users and their sections: events over several pages
+    sim.set_faults(fail_endpoint="events", fail_after_pages=2)
+    with pytest.raises(Exception, match="endpoint 'events'"):
         sync(url, district, sim, validate=False)
-        before = _snapshot_state(url)
-        gone = _unshare_students(district_dir, 3)  # 3 users and their sections: events over several pages
-        sim.set_faults(fail_endpoint="events", fail_after_pages=2)
-        with pytest.raises(Exception, match="endpoint 'events'"):
-            sync(url, district, sim, validate=False)
-        assert _snapshot_state(url) == before, "nothing of a failed read is applied"
-        with psycopg.connect(url) as conn:
-            failed, events_to, landed = conn.execute(
-                """SELECT r.sync_run_id, r.events_to, e.row_count FROM clever_landing.sync_runs AS r
-                   JOIN clever_landing.endpoint_runs AS e ON e.sync_run_id = r.sync_run_id AND e.endpoint = 'events'
-                   WHERE r.status = 'failed' ORDER BY r.sync_run_id DESC LIMIT 1""").fetchone()
-            assert landed == 8 and events_to == conn.execute(
-                "SELECT max(event_id) FROM clever_landing.events WHERE sync_run_id = %s", (failed,)).fetchone()[0]
+    assert _snapshot_state(url) == before, "nothing of a failed read is applied"
+    with psycopg.connect(url) as conn:
+        failed, events_to, landed = conn.execute(
+            """SELECT r.sync_run_id, r.events_to, e.row_count FROM clever_landing.sync_runs AS r
+               JOIN clever_landing.endpoint_runs AS e ON e.sync_run_id = r.sync_run_id AND e.endpoint = 'events'
+               WHERE r.status = 'failed' ORDER BY r.sync_run_id DESC LIMIT 1""").fetchone()
+        assert landed == 8 and events_to == conn.execute(
+            "SELECT max(event_id) FROM clever_landing.events WHERE sync_run_id = %s", (failed,)).fetchone()[0]
 
-        sim.reset()
-        resumed = sync(url, district, sim, validate=False)
-        with psycopg.connect(url) as conn:
-            first_read = conn.execute(  # the first event this run read itself (the rest it took over)
-                "SELECT min(event_id) FROM clever_landing.events WHERE sync_run_id = %s AND extracted_at > "
-                "(SELECT max(extracted_at) FROM clever_landing.events WHERE sync_run_id = %s)",
-                (resumed.run_id, failed)).fetchone()[0]
-            carried = conn.execute("SELECT count(*) FROM clever_landing.events WHERE sync_run_id = %s "
-                                   "AND event_id <= %s", (resumed.run_id, events_to)).fetchone()[0]
-        assert carried == 8 and first_read > events_to, "the next run read on after the failed run's last page"
-        assert resumed.results["summarize"]["history"]["users"]["archived"] == 3
-        with psycopg.connect(url) as conn:
-            assert [r[0] for r in conn.execute("SELECT clever_id FROM clever_marts.dim_users WHERE is_archived "
-                                               "ORDER BY clever_id")] == gone
+    sim.reset()
+    resumed = sync(url, district, sim, validate=False)
+    with psycopg.connect(url) as conn:
+        first_read = conn.execute(  # the first event this run read itself (the rest it took over)
+            "SELECT min(event_id) FROM clever_landing.events WHERE sync_run_id = %s AND extracted_at > "
+            "(SELECT max(extracted_at) FROM clever_landing.events WHERE sync_run_id = %s)",
+            (resumed.run_id, failed)).fetchone()[0]
+        carried = conn.execute("SELECT count(*) FROM clever_landing.events WHERE sync_run_id = %s "
+                               "AND event_id <= %s", (resumed.run_id, events_to)).fetchone()[0]
+    assert carried == 8 and first_read > events_to, "the next run read on after the failed run's last page"
+    assert resumed.results["summarize"]["history"]["users"]["archived"] == 3
+    with psycopg.connect(url) as conn:
+        assert [r[0] for r in conn.execute("SELECT clever_id FROM clever_marts.dim_users WHERE is_archived "
+                                           "ORDER BY clever_id")] == gone
 
 
-def test_events_that_clever_no_longer_serves_fall_back_to_a_full_sync(tmp_path, pg_server, events_district,
-                                                                      synced_demo_template):
+def test_events_that_clever_no_longer_serves_fall_back_to_a_full_sync(served, events_district):
     from datetime import UTC, datetime, timedelta
 
     from clever.events import plan_mode
 
-    district_dir = copy_sample_district(tmp_path / "district")
-    with CleverSimulator({"demo": (DEMO_TOKEN, district_dir)}, seed=7) as sim, \
-            database(pg_server, synced_demo_template, prefix="events") as url:
-        sync(url, events_district, sim, validate=False)
-        users = load_records(district_dir, VERSION, "users")
-        users[3]["name"]["last"] = "Changed-while-events-were-off"
-        write_records(district_dir, VERSION, "users", users)
-        sim.set_events("demo", enabled=False)  # Clever answers 404, as when events are not enabled
-        fallback = sync(url, events_district, sim, validate=False)
-        summary = fallback.results["summarize"]
-        assert summary["mode"] == "full" and "events unavailable, Clever answered: " in summary["mode_reason"]
-        assert "HTTP 404" in summary["mode_reason"] and summary["history"]["users"]["changed"] == 1
-        with psycopg.connect(url) as conn:
-            plan = plan_mode(conn, events_district)
-        assert plan.mode == "full" and plan.reason.startswith("no events cursor for")
+    district_dir, sim, url = served
+    sync(url, events_district, sim, validate=False)
+    rename_user(district_dir, 3, "Changed-while-events-were-off")
+    sim.set_events("demo", enabled=False)  # Clever answers 404, as when events are not enabled
+    fallback = sync(url, events_district, sim, validate=False)
+    summary = fallback.results["summarize"]
+    assert summary["mode"] == "full" and "events unavailable, Clever answered: " in summary["mode_reason"]
+    assert "HTTP 404" in summary["mode_reason"] and summary["history"]["users"]["changed"] == 1
+    with psycopg.connect(url) as conn:
+        plan = plan_mode(conn, events_district)
+    assert plan.mode == "full" and plan.reason.startswith("no events cursor for")
 
-        sim.set_events("demo", enabled=True)
-        baseline = sync(url, events_district, sim, validate=False)
-        assert baseline.results["summarize"]["mode"] == "full"
-        sim.set_events("demo", retention_seconds=0)  # every event expires: the cursor is no longer held
-        users[3]["name"]["last"] = "Changed-after-the-cursor-expired"
-        write_records(district_dir, VERSION, "users", users)
-        expired = sync(url, events_district, sim, validate=False)
-        assert expired.results["summarize"]["mode"] == "full"
-        assert "cursor unknown to Clever or older than the time it keeps events" in \
-            expired.results["summarize"]["mode_reason"]
-        assert expired.results["summarize"]["history"]["users"]["changed"] == 1
+    sim.set_events("demo", enabled=True)
+    baseline = sync(url, events_district, sim, validate=False)
+    assert baseline.results["summarize"]["mode"] == "full"
+    sim.set_events("demo", retention_seconds=0)  # every event expires: the cursor is no longer held
+    rename_user(district_dir, 3, "Changed-after-the-cursor-expired")
+    expired = sync(url, events_district, sim, validate=False)
+    assert expired.results["summarize"]["mode"] == "full"
+    assert "cursor unknown to Clever or older than the time it keeps events" in \
+        expired.results["summarize"]["mode_reason"]
+    assert expired.results["summarize"]["history"]["users"]["changed"] == 1
 
-        # The plan: events while the cursor is fresh; a full sync past Clever's retention or when one is due.
-        sim.set_events("demo", retention_seconds=30 * 86400)
-        sync(url, events_district, sim, validate=False)
-        with psycopg.connect(url) as conn:
-            assert plan_mode(conn, events_district).mode == "events", plan_mode(conn, events_district)
-            now = datetime.now(UTC)
-            stale = plan_mode(conn, events_district, now=now + timedelta(days=31))
-            assert stale.mode == "full" and "older than the 30 days Clever keeps events" in stale.reason
-            weekly = dataclasses.replace(events_district, full_sync_schedule="@weekly")
-            due = plan_mode(conn, weekly, now=now + timedelta(days=8))
-            assert due.mode == "full" and due.reason.startswith("scheduled full sync (@weekly")
-            assert plan_mode(conn, weekly, "events", now=now + timedelta(days=8)).mode == "events"
-            assert plan_mode(conn, weekly, "full").reason == "full sync requested by the trigger"
-            with pytest.raises(ValueError, match="has sync_mode full"):
-                plan_mode(conn, get_district("demo"), "events")
+    # The plan: events while the cursor is fresh; a full sync past Clever's retention or when one is due.
+    sim.set_events("demo", retention_seconds=30 * 86400)
+    sync(url, events_district, sim, validate=False)
+    with psycopg.connect(url) as conn:
+        assert plan_mode(conn, events_district).mode == "events", plan_mode(conn, events_district)
+        now = datetime.now(UTC)
+        stale = plan_mode(conn, events_district, now=now + timedelta(days=31))
+        assert stale.mode == "full" and "older than the 30 days Clever keeps events" in stale.reason
+        weekly = dataclasses.replace(events_district, full_sync_schedule="@weekly")
+        due = plan_mode(conn, weekly, now=now + timedelta(days=8))
+        assert due.mode == "full" and due.reason.startswith("scheduled full sync (@weekly")
+        assert plan_mode(conn, weekly, "events", now=now + timedelta(days=8)).mode == "events"
+        assert plan_mode(conn, weekly, "full").reason == "full sync requested by the trigger"
+        with pytest.raises(ValueError, match="has sync_mode full"):
+            plan_mode(conn, get_district("demo"), "events")

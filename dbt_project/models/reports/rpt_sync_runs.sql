@@ -9,13 +9,15 @@ with runs as (
 ),
 
 endpoints as (
+    -- an events run's read of the events ('events') is counted apart from the records it landed
     select
         sync_run_id,
-        count(*) filter (where status = 'completed') as endpoints_completed,
+        count(*) filter (where status = 'completed' and endpoint <> 'events') as endpoints_completed,
         count(*) filter (where status = 'failed') as endpoints_failed,
         array_agg(endpoint order by endpoint) filter (where status = 'failed') as failed_endpoints,
-        sum(row_count) as rows_landed,
-        sum(page_count) as pages_read
+        coalesce(sum(row_count) filter (where endpoint <> 'events'), 0) as rows_landed,
+        sum(page_count) as pages_read,
+        sum(row_count) filter (where endpoint = 'events') as events_read
     from {{ source('clever_landing', 'endpoint_runs') }}
     group by sync_run_id
 ),
@@ -85,6 +87,7 @@ select
     c.sync_run_id,
     c.district_slug,
     c.api_version,
+    c.mode as sync_mode,
     c.external_run_id as airflow_run_id,
     c.outcome,
     c.status as extraction_status,
@@ -106,6 +109,7 @@ select
     coalesce(e.failed_endpoints, '{}') as failed_endpoints,
     coalesce(e.rows_landed, 0) as rows_landed,
     coalesce(e.pages_read, 0) as pages_read,
+    e.events_read,
     coalesce(g.guard_trips, 0) as guard_trips,
     coalesce(g.guard_overrides, 0) as guard_overrides,
     coalesce(g.guard_tripped_data_types, '{}') as guard_tripped_data_types,
