@@ -11,6 +11,9 @@ steps that need no task of their own share one (docs/ARCHITECTURE.md#airflow).
 ``summarize`` always runs: it closes a run whose extraction failed, records the run
 (also a failed one) in clever_landing.run_summaries, prunes older landing rows after a
 successful build (clever.retention), and fails the DAG run if any step before it failed.
+A district with ``sync_mode: events`` has the same tasks on its ``events_schedule``:
+``start_run`` decides whether the run reads Clever's events or is a full sync
+(clever.events), and the trigger's ``sync_mode`` param can ask for either.
 """
 
 from __future__ import annotations
