@@ -402,6 +402,7 @@ def run_sync(ctx: BenchContext, name: str, sync_mode: str = "full") -> Scenario:
     else:
         command = _python("_steps", "--api", ctx.api_url, "--db", ctx.db_url, "--sync-mode", sync_mode)
     ctx.sync_count += 1
+    started = time.time()
     scenario, out = _measure(ctx, name, command)
     with psycopg.connect(ctx.db_url, autocommit=True) as conn:
         run_id, external_run_id, summary = conn.execute(
@@ -431,7 +432,7 @@ def run_sync(ctx: BenchContext, name: str, sync_mode: str = "full") -> Scenario:
     if ctx.runner == "airflow":
         steps = scenario.detail["steps"]
         scenario.detail["airflow_overhead_seconds"] = round(scenario.wall_seconds - sum(steps.values()), 1)
-    scenario.detail["dbt"] = dbt_node_seconds(Path(ctx.env["CLEVER_ARTIFACTS_DIR"]) / "dbt_target")
+    scenario.detail["dbt"] = dbt_node_seconds(Path(ctx.env["CLEVER_ARTIFACTS_DIR"]), started)
     return scenario
 
 
@@ -451,13 +452,24 @@ def run_events(ctx: BenchContext, data_link: Path, day2: Path, db_url: str) -> S
     return scenario
 
 
-def dbt_node_seconds(target_dir: Path, top: int = 15) -> dict[str, Any]:
-    """Where the sync's dbt build spent its time (run_results.json): the slowest nodes and
-    the seconds per resource type (node seconds: dbt runs two threads)."""
-    try:
-        results = json.loads((target_dir / "run_results.json").read_text(encoding="utf-8"))["results"]
-    except (OSError, ValueError, KeyError):
-        return {}
+def dbt_node_seconds(artifacts_dir: Path, since: float, top: int = 15) -> dict[str, Any]:
+    """Where the sync's dbt build spent its time: the slowest nodes and the seconds per
+    resource type (node seconds: dbt runs two threads) of the district build (its
+    run_results.json in dbt_builds/<slug>) and, under ``deploy``, of the deploy build when
+    the sync ran one first (the project's dbt_target). Files older than ``since`` (epoch
+    seconds) are an earlier sync's."""
+    timings: dict[str, Any] = {}
+    for key, path in (("district", artifacts_dir / "dbt_builds" / SLUG / "run_results.json"),
+                      ("deploy", artifacts_dir / "dbt_target" / "run_results.json")):
+        try:
+            if path.stat().st_mtime >= since:
+                timings[key] = _node_seconds(json.loads(path.read_text(encoding="utf-8"))["results"], top)
+        except (OSError, ValueError, KeyError):
+            continue
+    return {**timings.pop("district", {}), **timings}
+
+
+def _node_seconds(results: list[dict[str, Any]], top: int) -> dict[str, Any]:
     by_type: dict[str, float] = {}
     for node in results:
         kind = node["unique_id"].split(".", 1)[0]
@@ -648,11 +660,14 @@ def check(results: dict[str, Any], manifest: dict[str, Any]) -> list[str]:
             problems.append(f"{name} sync history {history}, expected {_day2_history(changes)}")
     if len(written) == 2 and written["events"] != written["change"]:
         problems.append(f"events sync history {written['events']} differs from the change sync's {written['change']}")
-    if scenarios.get("events", {}).get("detail", {}).get("mode") == "events":
-        applied = scenarios["events"]["detail"]["events"]["changes"]
+    events = scenarios.get("events", {}).get("detail", {})
+    if events.get("mode") == "events":
+        announced = changes["users_changed"] + changes["sections_changed"]
+        if events["events_read"] != announced:
+            problems.append(f"events run read {events['events_read']} events, {announced} were announced")
         want = {"users": {"updated": changes["users_changed"]}, "sections": {"updated": changes["sections_changed"]}}
-        if applied != want:
-            problems.append(f"events run applied {applied}, expected {want}")
+        if events["events"]["changes"] != want:
+            problems.append(f"events run applied {events['events']['changes']}, expected {want}")
     return problems
 
 
