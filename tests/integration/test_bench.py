@@ -38,6 +38,8 @@ def test_bench_runs_every_scenario_and_checks_what_each_sync_wrote(pg_server, tm
         assert scenarios[name]["detail"]["mode"] == ("events" if name == "events" else "full")
         assert scenarios[name]["detail"]["active_in_marts"]["users"] == results["counts"]["users"]
         assert set(scenarios[name]["detail"]["steps"]) >= {"extract", "validate", "approve", "build"}
+        assert scenarios[name]["detail"]["dbt"]["seconds_by_type"]["snapshot"] > 0  # this sync's district build
+        assert ("deploy" in scenarios[name]["detail"]["dbt"]) == (name == "full")  # a new warehouse deploys first
     assert scenarios["full"]["detail"]["history_rows"] > records  # every record and enrolment is new
     assert scenarios["resync"]["detail"]["history_rows"] == 0
     changes = results["changes"]
