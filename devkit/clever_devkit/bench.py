@@ -351,12 +351,16 @@ def _measure(ctx: BenchContext, name: str, command: list[str]) -> tuple[Scenario
                    "--output", str(ctx.profile_dir / f"{name}.speedscope.json"), "--", *command]
     with ProcessSampler(_roles(os.getpid(), ctx.sim_pid, ctx.postmaster_pid)) as sampler:
         started = time.monotonic()
-        result = subprocess.run(command, env=ctx.env, text=True, capture_output=True, check=False)
+        result = _succeeded(name, subprocess.run(command, env=ctx.env, text=True, capture_output=True, check=False))
         wall = time.monotonic() - started
-    if result.returncode != 0:
-        raise RuntimeError(f"{name} failed ({result.returncode}):\n{(result.stdout + result.stderr)[-8000:]}")
     return Scenario(name, round(wall, 2), ctx.records, sampler.by_role(), round(sampler.machine_cpu_seconds, 1)), \
         result.stdout
+
+
+def _succeeded(name: str, result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
+    if result.returncode != 0:
+        raise RuntimeError(f"{name} failed ({result.returncode}):\n{(result.stdout + result.stderr)[-8000:]}")
+    return result
 
 
 def _worker_result(stdout: str) -> dict[str, Any]:
@@ -447,8 +451,15 @@ def run_events(ctx: BenchContext, data_link: Path, day2: Path, db_url: str) -> S
     posted = post_events(ctx.api_url, events_file(day2, API_VERSION))
     post_seconds = round(time.monotonic() - started, 1)
     ctx.use_database(db_url)
+    # dbt's parse is seeded from the deploy's, whose profile named the other database: parse
+    # again for the copy, as its deploy would have, or the timed build re-parses everything
+    started = time.monotonic()
+    _succeeded("dbt parse for the events run", subprocess.run(
+        _python("_parse", "--api", ctx.api_url, "--db", db_url), env=ctx.env, text=True, capture_output=True,
+        check=False))
+    parse_seconds = round(time.monotonic() - started, 1)
     scenario = run_sync(ctx, "events", sync_mode="auto")
-    scenario.detail.update(events_posted=posted, post_seconds=post_seconds)
+    scenario.detail.update(events_posted=posted, post_seconds=post_seconds, dbt_parse_seconds=parse_seconds)
     return scenario
 
 
@@ -573,6 +584,16 @@ def steps_main(api_url: str, db_url: str, sync_mode: str) -> dict[str, Any]:
                             api=CleverEndpoint(api_url, os.environ[TOKEN_ENV]))
     steps.run_sync(ctx, on_step=timed)
     return {"steps": timings}
+
+
+def parse_main(db_url: str) -> dict[str, Any]:
+    """dbt's parse of the project for the warehouse at ``db_url``, where every district
+    build's parse starts from (clever.dbt_runner: the deploy's target directory)."""
+    from clever.connections import WarehouseTarget
+    from clever.dbt_runner import run_dbt
+
+    run_dbt(WarehouseTarget.from_conninfo(db_url), ["parse"])
+    return {}
 
 
 # -- orchestration ----------------------------------------------------------------------------------------
@@ -841,7 +862,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="clever-bench", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command")
-    for name in ("_floor", "_naive", "_steps"):  # the measured workers, run in their own process
+    for name in ("_floor", "_naive", "_steps", "_parse"):  # the workers, run in their own process
         worker = sub.add_parser(name)
         worker.add_argument("--api", required=True)
         worker.add_argument("--db", required=True)
@@ -861,16 +882,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--record", action="store_true", help="add the run's row to docs/PERFORMANCE.md")
     parser.add_argument("--keep-data", action="store_true", help="keep the generated district for the next run")
     parser.add_argument("--keep-db", action="store_true",
-                        help="with --pg-url: keep the database 'bench' afterwards (to EXPLAIN ANALYZE its queries)")
+                        help="with --pg-url: keep the databases 'bench' and 'bench_events' (the events run's) "
+                             "afterwards (to EXPLAIN ANALYZE their queries)")
     parser.add_argument("--profile", action="store_true",
                         help="record py-spy profiles of each measured worker into <work-dir>/profiles")
     args = parser.parse_args(argv)
 
-    if args.command in ("_floor", "_naive", "_steps"):
+    if args.command in ("_floor", "_naive", "_steps", "_parse"):
         if args.command == "_floor":
             out = floor_main(args.api, args.db)
         elif args.command == "_naive":
             out = naive_main(args.api, args.db, args.fraction, json.loads(os.environ["CLEVER_BENCH_NAIVE_COUNTS"]))
+        elif args.command == "_parse":
+            out = parse_main(args.db)
         else:
             out = steps_main(args.api, args.db, args.sync_mode)
         print(json.dumps(out))
