@@ -10,13 +10,16 @@ warehouse, and the pipeline runs as the DAG runs it. In one run it measures:
 (c) ``full``    the full pipeline: extract, validate, approve (mass-archive guard), dbt
                 build (staging, snapshots, marts, tests), summary;
 (d) ``resync``  the same again with nothing changed: must write 0 history rows;
-(e) ``change``  a sync after 1% of users and of student enrolments changed.
+(e) ``change``  a sync after 1% of users and of student enrolments changed;
+(f) ``events``  the same change applied by Clever's events, on a copy of the warehouse
+                as (d) left it (the district has ``sync_mode: events``; (c)-(e) are
+                triggered as full syncs).
 
 Each reports wall time, rows/s and the peak RSS of every process doing the work (the
-sampled worker, simulator and PostgreSQL backends), plus full/floor, naive/full and
-change/full. It checks what each sync wrote (mart counts, zero history on the re-sync,
-exactly the generated changes after (e)), writes the results as JSON and prints a table
-row for docs/PERFORMANCE.md.
+sampled worker, simulator and PostgreSQL backends), plus full/floor, naive/full,
+change/full and events/full. It checks what each sync wrote (mart counts, zero history
+on the re-sync, exactly the generated changes after (e) and the same after (f)), writes
+the results as JSON and prints a table row for docs/PERFORMANCE.md.
 
     python -m clever_devkit.bench --size 1000000 [--runner airflow|steps] [--naive-max-rows N] ...
 """
@@ -34,9 +37,11 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +55,10 @@ API_VERSION = "v3.0"
 TOKEN_ENV = "CLEVER_BENCH_TOKEN"
 CHANGE_RATE = 0.01
 ENDPOINTS = ("districts", "schools", "users", "sections", "terms", "courses")
-DATA_FORMAT = 1  # bump when the generator's output changes, to regenerate cached data
+DATA_FORMAT = 2  # bump when the generator's output changes, to regenerate cached data
+SCENARIOS = ("floor", "naive", "full", "resync", "change", "events")
+SYNCS = ("full", "resync", "change", "events")
+EVENTS_BATCH = 2000  # changes per POST /_sim/events
 # A throwaway warehouse tuned as one would tune a batch server with a few GiB to spare.
 PG_SETTINGS = {
     "shared_buffers": "256MB",
@@ -60,7 +68,8 @@ PG_SETTINGS = {
     "checkpoint_timeout": "30min",
     "effective_cache_size": "8GB",
 }
-TARGETS = {"full_over_floor": 2.0, "peak_rss_mib": 1024, "resync_history_rows": 0, "change_over_full": 0.5}
+TARGETS = {"full_over_floor": 2.0, "peak_rss_mib": 1024, "resync_history_rows": 0, "change_over_full": 0.5,
+           "events_over_full": 0.1}
 MIB = 1024 * 1024
 
 
@@ -193,8 +202,9 @@ def prepare_district(size: int, data_dir: Path, seed: int = 0) -> dict[str, Any]
 # -- servers ---------------------------------------------------------------------------------------------------
 @contextmanager
 def warehouse(work_dir: Path, db_url: str | None, keep_db: bool = False):
-    """(database URL, postmaster pid or None): a throwaway server unless ``db_url`` is given
-    (then a fresh database ``bench`` on it, kept afterwards with ``keep_db`` for EXPLAIN)."""
+    """(database URL, postmaster pid or None, admin URL): a throwaway server unless ``db_url``
+    is given (then a fresh database ``bench`` on it, kept afterwards with ``keep_db`` for
+    EXPLAIN)."""
     import psycopg
 
     from clever_devkit.pg_local import LocalPostgres, free_port
@@ -206,7 +216,7 @@ def warehouse(work_dir: Path, db_url: str | None, keep_db: bool = False):
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             conn.execute(f'CREATE DATABASE "{name}"')
         try:
-            yield f"{admin.rpartition('/')[0]}/{name}", None
+            yield f"{admin.rpartition('/')[0]}/{name}", None, admin
         finally:
             if not keep_db:
                 with psycopg.connect(admin, autocommit=True) as conn:
@@ -221,7 +231,7 @@ def warehouse(work_dir: Path, db_url: str | None, keep_db: bool = False):
     server.start()
     try:
         pid_file = server._real_data_dir() / "postmaster.pid"
-        yield server.url, int(pid_file.read_text().split()[0])
+        yield server.url, int(pid_file.read_text().split()[0]), server.url_for("postgres")
     finally:
         server.destroy()
         shutil.rmtree(base, ignore_errors=True)
@@ -244,6 +254,44 @@ def simulator(data_link: Path, token: str):
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+@contextmanager
+def database_copy(admin_url: str, db_url: str, keep: bool = False):
+    """A copy of the bench database as it is now, on the same server (its URL); dropped
+    afterwards unless ``keep``. Nothing may be connected to the bench database meanwhile."""
+    import psycopg
+
+    base, _, name = db_url.rpartition("/")
+    copy = f"{name}_events"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        # FILE_COPY: one checkpoint now, instead of the whole database through the WAL, whose
+        # checkpoints would fall in the next scenario's timing
+        strategy = " STRATEGY FILE_COPY" if conn.info.server_version >= 150000 else ""
+        conn.execute(f'DROP DATABASE IF EXISTS "{copy}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{copy}" TEMPLATE "{name}"{strategy}')
+    try:
+        yield f"{base}/{copy}"
+    finally:
+        if not keep:
+            with psycopg.connect(admin_url, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{copy}" WITH (FORCE)')
+
+
+def post_events(api_url: str, changes_file: Path, batch: int = EVENTS_BATCH) -> int:
+    """Announce the changes of ``changes_file`` (district_store.events_file: JSON lines as
+    ``POST /_sim/events`` takes them) as the district's events, ``batch`` a request, in order."""
+    posted = 0
+    head = f'{{"district": {json.dumps(SLUG)}, "version": {json.dumps(API_VERSION)}, "changes": ['.encode()
+    with changes_file.open("rb") as lines:
+        while chunk := [line.rstrip(b"\n") for line in islice(lines, batch)]:
+            body = head + b",".join(chunk) + b"]}"  # the lines as they are, never parsed
+            request = urllib.request.Request(f"{api_url}/_sim/events", data=body, method="POST",
+                                             headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(request, timeout=300) as response:
+                response.read()
+            posted += len(chunk)
+    return posted
 
 
 def _point(data_link: Path, target: Path) -> None:
@@ -303,12 +351,16 @@ def _measure(ctx: BenchContext, name: str, command: list[str]) -> tuple[Scenario
                    "--output", str(ctx.profile_dir / f"{name}.speedscope.json"), "--", *command]
     with ProcessSampler(_roles(os.getpid(), ctx.sim_pid, ctx.postmaster_pid)) as sampler:
         started = time.monotonic()
-        result = subprocess.run(command, env=ctx.env, text=True, capture_output=True, check=False)
+        result = _succeeded(name, subprocess.run(command, env=ctx.env, text=True, capture_output=True, check=False))
         wall = time.monotonic() - started
-    if result.returncode != 0:
-        raise RuntimeError(f"{name} failed ({result.returncode}):\n{(result.stdout + result.stderr)[-8000:]}")
     return Scenario(name, round(wall, 2), ctx.records, sampler.by_role(), round(sampler.machine_cpu_seconds, 1)), \
         result.stdout
+
+
+def _succeeded(name: str, result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
+    if result.returncode != 0:
+        raise RuntimeError(f"{name} failed ({result.returncode}):\n{(result.stdout + result.stderr)[-8000:]}")
+    return result
 
 
 def _worker_result(stdout: str) -> dict[str, Any]:
@@ -339,19 +391,22 @@ def run_naive(ctx: BenchContext, max_rows: int) -> Scenario:
     return scenario
 
 
-def run_sync(ctx: BenchContext, name: str) -> Scenario:
-    """One sync of the district: a real `airflow dags test` run, or the same pipeline steps
-    in one plain process (``--runner steps``: no Airflow start-up, for quick checks)."""
+def run_sync(ctx: BenchContext, name: str, sync_mode: str = "full") -> Scenario:
+    """One sync of the district, triggered with ``sync_mode`` (the DAG's param): a real
+    `airflow dags test` run, or the same pipeline steps in one plain process (``--runner
+    steps``: no Airflow start-up, for quick checks)."""
     import psycopg
 
     if ctx.runner == "airflow":
         from clever_devkit.runner import BIN_DIR
 
         when = (ctx.logical_date + timedelta(minutes=ctx.sync_count)).isoformat()
-        command = [str(BIN_DIR / "airflow"), "dags", "test", f"clever_sync_{SLUG}", when]
+        command = [str(BIN_DIR / "airflow"), "dags", "test", f"clever_sync_{SLUG}", when,
+                   "--conf", json.dumps({"sync_mode": sync_mode})]
     else:
-        command = _python("_steps", "--api", ctx.api_url, "--db", ctx.db_url)
+        command = _python("_steps", "--api", ctx.api_url, "--db", ctx.db_url, "--sync-mode", sync_mode)
     ctx.sync_count += 1
+    started = time.time()
     scenario, out = _measure(ctx, name, command)
     with psycopg.connect(ctx.db_url, autocommit=True) as conn:
         run_id, external_run_id, summary = conn.execute(
@@ -364,9 +419,13 @@ def run_sync(ctx: BenchContext, name: str) -> Scenario:
                UNION ALL SELECT 'enrollments', count(*) FILTER (WHERE NOT is_archived)
                          FROM clever_marts.fct_enrollments""").fetchall())
     history = summary.get("history", {})
-    scenario.rows = sum(e["rows"] for e in summary["endpoints"].values())
+    endpoints = summary["endpoints"]
+    scenario.rows = sum(e["rows"] for endpoint, e in endpoints.items() if endpoint != "events")  # records landed
     scenario.detail = {
         "sync_run_id": run_id,
+        "mode": summary.get("mode"), "mode_reason": summary.get("mode_reason"),
+        **({"events": summary["events"], "events_read": endpoints.get("events", {}).get("rows")}
+           if "events" in summary else {}),
         "history_rows": sum(h["history_rows"] for h in history.values()),
         "history": {k: {m: v for m, v in h.items() if v} for k, h in history.items()},
         "active_in_marts": marts,
@@ -377,17 +436,51 @@ def run_sync(ctx: BenchContext, name: str) -> Scenario:
     if ctx.runner == "airflow":
         steps = scenario.detail["steps"]
         scenario.detail["airflow_overhead_seconds"] = round(scenario.wall_seconds - sum(steps.values()), 1)
-    scenario.detail["dbt"] = dbt_node_seconds(Path(ctx.env["CLEVER_ARTIFACTS_DIR"]) / "dbt_target")
+    scenario.detail["dbt"] = dbt_node_seconds(Path(ctx.env["CLEVER_ARTIFACTS_DIR"]), started)
     return scenario
 
 
-def dbt_node_seconds(target_dir: Path, top: int = 15) -> dict[str, Any]:
-    """Where the sync's dbt build spent its time (run_results.json): the slowest nodes and
-    the seconds per resource type (node seconds: dbt runs two threads)."""
-    try:
-        results = json.loads((target_dir / "run_results.json").read_text(encoding="utf-8"))["results"]
-    except (OSError, ValueError, KeyError):
-        return {}
+def run_events(ctx: BenchContext, data_link: Path, day2: Path, db_url: str) -> Scenario:
+    """Day 2 applied by events: its changes announced by the simulator (serving day 2), then
+    one sync in auto mode on ``db_url`` (the warehouse as the re-sync left it, whose cursor
+    the full sync recorded). Only the sync is timed."""
+    from clever_devkit.district_store import events_file
+
+    _point(data_link, day2)
+    started = time.monotonic()
+    posted = post_events(ctx.api_url, events_file(day2, API_VERSION))
+    post_seconds = round(time.monotonic() - started, 1)
+    ctx.use_database(db_url)
+    # dbt's parse is seeded from the deploy's, whose profile named the other database: parse
+    # again for the copy, as its deploy would have, or the timed build re-parses everything
+    started = time.monotonic()
+    _succeeded("dbt parse for the events run", subprocess.run(
+        _python("_parse", "--api", ctx.api_url, "--db", db_url), env=ctx.env, text=True, capture_output=True,
+        check=False))
+    parse_seconds = round(time.monotonic() - started, 1)
+    scenario = run_sync(ctx, "events", sync_mode="auto")
+    scenario.detail.update(events_posted=posted, post_seconds=post_seconds, dbt_parse_seconds=parse_seconds)
+    return scenario
+
+
+def dbt_node_seconds(artifacts_dir: Path, since: float, top: int = 15) -> dict[str, Any]:
+    """Where the sync's dbt build spent its time: the slowest nodes and the seconds per
+    resource type (node seconds: dbt runs two threads) of the district build (its
+    run_results.json in dbt_builds/<slug>) and, under ``deploy``, of the deploy build when
+    the sync ran one first (the project's dbt_target). Files older than ``since`` (epoch
+    seconds) are an earlier sync's."""
+    timings: dict[str, Any] = {}
+    for key, path in (("district", artifacts_dir / "dbt_builds" / SLUG / "run_results.json"),
+                      ("deploy", artifacts_dir / "dbt_target" / "run_results.json")):
+        try:
+            if path.stat().st_mtime >= since:
+                timings[key] = _node_seconds(json.loads(path.read_text(encoding="utf-8"))["results"], top)
+        except (OSError, ValueError, KeyError):
+            continue
+    return {**timings.pop("district", {}), **timings}
+
+
+def _node_seconds(results: list[dict[str, Any]], top: int) -> dict[str, Any]:
     by_type: dict[str, float] = {}
     for node in results:
         kind = node["unique_id"].split(".", 1)[0]
@@ -473,9 +566,9 @@ def naive_main(api_url: str, db_url: str, fraction: float, counts: dict[str, int
     return {"rows": rows}
 
 
-def steps_main(api_url: str, db_url: str) -> dict[str, Any]:
+def steps_main(api_url: str, db_url: str, sync_mode: str) -> dict[str, Any]:
     """The DAG's steps in order, in this process (clever.steps.run_sync: what each Airflow
-    task runs), timed one by one."""
+    task runs), triggered with ``sync_mode`` as the DAG's param, timed one by one."""
     from clever import steps
     from clever.config import load_districts
     from clever.connections import CleverEndpoint, WarehouseTarget
@@ -487,9 +580,20 @@ def steps_main(api_url: str, db_url: str) -> dict[str, Any]:
         timings[step] = round(seconds, 2)
 
     ctx = steps.SyncContext(target=WarehouseTarget.from_conninfo(db_url), district=district,
+                            params=steps.RunParams.from_mapping({"sync_mode": sync_mode}),
                             api=CleverEndpoint(api_url, os.environ[TOKEN_ENV]))
     steps.run_sync(ctx, on_step=timed)
     return {"steps": timings}
+
+
+def parse_main(db_url: str) -> dict[str, Any]:
+    """dbt's parse of the project for the warehouse at ``db_url``, where every district
+    build's parse starts from (clever.dbt_runner: the deploy's target directory)."""
+    from clever.connections import WarehouseTarget
+    from clever.dbt_runner import run_dbt
+
+    run_dbt(WarehouseTarget.from_conninfo(db_url), ["parse"])
+    return {}
 
 
 # -- orchestration ----------------------------------------------------------------------------------------
@@ -505,6 +609,10 @@ class BenchContext:
     profile_dir: Path | None = None
     logical_date: datetime = field(default_factory=lambda: datetime.now(UTC).replace(microsecond=0))
     sync_count: int = 0
+
+    def use_database(self, db_url: str) -> None:
+        """Later syncs write to ``db_url`` (the steps worker's --db, the DAG's warehouse connection)."""
+        self.db_url = self.env["AIRFLOW_CONN_CLEVER_WAREHOUSE"] = db_url
 
 
 def machine() -> dict[str, Any]:
@@ -527,6 +635,16 @@ def machine() -> dict[str, Any]:
             "loadavg_at_start": [round(x, 2) for x in os.getloadavg()]}
 
 
+def _day2_history(changes: dict[str, int]) -> dict[str, dict[str, int]]:
+    """The history rows day 2's changes must write, by data type (as the summary counts them)."""
+    want = {"users": {"changed": changes["users_changed"], "history_rows": changes["users_changed"]},
+            "sections": {"changed": changes["sections_changed"], "history_rows": changes["sections_changed"]},
+            "enrollments": {k: v for k, v in {
+                "added": changes["enrollments_added"], "archived": changes["enrollments_removed"],
+                "history_rows": changes["enrollments_added"] + changes["enrollments_removed"]}.items() if v}}
+    return {k: v for k, v in want.items() if v.get("history_rows")}
+
+
 def check(results: dict[str, Any], manifest: dict[str, Any]) -> list[str]:
     """What each sync must have written; a list of problems (empty when all hold)."""
     problems = []
@@ -535,32 +653,42 @@ def check(results: dict[str, Any], manifest: dict[str, Any]) -> list[str]:
     floor = scenarios.get("floor")
     if floor and floor["detail"]["rows"] != manifest["records"]:
         problems.append(f"floor landed {floor['detail']['rows']} rows, expected {manifest['records']}")
-    for name in ("full", "resync", "change"):
+    for name in SYNCS:
         scenario = scenarios.get(name)
         if not scenario:
             continue
-        if scenario["rows"] != manifest["records"]:
-            problems.append(f"{name}: extracted {scenario['rows']} rows, expected {manifest['records']}")
-        if scenario["detail"]["quarantined"]:
-            problems.append(f"{name}: validation quarantined {scenario['detail']['quarantined']}")
-        active = scenario["detail"]["active_in_marts"]
+        detail = scenario["detail"]
+        mode = "events" if name == "events" else "full"
+        if detail["mode"] != mode:
+            problems.append(f"{name}: a {detail['mode']} sync ({detail['mode_reason']}), expected {mode}")
+        # an events run lands only the changed records, a full sync every record
+        rows = changes["users_changed"] + changes["sections_changed"] if name == "events" else manifest["records"]
+        if scenario["rows"] != rows:
+            problems.append(f"{name}: extracted {scenario['rows']} rows, expected {rows}")
+        if detail["quarantined"]:
+            problems.append(f"{name}: validation quarantined {detail['quarantined']}")
         expected = {"users": counts["users"], "sections": counts["sections"], "enrollments": manifest["enrollments"]}
-        if name == "change":
+        if name in ("change", "events"):
             expected["enrollments"] += changes["enrollments_added"] - changes["enrollments_removed"]
-        if active != expected:
-            problems.append(f"{name}: active records in marts {active}, expected {expected}")
+        if detail["active_in_marts"] != expected:
+            problems.append(f"{name}: active records in marts {detail['active_in_marts']}, expected {expected}")
     if "resync" in scenarios and scenarios["resync"]["detail"]["history_rows"] != 0:
         problems.append(f"resync wrote {scenarios['resync']['detail']['history_rows']} history rows, expected 0")
-    if "change" in scenarios:
-        history = scenarios["change"]["detail"]["history"]
-        want = {"users": {"changed": changes["users_changed"], "history_rows": changes["users_changed"]},
-                "sections": {"changed": changes["sections_changed"], "history_rows": changes["sections_changed"]},
-                "enrollments": {k: v for k, v in {
-                    "added": changes["enrollments_added"], "archived": changes["enrollments_removed"],
-                    "history_rows": changes["enrollments_added"] + changes["enrollments_removed"]}.items() if v}}
-        got = {k: v for k, v in history.items() if v}
-        if got != {k: v for k, v in want.items() if v.get("history_rows")}:
-            problems.append(f"change sync history {got}, expected {want}")
+    written = {name: {k: v for k, v in scenarios[name]["detail"]["history"].items() if v}
+               for name in ("change", "events") if name in scenarios}
+    for name, history in written.items():
+        if history != _day2_history(changes):
+            problems.append(f"{name} sync history {history}, expected {_day2_history(changes)}")
+    if len(written) == 2 and written["events"] != written["change"]:
+        problems.append(f"events sync history {written['events']} differs from the change sync's {written['change']}")
+    events = scenarios.get("events", {}).get("detail", {})
+    if events.get("mode") == "events":
+        announced = changes["users_changed"] + changes["sections_changed"]
+        if events["events_read"] != announced:
+            problems.append(f"events run read {events['events_read']} events, {announced} were announced")
+        want = {"users": {"updated": changes["users_changed"]}, "sections": {"updated": changes["sections_changed"]}}
+        if events["events"]["changes"] != want:
+            problems.append(f"events run applied {events['events']['changes']}, expected {want}")
     return problems
 
 
@@ -571,8 +699,9 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
         ratios["full_over_floor"] = round(s["full"]["wall_seconds"] / s["floor"]["wall_seconds"], 2)
     if "naive" in s and "full" in s:
         ratios["naive_over_full"] = round(s["naive"]["wall_seconds"] / s["full"]["wall_seconds"], 2)
-    if "change" in s and "full" in s:
-        ratios["change_over_full"] = round(s["change"]["wall_seconds"] / s["full"]["wall_seconds"], 2)
+    for name in ("change", "events"):
+        if name in s and "full" in s:
+            ratios[f"{name}_over_full"] = round(s[name]["wall_seconds"] / s["full"]["wall_seconds"], 2)
     peak = max((p["peak_rss_mib"] for name, sc in s.items() if name != "naive"
                 for p in sc["processes"].values()), default=0.0)
     met = {
@@ -580,8 +709,8 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
         and ratios["full_over_floor"] <= TARGETS["full_over_floor"],
         "peak_rss": peak <= TARGETS["peak_rss_mib"],
         "resync_history_rows": "resync" in s and s["resync"]["detail"]["history_rows"] == 0,
-        "change_over_full": ratios.get("change_over_full") is not None
-        and ratios["change_over_full"] <= TARGETS["change_over_full"],
+        **{ratio: ratios.get(ratio) is not None and ratios[ratio] <= TARGETS[ratio]
+           for ratio in ("change_over_full", "events_over_full")},
     }
     return {"ratios": ratios, "peak_rss_mib_pipeline": peak, "targets_met": met}
 
@@ -599,9 +728,14 @@ def format_report(results: dict[str, Any]) -> str:
     summary = results["summary"]
     lines.append("ratios: " + ", ".join(f"{k} {v}" for k, v in summary["ratios"].items()))
     lines.append("targets met: " + ", ".join(f"{k} {'yes' if v else 'NO'}" for k, v in summary["targets_met"].items()))
-    for name in ("resync", "change"):
+    for name in ("resync", "change", "events"):
         if name in results["scenarios"]:
             lines.append(f"{name} history: {results['scenarios'][name]['detail']['history']}")
+    events = results["scenarios"].get("events", {}).get("detail", {})
+    if events:
+        lines.append(f"events run: mode {events['mode']}"
+                     + (f", {events['events_read']:,} events read, applied {events['events']['changes']}"
+                        if events["mode"] == "events" else f" ({events['mode_reason']})"))
     if results["problems"]:
         lines.append("CHECKS FAILED: " + "; ".join(results["problems"]))
     return "\n".join(lines)
@@ -619,8 +753,9 @@ def table_row(results: dict[str, Any]) -> str:
     subset = "*" if s.get("naive", {}).get("detail", {}).get("extrapolated") else ""
     return (f"| {results['started_at'][:10]} | {results['git']} | {results['size']:,} | {results['records']:,} | "
             f"{wall('floor')} | {wall('naive')}{subset}"
-            f" | {wall('full')} | {wall('resync')} | {wall('change')} | {r.get('full_over_floor', '-')} | "
-            f"{r.get('naive_over_full', '-')} | {r.get('change_over_full', '-')} | "
+            f" | {wall('full')} | {wall('resync')} | {wall('change')} | {wall('events')} | "
+            f"{r.get('full_over_floor', '-')} | {r.get('naive_over_full', '-')} | {r.get('change_over_full', '-')} | "
+            f"{r.get('events_over_full', '-')} | "
             f"{peak['worker']:.0f} / {peak['simulator']:.0f} / {peak['postgres']:.0f} | "
             f"{s.get('resync', {}).get('detail', {}).get('history_rows', '-')} |")
 
@@ -640,10 +775,13 @@ def _git_revision() -> str:
 
 
 def write_districts_file(path: Path) -> Path:
+    """The bench district: an events district whose runs are all triggered (no schedules);
+    the full syncs are asked for by the trigger's sync_mode."""
     import yaml
 
     config = {"districts": [{"slug": SLUG, "name": "Benchmark Unified", "api_version": API_VERSION,
-                             "schedule": None, "page_size": 10000, "extract_retries": 0}]}
+                             "schedule": None, "page_size": 10000, "extract_retries": 0,
+                             "sync_mode": "events", "events_schedule": None, "full_sync_schedule": None}]}
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     return path
 
@@ -670,7 +808,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "scenarios": {},
     }
     with ExitStack() as stack:
-        db_url, postmaster_pid = stack.enter_context(warehouse(work, args.pg_url, args.keep_db))
+        db_url, postmaster_pid, admin_url = stack.enter_context(warehouse(work, args.pg_url, args.keep_db))
         api_url, sim_pid = stack.enter_context(simulator(data_link, token))
         env = {**os.environ, TOKEN_ENV: token, "PYTHONPATH": DEV_PYTHONPATH,
                "CLEVER_DISTRICTS_FILE": str(write_districts_file(work / "districts.yml")),
@@ -686,14 +824,25 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             ensure_metadata_db(env)
         ctx = BenchContext(manifest["records"], api_url, db_url, sim_pid, postmaster_pid, env, args.runner,
                            profile_dir=work / "profiles" if args.profile else None)
-        plan = [s for s in ("floor", "naive", "full", "resync", "change") if s not in args.skip]
+        plan = [s for s in SCENARIOS if s not in args.skip]
+        # the events run starts from the warehouse as the re-sync left it: copied before day 2
+        copy_before = next((s for s in plan if s in ("change", "events")), None) if "events" in plan else None
+        events_db, copy_seconds = None, 0.0
         for name in plan:
+            if name == copy_before:
+                started = time.monotonic()
+                events_db = stack.enter_context(database_copy(admin_url, db_url, args.keep_db))
+                copy_seconds = round(time.monotonic() - started, 1)
+                print(f"copied the warehouse for the events run ({copy_seconds}s)", flush=True)
             print(f"running {name} ...", flush=True)
             if name == "floor":
                 scenario = run_floor(ctx)
             elif name == "naive":
                 env["CLEVER_BENCH_NAIVE_COUNTS"] = json.dumps(manifest["counts"])
                 scenario = run_naive(ctx, args.naive_max_rows)
+            elif name == "events":
+                scenario = run_events(ctx, data_link, data_dir / "day2", events_db)
+                scenario.detail["warehouse_copy_seconds"] = copy_seconds
             else:
                 if name == "change":
                     _point(data_link, data_dir / "day2")
@@ -713,18 +862,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="clever-bench", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command")
-    for name in ("_floor", "_naive", "_steps"):  # the measured workers, run in their own process
+    for name in ("_floor", "_naive", "_steps", "_parse"):  # the workers, run in their own process
         worker = sub.add_parser(name)
         worker.add_argument("--api", required=True)
         worker.add_argument("--db", required=True)
         worker.add_argument("--fraction", type=float, default=1.0)
+        worker.add_argument("--sync-mode", choices=("auto", "full", "events"), default="full")
     parser.add_argument("--size", type=int, default=20_000, help="students (default 20000)")
     parser.add_argument("--runner", choices=("airflow", "steps"), default="airflow",
                         help="airflow: real `airflow dags test` runs (default); steps: the same pipeline steps "
                              "in one process")
     parser.add_argument("--naive-max-rows", type=int, default=150_000,
                         help="load at most this many rows with the naive loader, then extrapolate")
-    parser.add_argument("--skip", nargs="*", default=[], choices=("floor", "naive", "full", "resync", "change"))
+    parser.add_argument("--skip", nargs="*", default=[], choices=SCENARIOS)
     parser.add_argument("--work-dir", default=str(DEFAULT_WORK_DIR))
     parser.add_argument("--pg-url", help="use this PostgreSQL server (superuser URL) instead of a throwaway one")
     parser.add_argument("--airflow-home", help="reuse this AIRFLOW_HOME (default: <work-dir>/airflow)")
@@ -732,18 +882,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--record", action="store_true", help="add the run's row to docs/PERFORMANCE.md")
     parser.add_argument("--keep-data", action="store_true", help="keep the generated district for the next run")
     parser.add_argument("--keep-db", action="store_true",
-                        help="with --pg-url: keep the database 'bench' afterwards (to EXPLAIN ANALYZE its queries)")
+                        help="with --pg-url: keep the databases 'bench' and 'bench_events' (the events run's) "
+                             "afterwards (to EXPLAIN ANALYZE their queries)")
     parser.add_argument("--profile", action="store_true",
                         help="record py-spy profiles of each measured worker into <work-dir>/profiles")
     args = parser.parse_args(argv)
 
-    if args.command in ("_floor", "_naive", "_steps"):
+    if args.command in ("_floor", "_naive", "_steps", "_parse"):
         if args.command == "_floor":
             out = floor_main(args.api, args.db)
         elif args.command == "_naive":
             out = naive_main(args.api, args.db, args.fraction, json.loads(os.environ["CLEVER_BENCH_NAIVE_COUNTS"]))
+        elif args.command == "_parse":
+            out = parse_main(args.db)
         else:
-            out = steps_main(args.api, args.db)
+            out = steps_main(args.api, args.db, args.sync_mode)
         print(json.dumps(out))
         return 0
 

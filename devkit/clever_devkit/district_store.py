@@ -10,7 +10,8 @@ parsing it, so the simulator's memory and CPU per page do not grow with the dist
 
 :func:`derive_changes` writes "the next day" of such a district: a given share of users
 edited and of student enrolments moved to the next section, streaming, ids unchanged,
-with the expected history changes in ``changes.json`` (the benchmark checks them).
+with the expected history changes in ``changes.json`` (the benchmark checks them) and the
+same changes as Clever's events would announce them (:func:`events_file`).
 
     python -m clever_devkit.district_store derive --from DIR --out DIR2 [--rate 0.01] [--seed 0]
 """
@@ -31,7 +32,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from clever.catalog import API_VERSIONS, ENDPOINTS
 
@@ -321,17 +322,33 @@ def _edit_user(record: Record) -> Record:
     return record
 
 
-def _changed_users(lines: Iterable[bytes], rate: float, seed: int, counts: dict[str, int]) -> Iterator[bytes]:
+def events_file(directory: Path | str, version: str) -> Path:
+    """Beside a derived day: its changes to ``version``'s records as events would announce
+    them, one JSON line each, ``{"endpoint", "action": "updated", "record", "previous"}``
+    (what the simulator's ``POST /_sim/events`` takes), by endpoint then id."""
+    return Path(directory) / f"events-{version}.jsonl"
+
+
+def _announce(events: BinaryIO, endpoint: str, previous: Record, record: Record) -> None:
+    change = {"endpoint": endpoint, "action": "updated", "record": record, "previous": previous}
+    events.write(json.dumps(change, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n")
+
+
+def _changed_users(lines: Iterable[bytes], rate: float, seed: int, counts: dict[str, int],
+                   events: BinaryIO) -> Iterator[bytes]:
     for line in lines:
-        record_id = line.split(b"\t", 1)[0].decode()
-        if _chosen(seed, "user", record_id, rate):
+        record_id, _, body = line.partition(b"\t")
+        if _chosen(seed, "user", record_id.decode(), rate):
             counts["users_changed"] += 1
-            yield _line(_edit_user(json.loads(line.split(b"\t", 1)[1])))
+            record = _edit_user(json.loads(body))
+            _announce(events, "users", json.loads(body), record)
+            yield _line(record)
         else:
             yield line
 
 
-def _changed_sections(lines: Iterable[bytes], rate: float, seed: int, counts: dict[str, int]) -> Iterator[bytes]:
+def _changed_sections(lines: Iterable[bytes], rate: float, seed: int, counts: dict[str, int],
+                      events: BinaryIO) -> Iterator[bytes]:
     """Each chosen student enrolment (a share ``rate / 2``) moves to the next section in id
     order: ``rate / 2`` removed plus ``rate / 2`` added, so ``rate`` of enrolments change."""
     moving: list[str] = []
@@ -348,12 +365,14 @@ def _changed_sections(lines: Iterable[bytes], rate: float, seed: int, counts: di
         counts["sections_changed"] += 1
         counts["enrollments_removed"] += len(students) - len(staying)
         counts["enrollments_added"] += len(arriving)
-        record["students"] = staying + arriving
-        yield _line(record)
+        changed = {**record, "students": staying + arriving}
+        _announce(events, "sections", record, changed)
+        yield _line(changed)
 
 
 def derive_changes(source: Path | str, out: Path | str, rate: float = 0.01, seed: int = 0) -> ChangeCounts:
-    """Write ``out`` = ``source`` with ``rate`` of users edited and of enrolments moved."""
+    """Write ``out`` = ``source`` with ``rate`` of users edited and of enrolments moved, and
+    per version the changes as events (:func:`events_file`), both streamed."""
     source, out = Path(source), Path(out)
     if not is_sorted_store(source):
         raise ValueError(f"{source} is not a sorted district store")
@@ -361,19 +380,20 @@ def derive_changes(source: Path | str, out: Path | str, rate: float = 0.01, seed
     for version in API_VERSIONS:
         if not (source / version).is_dir():
             continue
-        for endpoint in ENDPOINTS:
-            src = data_path(source, version, endpoint)
-            if not src.exists():
-                continue
-            dst = data_path(out, version, endpoint)
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            if endpoint not in ("users", "sections"):
-                shutil.copyfile(src, dst)
-                shutil.copyfile(index_path(source, version, endpoint), index_path(out, version, endpoint))
-                continue
-            change = _changed_users if endpoint == "users" else _changed_sections
-            with src.open("rb") as lines:
-                write_sorted_lines(change(lines, rate, seed, counts), dst)
+        (out / version).mkdir(parents=True, exist_ok=True)
+        with events_file(out, version).open("wb") as events:
+            for endpoint in ENDPOINTS:
+                src = data_path(source, version, endpoint)
+                if not src.exists():
+                    continue
+                dst = data_path(out, version, endpoint)
+                if endpoint not in ("users", "sections"):
+                    shutil.copyfile(src, dst)
+                    shutil.copyfile(index_path(source, version, endpoint), index_path(out, version, endpoint))
+                    continue
+                change = _changed_users if endpoint == "users" else _changed_sections
+                with src.open("rb") as lines:
+                    write_sorted_lines(change(lines, rate, seed, counts, events), dst)
     result = ChangeCounts(**counts)
     (out / "changes.json").write_text(json.dumps({"rate": rate, "seed": seed, **counts}, indent=1) + "\n")
     return result

@@ -12,7 +12,8 @@ import requests
 
 from clever.client import CleverClient
 from clever_devkit import district_store
-from clever_devkit.district_store import derive_changes, iter_stored, write_sorted
+from clever_devkit.district_store import derive_changes, events_file, iter_stored, write_sorted
+from clever_devkit.events_log import Change, diff_events
 from clever_devkit.sample_district import generate
 from clever_devkit.simulator import CleverSimulator
 
@@ -127,4 +128,9 @@ def test_next_day_changes_one_percent_of_users_and_enrolments(layouts, tmp_path)
         assert list(iter_stored(tmp_path / "day2", "v3.0", endpoint)) == list(
             iter_stored(layouts["sorted"], "v3.0", endpoint))
     assert json.loads((tmp_path / "day2" / "changes.json").read_text())["users_changed"] == counts.users_changed
+    # the same changes as events would announce them: every edited user and changed section, in order
+    with events_file(tmp_path / "day2", "v3.0").open(encoding="utf-8") as lines:
+        announced = [Change(**json.loads(line)) for line in lines]
+    assert announced == diff_events(before, after)
+    assert len(announced) == counts.users_changed + counts.sections_changed
     assert derive_changes(layouts["sorted"], tmp_path / "again", rate=0.05, seed=3) == counts  # deterministic
