@@ -126,12 +126,10 @@
     source_data as not materialized (
 
         select *, {{ unique_key_fields(strategy.unique_key) }}
-        from snapshot_query
+        from {% if keyed %}({{ keyed_rows('snapshot_query', keyed) }}) as keyed_source{% else %}snapshot_query{% endif %}
         where {{ in_build_scope('district_slug') }}
         {% if scope %}
           and (district_slug, {{ scope.column }}) in (select district_slug, scope_id from changed_scopes)
-        {% elif keyed %}
-          and (district_slug, {{ keyed.column }}) in (select district_slug, scope_id from {{ keyed.key_table }})
         {% endif %}
 
     ),
@@ -139,12 +137,10 @@
     snapshotted_data as not materialized (
 
         select *, {{ unique_key_fields(strategy.unique_key) }}
-        from {{ target_relation }}
+        from {% if keyed %}({{ keyed_rows(target_relation, keyed) }}) as keyed_snapshot{% else %}{{ target_relation }}{% endif %}
         where {{ columns.dbt_valid_to }} is null and {{ in_build_scope('district_slug') }}
         {% if scope %}
           and (district_slug, {{ scope.column }}) in (select district_slug, scope_id from changed_scopes)
-        {% elif keyed %}
-          and (district_slug, {{ keyed.column }}) in (select district_slug, scope_id from {{ keyed.key_table }})
         {% endif %}
 
     ),
@@ -357,6 +353,18 @@
     {{ return({'endpoint': endpoint, 'column': settings.get('column', 'clever_id'), 'state': state,
                'key_table': adapter.quote(target_relation.identifier ~ '__dbt_event_keys')}) }}
 {% endmacro %}
+
+{# The rows of `relation` (the staging query, or the snapshot) with the keys events changed,
+   looked up key by key: a lateral join puts each key into the staging view's branches
+   (and its carried records), so they are read through their indexes and only their rows
+   are typed and hashed. A semi-join lets the planner read the whole district first. #}
+{% macro keyed_rows(relation, keyed) -%}
+    select keyed.* from {{ keyed.key_table }} as k
+    cross join lateral (
+        select * from {{ relation }} as r
+        where r.district_slug = k.district_slug and r.{{ keyed.column }} = k.scope_id
+    ) as keyed
+{%- endmacro %}
 
 {# Whether this transaction's comparison was limited to events' keys (its table exists). #}
 {% macro event_keys_compared(target_relation) %}
