@@ -78,8 +78,10 @@ from ({{ carried_records(endpoint) }}) as carried
    Landing retention (clever.retention) keeps these rows, through the view
    stg_clever__carried_records. #}
 {% macro carried_records(endpoint) %}
+    -- the DISTINCT ON columns as output (q.clever_id = l.clever_id), so that a filter on
+    -- the record's key is applied inside (a snapshot looking up a few keys)
     select distinct on (c.district_slug, q.clever_id)
-        c.district_slug, l.district_id, l.clever_id, l.sync_run_id, a.synced_at, l.raw
+        c.district_slug, l.district_id, q.clever_id, l.sync_run_id, a.synced_at, l.raw
     from (select distinct sync_run_id, clever_id from {{ source('clever_landing', 'quarantine') }}
           where endpoint = '{{ endpoint }}' and clever_id is not null) as q
     join {{ ref('stg_clever__current_extractions') }} as c

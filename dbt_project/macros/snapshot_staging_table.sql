@@ -321,9 +321,10 @@
     delete from {{ hashes }} where {{ in_build_scope('district_slug') }}
     {% if keyed %}and (district_slug, scope_id) in (select district_slug, scope_id from {{ keyed.key_table }}){% endif %};
     insert into {{ hashes }} (district_slug, scope_id, scope_hash)
-    select district_slug, clever_id, record_hash from {{ ref(scope.parent) }}
-    where {{ in_build_scope('district_slug') }}
-    {% if keyed %}and (district_slug, clever_id) in (select district_slug, scope_id from {{ keyed.key_table }}){% endif %};
+    select district_slug, clever_id, record_hash
+    from {% if keyed %}({{ keyed_rows(ref(scope.parent), {'key_table': keyed.key_table, 'column': 'clever_id'}) }}) as parents
+         {%- else %}{{ ref(scope.parent) }}{% endif %}
+    where {{ in_build_scope('district_slug') }};
     {{ analyze_if_changed(hashes) }}
 {% endmacro %}
 
@@ -363,6 +364,7 @@
     cross join lateral (
         select * from {{ relation }} as r
         where r.district_slug = k.district_slug and r.{{ keyed.column }} = k.scope_id
+        offset 0  -- keeps it a subquery run per key: else the planner may join the whole district
     ) as keyed
 {%- endmacro %}
 

@@ -311,6 +311,17 @@ def test_an_events_read_that_fails_in_the_middle_applies_nothing_and_the_next_ru
         assert [r[0] for r in conn.execute("SELECT clever_id FROM clever_marts.dim_users WHERE is_archived "
                                            "ORDER BY clever_id")] == gone
 
+    # Landing retention keeps what the staging views read: the full extraction and the
+    # events runs whose changes go over it (the rest goes); nothing changes afterwards.
+    from clever.retention import prune_landing
+
+    staged = marts(url)
+    assert sum(p.rows for p in prune_landing(url, "demo", 0)) > 0
+    quiet = sync(url, district, sim, validate=False)
+    assert quiet.results["summarize"]["mode"] == "events"
+    assert sum(h["history_rows"] for h in quiet.results["summarize"]["history"].values()) == 0
+    assert marts(url) == staged
+
 
 def test_events_that_clever_no_longer_serves_fall_back_to_a_full_sync(served, events_district):
     from datetime import UTC, datetime, timedelta

@@ -93,3 +93,22 @@ def test_null_in_an_entry_falls_back_to_the_files_defaults(tmp_path):
     a, b = load_districts(path)
     assert (a.mass_archive_threshold, a.page_size, a.schedule) == (0.2, 500, "@hourly")  # never looser than the file
     assert b.schedule is None  # null that means something (manual only) is kept
+
+
+def test_an_events_district_runs_on_its_events_schedule_and_is_stale_by_it(tmp_path):
+    path = write(tmp_path, {"defaults": {"full_sync_schedule": "0 3 * * 0"}, "districts": [
+        {"slug": "daily"},
+        {"slug": "hourly", "sync_mode": "events"},
+        {"slug": "manual_full", "sync_mode": "events", "events_schedule": "*/15 * * * *", "full_sync_schedule": None},
+        {"slug": "typo", "sync_mode": "event"},
+    ]})
+    districts, errors = load_districts_tolerant(path)
+    by_slug = {d.slug: d for d in districts}
+    assert (by_slug["daily"].sync_mode, by_slug["daily"].dag_schedule) == ("full", "@daily")
+    hourly = by_slug["hourly"]
+    assert (hourly.sync_mode, hourly.dag_schedule, hourly.full_sync_schedule) == ("events", "@hourly", "0 3 * * 0")
+    assert hourly.stale_limit_hours() == 13  # the events schedule's gap (1 h) + the margin
+    assert (hourly.events_retention_days, hourly.events_complete_build_hours) == (30, 24)
+    assert by_slug["manual_full"].full_sync_schedule is None  # null: full syncs only on demand or fallback
+    assert by_slug["manual_full"].dag_schedule == "*/15 * * * *"
+    assert "sync_mode: Input should be 'full' or 'events'" in errors["typo"]
