@@ -366,3 +366,39 @@ def test_events_that_clever_no_longer_serves_fall_back_to_a_full_sync(served, ev
         assert plan_mode(conn, weekly, "full").reason == "full sync requested by the trigger"
         with pytest.raises(ValueError, match="has sync_mode full"):
             plan_mode(conn, get_district("demo"), "events")
+
+
+def test_each_changed_record_is_validated_against_the_district_as_the_events_leave_it(served, events_district):
+    district_dir, sim, url = served
+    sync(url, events_district, sim, validate=False)
+    users = load_records(district_dir, VERSION, "users")
+    nameless, renamed = _students(users)[:2]
+    before = nameless["name"]
+    del nameless["name"]                                  # a guaranteed field missing: quarantined
+    renamed["name"]["last"] = "Renamed-by-events"
+    write_records(district_dir, VERSION, "users", users)
+    schools = load_records(district_dir, VERSION, "schools")
+    new_school = {**copy.deepcopy(schools[0]), "id": "eeeeeeeeeeeeeeeeeeee0001", "name": "Opened Today"}
+    write_records(district_dir, VERSION, "schools", [*schools, new_school])
+    sections = load_records(district_dir, VERSION, "sections")
+    moved, orphan = sections[:2]
+    orphan_school = orphan["school"]
+    moved["school"] = new_school["id"]                    # created by the same events run: resolves
+    orphan["school"] = "0" * 24                           # no such school: quarantined
+    write_records(district_dir, VERSION, "sections", sections)
+
+    run = sync(url, events_district, sim)
+    summary = run.results["summarize"]
+    assert summary["mode"] == "events"
+    assert summary["validated"]["users"]["checked"] == 2 and summary["validated"]["sections"]["checked"] == 2
+    assert set(summary["quarantined"]) == {
+        "users: guaranteed field name is present, not null and a JSON object",
+        "sections: school refers to schools in the same extraction"}
+    with psycopg.connect(url) as conn:
+        names = dict(conn.execute("SELECT clever_id, last_name FROM clever_marts.dim_users WHERE clever_id = ANY(%s)",
+                                  ([nameless["id"], renamed["id"]],)).fetchall())
+        schools_of = dict(conn.execute("SELECT clever_id, school_id FROM clever_marts.dim_sections "
+                                       "WHERE clever_id = ANY(%s)", ([moved["id"], orphan["id"]],)).fetchall())
+    assert names == {nameless["id"]: before["last"], renamed["id"]: "Renamed-by-events"}, \
+        "a quarantined change is not applied: the record keeps its last version"
+    assert schools_of == {moved["id"]: new_school["id"], orphan["id"]: orphan_school}
