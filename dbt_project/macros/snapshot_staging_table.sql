@@ -183,6 +183,38 @@
     {% else %}
     {#- the temporary table itself, not a CTE over it: a CTE's rows have no statistics -#}
     {%- set changes = snapshot_changes_table(target_relation) %}
+    {% if keyed %}
+    {#- events keys: each change looks its rows up by key (driven by the changes, not joined
+        with the keyed CTEs, which the planner would rescan once per change) -#}
+    {%- set parent = 'dbt_unique_key_' ~ (keys.index(keyed.column) + 1) %}
+    changed_source as (
+
+        select source_data.*, changes.dbt_change, changes.dbt_target_scd_id, changes.dbt_target_is_deleted
+        from {{ changes }} as changes
+        cross join lateral (
+            select *, {{ unique_key_fields(strategy.unique_key) }} from snapshot_query as s
+            where s.district_slug = changes.dbt_unique_key_1 and s.{{ keyed.column }} = changes.{{ parent }}
+            offset 0
+        ) as source_data
+        where changes.dbt_change in ('new', 'changed')
+          and {{ unique_key_join_on(strategy.unique_key, "changes", "source_data") }}
+
+    ),
+
+    gone as (
+
+        select snapshotted_data.*
+        from {{ changes }} as changes
+        cross join lateral (
+            select *, {{ unique_key_fields(strategy.unique_key) }} from {{ target_relation }} as s
+            where {% for key in keys %}s.{{ key }} = changes.{{ key_names[loop.index0] }} and {% endfor -%}
+                  s.{{ columns.dbt_scd_id }} = changes.dbt_target_scd_id
+            offset 0
+        ) as snapshotted_data
+        where changes.dbt_change = 'gone'
+
+    ),
+    {% else %}
     changed_source as (
 
         select source_data.*, changes.dbt_change, changes.dbt_target_scd_id, changes.dbt_target_is_deleted
@@ -200,6 +232,7 @@
         where changes.dbt_change = 'gone'
 
     ),
+    {% endif %}
 
     -- typed NULLs for the source columns of the rows built from `gone`, as dbt's left join
     -- leaves them; never read
