@@ -17,7 +17,7 @@ endpoints as (
         array_agg(endpoint order by endpoint) filter (where status = 'failed') as failed_endpoints,
         coalesce(sum(row_count) filter (where endpoint <> 'events'), 0) as rows_landed,
         sum(page_count) as pages_read,
-        sum(row_count) filter (where endpoint = 'events') as events_read
+        sum(row_count) filter (where endpoint = 'events')::bigint as events_read
     from {{ source('clever_landing', 'endpoint_runs') }}
     group by sync_run_id
 ),
