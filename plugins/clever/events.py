@@ -55,13 +55,9 @@ def _full_sync_due(schedule: str | None, last_full: datetime | None, now: dateti
     """Whether a tick of ``schedule`` has passed since the base full sync started."""
     if schedule is None or last_full is None:
         return False
-    from croniter import croniter
+    from croniter import croniter  # reads Airflow's presets (@weekly...) as well as cron expressions
 
-    expression = {"@hourly": "0 * * * *", "@daily": "0 0 * * *", "@midnight": "0 0 * * *",
-                  "@weekly": "0 0 * * 0", "@monthly": "0 0 1 * *", "@yearly": "0 0 1 1 *",
-                  "@annually": "0 0 1 1 *"}.get(schedule, schedule)
-    previous_tick = croniter(expression, now).get_prev(datetime)
-    return previous_tick > last_full
+    return croniter(schedule, now).get_prev(datetime) > last_full
 
 
 def plan_mode(conn: psycopg.Connection, district: DistrictConfig, requested: str = "auto",
