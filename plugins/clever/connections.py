@@ -125,6 +125,17 @@ class CleverEndpoint:
     token: str = field(repr=False)
 
 
+@dataclass(frozen=True)
+class AppCredentials:
+    """The application's OAuth client (``oauth_url``: https://clever.com) and the Data API
+    host its district tokens are used on (``api_url``)."""
+
+    oauth_url: str
+    api_url: str
+    client_id: str
+    client_secret: str = field(repr=False)
+
+
 class MissingConnection(LookupError):
     """The district has no Airflow connection holding its token: retrying cannot help."""
 
@@ -150,15 +161,13 @@ def store_district_token(slug: str, token: str) -> None:
         Variable.set(key, token, description=f"Clever district-app token of {slug} (clever_discovery)")
 
 
-def app_credentials(conn_id: str) -> Any:
+def app_credentials(conn_id: str) -> AppCredentials:
     """The application's client id and secret (login and password of the http connection
     ``conn_id``), its OAuth host (the connection's host, default https://clever.com) and
     the Data API host of its district tokens (extra ``api_url``, default
     https://api.clever.com)."""
     from airflow.sdk import BaseHook
     from airflow.sdk.exceptions import AirflowNotFoundException
-
-    from clever.discovery import AppCredentials
 
     try:
         conn = BaseHook.get_connection(conn_id)

@@ -33,6 +33,7 @@ import psycopg
 
 from clever.client import CleverAPIError, CleverAuthError, CleverClient
 from clever.config import DiscoverySettings, DistrictConfig
+from clever.connections import AppCredentials
 from clever.registry import ConnectionChange, alert_changes, disconnect, log_event, reconnect, write_file
 from clever.warehouse import ensure_landing_schema
 
@@ -40,17 +41,6 @@ log = logging.getLogger(__name__)
 
 TOKENS_PATH = "/oauth/tokens?owner_type=district"
 _CLEVER_ID = re.compile(r"^[0-9a-f]{24}$")
-
-
-@dataclass(frozen=True)
-class AppCredentials:
-    """The application's OAuth client (``oauth_url``: https://clever.com) and the Data API
-    host its district tokens are used on (``api_url``)."""
-
-    oauth_url: str
-    api_url: str
-    client_id: str
-    client_secret: str = field(repr=False)
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,9 @@ import yaml
 
 from clever import registry, steps
 from clever.config import DiscoverySettings, load_discovery, load_districts_tolerant, registry_file
-from clever.connections import CleverEndpoint, WarehouseTarget
+from clever.connections import AppCredentials, CleverEndpoint, WarehouseTarget
 from clever.dag_factory import build_district_dag
-from clever.discovery import AppCredentials, discover, slug_for
+from clever.discovery import discover, slug_for
 from clever_devkit.sample_district import generate
 from clever_devkit.simulator import CleverSimulator
 from tests.conftest import DEMO_TOKEN
