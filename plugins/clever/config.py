@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from clever.catalog import API_VERSIONS, CORE_ENDPOINTS, ENDPOINTS, MAX_PAGE_SIZE
+from clever.integrations import DEFAULT_INTEGRATION, INTEGRATION_NAMES, INTEGRATIONS
 from clever.match_rules import MatchingConfig, parse_matching
 from clever.paths import REPO_ROOT
 
@@ -73,6 +74,9 @@ class DistrictSettingsModel(_Strict):
     """Settings of a district, or the defaults of every district."""
 
     api_version: Literal[API_VERSIONS] | None = Field(None, description="Clever Data API version.")  # type: ignore[valid-type]
+    integration: Literal[INTEGRATION_NAMES] | None = Field(  # type: ignore[valid-type]
+        None, description="What the district's Clever app receives (default secure_sync): "
+                          + "; ".join(f"{i.name}: {i.summary}" for i in INTEGRATIONS.values()) + ".")
     schedule: str | None = Field(None, description="Airflow schedule (cron or preset); null: manual only.")
     sync_mode: Literal["full", "events"] | None = Field(
         None, description="full: every run reads every record; events: runs apply Clever's events since the last "
@@ -110,6 +114,9 @@ class DistrictSettingsModel(_Strict):
     alerts: AlertsModel | None = None
     stale_after_hours: Annotated[float, Field(strict=True, gt=0)] | None = None
     matching: dict[str, Any] | None = Field(None, description="Matching rules per entity, and the district's state.")
+    library_teacher_archive_after_days: Annotated[float, Field(strict=True, ge=0)] | None = Field(
+        None, description="integration library: days after a teacher disconnects after which the records only "
+                          "that teacher's view held are archived; null (the default): keep the teacher's last view.")
 
 
 class DistrictEntryModel(DistrictSettingsModel):
@@ -175,6 +182,7 @@ class DistrictConfig:
     slug: str
     name: str = ""  # "": the slug
     api_version: str = "v3.0"
+    integration: str = DEFAULT_INTEGRATION  # clever.integrations: what the district's tokens read
     schedule: str | None = "@daily"  # None: triggered by hand only
     sync_mode: str = "full"  # or "events" (clever.events)
     events_schedule: str | None = "@hourly"  # the DAG's schedule when sync_mode is events
@@ -207,6 +215,7 @@ class DistrictConfig:
     alerts: AlertSettings = field(default_factory=AlertSettings)
     stale_after_hours: float | None = None  # None: the schedule's longest gap + STALE_MARGIN_HOURS
     task_timeout_minutes: dict[str, float] = field(default_factory=dict)  # per task, instead of the derived
+    library_teacher_archive_after_days: float | None = None  # library: None keeps a disconnected teacher's view
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -266,7 +275,7 @@ def districts_file() -> Path:
 # Settings where null means something (manual schedules, keep every run, derived staleness,
 # no alerts, default matching); elsewhere null takes the default.
 _NULL_MEANS_SOMETHING = {"schedule", "events_schedule", "full_sync_schedule", "landing_retention_days",
-                         "stale_after_hours", "alerts", "matching"}
+                         "stale_after_hours", "alerts", "matching", "library_teacher_archive_after_days"}
 
 
 def _district(entry: dict[str, Any], defaults: dict[str, Any], where: str) -> DistrictConfig:
@@ -279,6 +288,14 @@ def _district(entry: dict[str, Any], defaults: dict[str, Any], where: str) -> Di
     # null in an entry falls back to the file's defaults, then to DistrictConfig's
     given = {**set_values(DistrictSettingsModel, defaults), **set_values(DistrictEntryModel, entry)}
     slug = given.pop("slug")
+    kind = INTEGRATIONS[given.get("integration", DEFAULT_INTEGRATION)]
+    unreadable = [e for e in given.get("endpoints", ()) if e not in kind.readable]
+    if unreadable:
+        raise ConfigError(f"{where} ({slug}): endpoints: a {kind.name} district's tokens cannot read "
+                          f"{', '.join(unreadable)}; list only {', '.join(kind.readable)} (the default)")
+    if given.get("sync_mode") == "events" and not kind.events:
+        raise ConfigError(f"{where} ({slug}): sync_mode: events needs Clever's Events API, which only Secure Sync "
+                          f"apps can read; a {kind.name} district syncs with sync_mode: full")
     try:
         matching = parse_matching(defaults.get("matching"), entry.get("matching"), f"{where} ({slug})")
     except ValueError as exc:
@@ -288,7 +305,7 @@ def _district(entry: dict[str, Any], defaults: dict[str, Any], where: str) -> Di
     email = alerts.get("email") or ()
     return DistrictConfig(
         slug=slug, matching=matching,
-        endpoints=tuple(given.pop("endpoints", CORE_ENDPOINTS)),
+        endpoints=tuple(given.pop("endpoints", kind.default_endpoints)),
         alerts=AlertSettings((email,) if isinstance(email, str) else tuple(email),
                              alerts.get("smtp_conn_id") or "smtp_default", alerts.get("webhook_conn_id")),
         **given,
