@@ -218,3 +218,27 @@ def redacted(conninfo: str) -> str:
 @functools.cache
 def _libpq_keywords() -> frozenset[str]:
     return frozenset(option.keyword.decode() for option in psycopg.pq.Conninfo.get_defaults())
+
+
+def library_teacher_token(teacher_clever_id: str) -> str | None:
+    """A Clever Library teacher's token, as the application handed it over: the Airflow
+    Variable ``clever_teacher_access_token_<teacher id>`` (docs/OPERATIONS.md#library-teachers);
+    None when there is none."""
+    from airflow.sdk import Variable
+
+    from clever.library import teacher_token_variable
+
+    return Variable.get(teacher_token_variable(teacher_clever_id), default=None) or None
+
+
+def library_api_url(district: DistrictConfig) -> str:
+    """The Data API host a Library district's teacher tokens are used on: the host of the
+    district's connection ``clever_<slug>`` when there is one (it needs no token), else
+    https://api.clever.com."""
+    from airflow.sdk import BaseHook
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    try:
+        return http_connection_url(BaseHook.get_connection(district.connection_id), "api.clever.com")
+    except AirflowNotFoundException:
+        return "https://api.clever.com"

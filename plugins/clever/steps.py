@@ -68,6 +68,8 @@ class SyncContext:
     api: CleverEndpoint | None = field(default=None, repr=False)
     results: Mapping[str, Any] = field(default_factory=dict)
     validation_docs_dir: Path | None = None  # Data Docs of the validation (default: the artifacts folder)
+    # Library teachers' tokens by Clever id (default: the Airflow Variables, clever.connections)
+    teacher_tokens: Mapping[str, str] | None = field(default=None, repr=False)
 
     @property
     def conninfo(self) -> str:
@@ -105,6 +107,8 @@ def extract(ctx: SyncContext) -> dict[str, Any]:
     from clever import events, pipeline, runs
     from clever.connections import clever_endpoint
 
+    if ctx.district.integration == "library":  # the connected teachers' views (clever.library)
+        return {"mode": "full", **_extract_library(ctx)}
     api = ctx.api or clever_endpoint(ctx.district)
     with psycopg.connect(ctx.conninfo, autocommit=True) as conn:
         mode, events_to = conn.execute("SELECT mode, events_to FROM clever_landing.sync_runs WHERE sync_run_id = %s",
@@ -121,12 +125,21 @@ def extract(ctx: SyncContext) -> dict[str, Any]:
     return {"mode": "full", **pipeline.extract_run(ctx.conninfo, ctx.district, ctx.run_id, api.base_url, api.token)}
 
 
+def _extract_library(ctx: SyncContext) -> dict[str, Any]:
+    from clever import library
+    from clever.connections import library_api_url, library_teacher_token
+
+    base_url = ctx.api.base_url if ctx.api else library_api_url(ctx.district)
+    return library.extract_run(ctx.conninfo, ctx.district, ctx.run_id, base_url,
+                               ctx.teacher_tokens.get if ctx.teacher_tokens is not None else library_teacher_token)
+
+
 def validate(ctx: SyncContext) -> dict[str, Any]:
     from clever import validation
 
     return validation.validate_run(ctx.conninfo, ctx.run_id, quarantine_threshold=ctx.district.quarantine_threshold,
                                    quarantine_floor=ctx.district.quarantine_floor, full=ctx.params.full_refresh,
-                                   docs_dir=ctx.validation_docs_dir)
+                                   docs_dir=ctx.validation_docs_dir, integration=ctx.district.integration)
 
 
 def approve(ctx: SyncContext) -> list[str]:
