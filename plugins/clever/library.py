@@ -166,7 +166,8 @@ class _Lander:
                                      WHERE l.sync_run_id = %(run)s AND l.clever_id = p.clever_id)""").format(
                 landing=landing_table(endpoint)), {"run": self.run.sync_run_id, "version": self.run.api_version})
             inserted = cur.rowcount
-            cur.execute("""INSERT INTO clever_landing.library_views (sync_run_id, teacher_clever_id, endpoint, clever_id)
+            cur.execute("""INSERT INTO clever_landing.library_views
+                               (sync_run_id, teacher_clever_id, endpoint, clever_id)
                            SELECT %s, %s, %s, clever_id FROM pg_temp.library_page WHERE clever_id IS NOT NULL
                            ON CONFLICT DO NOTHING""", (self.run.sync_run_id, teacher, endpoint))
             runs.page_landed(cur, self.run.sync_run_id, endpoint, inserted)
