@@ -220,13 +220,17 @@ def _libpq_keywords() -> frozenset[str]:
     return frozenset(option.keyword.decode() for option in psycopg.pq.Conninfo.get_defaults())
 
 
+def teacher_token_variable(teacher_clever_id: str) -> str:
+    """The Airflow Variable holding a Clever Library teacher's token ("access_token" in the
+    name: Airflow masks its value in every log; Variables are Fernet-encrypted at rest)."""
+    return f"clever_teacher_access_token_{teacher_clever_id}"
+
+
 def library_teacher_token(teacher_clever_id: str) -> str | None:
     """A Clever Library teacher's token, as the application handed it over: the Airflow
     Variable ``clever_teacher_access_token_<teacher id>`` (docs/OPERATIONS.md#library-teachers);
     None when there is none."""
     from airflow.sdk import Variable
-
-    from clever.library import teacher_token_variable
 
     return Variable.get(teacher_token_variable(teacher_clever_id), default=None) or None
 

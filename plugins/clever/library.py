@@ -43,6 +43,7 @@ from psycopg import sql
 from clever import runs
 from clever.client import CleverAPIError, CleverAuthError, CleverClient
 from clever.config import DistrictConfig
+from clever.connections import teacher_token_variable
 from clever.extract import (
     BadRecordError,
     ExtractionError,
@@ -58,7 +59,6 @@ from clever.warehouse import ensure_landing_schema, landing_table
 
 log = logging.getLogger(__name__)
 
-TEACHER_TOKEN_VARIABLE = "clever_teacher_access_token_{teacher}"
 CONNECTED, DISCONNECTED = "connected", "disconnected"
 # The endpoints a teacher's view fills (districts: the teacher's district record).
 VIEW_ENDPOINTS = ("districts", "users", "sections")
@@ -99,12 +99,6 @@ def ensure_library_schema(conn: psycopg.Connection) -> None:
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_DDL_LOCK_KEY,))
         conn.execute(_DDL)
-
-
-def teacher_token_variable(teacher_clever_id: str) -> str:
-    """The Airflow Variable holding a Library teacher's token ("access_token" in the name:
-    Airflow masks its value in every log; Variables are Fernet-encrypted at rest)."""
-    return TEACHER_TOKEN_VARIABLE.format(teacher=teacher_clever_id)
 
 
 @dataclass(frozen=True)
