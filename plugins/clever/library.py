@@ -269,8 +269,7 @@ def _previous_extractions(conn: psycopg.Connection, district_slug: str) -> dict[
 
 
 def extract_run(conninfo: str, district: DistrictConfig, sync_run_id: int, base_url: str,
-                token_of: Callable[[str], str | None], now: datetime | None = None,
-                client_options: dict[str, Any] | None = None) -> dict[str, Any]:
+                token_of: Callable[[str], str | None], now: datetime | None = None) -> dict[str, Any]:
     """Land the union of the district's teachers' views for the run (see the module doc),
     then close the extraction. ``token_of(teacher id)``: the teacher's token, or None."""
     now = now or datetime.now(UTC)
@@ -307,8 +306,7 @@ def extract_run(conninfo: str, district: DistrictConfig, sync_run_id: int, base_
                                 api_version=district.api_version, page_size=district.page_size,
                                 max_attempts=district.http_max_attempts,
                                 backoff_max=district.http_backoff_max_seconds,
-                                page_timeout=district.http_page_timeout_seconds,
-                                **(client_options or {})) as client:
+                                page_timeout=district.http_page_timeout_seconds) as client:
                             district_landed = bool(_read_teacher(client, lander, teacher, district_landed)) \
                                 or district_landed
                     except CleverAuthError as exc:
