@@ -732,11 +732,9 @@ class CleverSimulator:
             return self._teacher_data(method, spec, teacher[1], segments, query_string)
         if len(segments) not in (2, 3) or segments[0] not in API_VERSIONS or segments[1] not in (*ENDPOINTS, "events"):
             return _error(404, "no such API route")
-        if method != "GET":
-            return _error(405, "only GET is supported")
-        admitted, limit_headers = self._limiter.admit(spec.slug)
-        if not admitted:
-            return _error(429, "rate limit exceeded", limit_headers)
+        refused, limit_headers = self._admit(method, spec)
+        if refused is not None:
+            return refused
         version, endpoint = segments[0], segments[1]
         decision = self._faults.decide(spec.slug, endpoint)
         if decision.sleep:
@@ -770,6 +768,13 @@ class CleverSimulator:
             response.transport = "truncate"
         return response
 
+    def _admit(self, method: str, spec: DistrictSpec) -> tuple[_Response | None, dict[str, str]]:
+        """(a refusal or None, the X-RateLimit-* headers): GET only, within the token's rate limit."""
+        if method != "GET":
+            return _error(405, "only GET is supported"), {}
+        admitted, limit_headers = self._limiter.admit(spec.slug)
+        return (None if admitted else _error(429, "rate limit exceeded", limit_headers)), limit_headers
+
     def _authenticate_teacher(self, authorization: str | None) -> tuple[DistrictSpec, str | None] | None:
         """(district, teacher id) for a Library teacher's token; a revoked one: (district, None)."""
         scheme, _, token = (authorization or "").partition(" ")
@@ -783,13 +788,11 @@ class CleverSimulator:
         """A Library teacher's request: only the teacher's own view, cut down (module doc)."""
         if teacher_id is None:
             return _error(401, "missing, unknown or revoked bearer token")
-        if method != "GET":
-            return _error(405, "only GET is supported")
-        admitted, limit_headers = self._limiter.admit(spec.slug)
-        if not admitted:
-            return _error(429, "rate limit exceeded", limit_headers)
         if not segments or segments[0] not in API_VERSIONS:
             return _error(404, "no such API route")
+        refused, limit_headers = self._admit(method, spec)
+        if refused is not None:
+            return refused
         version, route = segments[0], segments[1:]
         decision = self._faults.decide(spec.slug, route[0] if route else "me")
         if decision.status:
