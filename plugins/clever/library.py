@@ -277,6 +277,10 @@ def extract_run(conninfo: str, district: DistrictConfig, sync_run_id: int, base_
     with psycopg.connect(conninfo, autocommit=True) as conn:
         ensure_library_schema(conn)
         run = get_sync_run(conn, sync_run_id)
+        unreadable = [e for e in run.endpoints if e not in VIEW_ENDPOINTS]
+        if unreadable:  # landed empty, they would archive every such record the district had
+            raise ExtractionError(f"Clever district {district.slug!r}: a Library district's teachers cannot read "
+                                  f"{', '.join(unreadable)}; sync only {', '.join(VIEW_ENDPOINTS)}")
         for endpoint in run.endpoints:
             _mark_started(conn, run, endpoint)  # a retry starts the run's extraction over
         conn.execute("DELETE FROM clever_landing.library_views WHERE sync_run_id = %s", (sync_run_id,))

@@ -149,3 +149,14 @@ def test_a_teacher_with_no_token_or_another_users_token_is_disconnected_not_read
     assert "no token stored" in reasons[b] and "clever_teacher_access_token_" + b in reasons[b]
     assert TOKENS["b"] not in " ".join(reasons.values())
 
+
+
+def test_a_library_run_asked_for_what_teachers_cannot_read_fails_and_archives_nothing(story, warehouse_url):
+    sim, a, b, _, _ = story
+    district = DistrictConfig(slug="lib", integration="library")  # the Secure Sync endpoints, by mistake
+    ctx = steps.SyncContext(target=WarehouseTarget.from_conninfo(warehouse_url), district=district,
+                            params=steps.RunParams(endpoints=("users", "schools")),
+                            api=CleverEndpoint(sim.base_url, ""), teacher_tokens={a: TOKENS["a"], b: TOKENS["b"]})
+    with pytest.raises(Exception, match="cannot read schools"):
+        steps.run_sync(ctx, skip=frozenset({"validate"}))
+    assert query(warehouse_url, "SELECT count(*) FROM clever_landing.approved_extractions") == [(0,)]
