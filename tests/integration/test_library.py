@@ -15,8 +15,6 @@ from clever.connections import CleverEndpoint, WarehouseTarget
 from clever_devkit.simulator import CleverSimulator, DistrictSpec
 from tests.helpers import connect_library_teachers, library_teachers, library_view, load_records
 
-pytestmark = pytest.mark.integration
-
 TOKENS = {"a": "library-teacher-a-token-3c4d", "b": "library-teacher-b-token-5e6f"}
 
 
