@@ -348,7 +348,7 @@ def extract_run(conninfo: str, district: DistrictConfig, sync_run_id: int, base_
                        f"Clever district {district.slug!r}, Library extraction: warehouse error: {exc}")
             for endpoint in run.endpoints:
                 _record_failure(conn, run, endpoint, message)
-            _alert(district, result.changes)
+            alert_teacher_changes(district, result.changes)
             raise ExtractionError(message) from exc
         except BaseException as exc:  # interrupted (e.g. task killed): leave an honest trail
             for endpoint in run.endpoints:
@@ -366,7 +366,7 @@ def extract_run(conninfo: str, district: DistrictConfig, sync_run_id: int, base_
                             WHERE r.sync_run_id = v.sync_run_id AND r.district_slug = %s AND v.sync_run_id < %s""",
                          (district.slug, min(previous.values())))
     close_extraction(conninfo, sync_run_id)
-    _alert(district, result.changes)
+    alert_teacher_changes(district, result.changes)
     log.info("district %s, run %d: Library views of %d teacher(s) read, %d kept, %d archived; landed %s",
              district.slug, sync_run_id, len(result.read), len(result.kept), len(result.archived), result.rows)
     return result.as_dict()
@@ -388,7 +388,7 @@ _WHAT_IT_MEANS = {
 }
 
 
-def _alert(district: DistrictConfig, changes: Iterable[TeacherChange]) -> None:
+def alert_teacher_changes(district: DistrictConfig, changes: Iterable[TeacherChange]) -> None:
     from clever.alerts import Alert, send
 
     if not district.alerts.enabled:
