@@ -288,3 +288,55 @@ class WebhookReceiver:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+# -- Clever Library ---------------------------------------------------------------------------------
+def library_teachers(sections: list[dict[str, Any]]) -> tuple[str, str, str]:
+    """Two teachers of the sample district who share a student through sections each teaches
+    without the other, and a co-taught section: (teacher a, teacher b, the shared student)."""
+    import itertools
+
+    def teaches(section: dict[str, Any]) -> set[str]:
+        return set(section.get("teachers") or []) | ({section["teacher"]} if section.get("teacher") else set())
+
+    teachers = sorted({t for s in sections for t in teaches(s)})
+    for a, b in itertools.combinations(teachers, 2):
+        only_a = [s for s in sections if a in teaches(s) and b not in teaches(s)]
+        only_b = [s for s in sections if b in teaches(s) and a not in teaches(s)]
+        both = [s for s in sections if {a, b} <= teaches(s)]
+        shared = sorted({st for s in only_a for st in s.get("students") or []}
+                        & {st for s in only_b for st in s.get("students") or []}
+                        - {st for s in both for st in s.get("students") or []})
+        if shared and both:
+            return a, b, shared[0]
+    raise AssertionError("the sample district has no two teachers sharing a student and a section")
+
+
+def library_view(sections: list[dict[str, Any]], teacher: str) -> tuple[set[str], set[str]]:
+    """(section ids, student ids) a Library teacher's token sees."""
+    own = [s for s in sections if s.get("teacher") == teacher or teacher in (s.get("teachers") or [])]
+    return {s["id"] for s in own}, {st for s in own for st in s.get("students") or []}
+
+
+def without_student(sections: list[dict[str, Any]], student: str, teachers: set[str]) -> list[dict[str, Any]]:
+    """The sections with ``student`` taken out of every section any of ``teachers`` teaches."""
+    changed = []
+    for original in sections:
+        section = dict(original)
+        if (set(section.get("teachers") or []) | {section.get("teacher")}) & teachers:
+            section["students"] = [st for st in section.get("students") or [] if st != student]
+        changed.append(section)
+    return changed
+
+
+def connect_library_teachers(conninfo: str, district_slug: str, teachers: list[str]) -> None:
+    """What the application writes when teachers connect it through the Clever Library."""
+    import psycopg
+
+    from clever.warehouse import ensure_landing_schema
+
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        ensure_landing_schema(conn)
+        for teacher in teachers:
+            conn.execute("INSERT INTO app.library_teachers (district_slug, teacher_clever_id) VALUES (%s, %s) "
+                         "ON CONFLICT DO NOTHING", (district_slug, teacher))

@@ -52,6 +52,21 @@ district's token as Clever does (``{"data": [{"id", "created", "owner": {"type":
 "district", "id": <its district record's id>}, "access_token", "scopes"}], "links"}``).
 ``disconnect(slug)`` takes a district off the list and makes its token answer 401;
 ``reconnect(slug, token=None)`` lists it again (with a new token, if given).
+Clever Library (``DistrictSpec(teachers={token: teacher id})``, a district served from JSON
+files): each teacher token is a teacher who connected the application through the Clever
+Library, and reads only that teacher's view, cut down to what Clever sends a Library app
+(a user's ``id``, ``district``, ``name``, ``roles`` with no role fields, ``created``,
+``last_modified``; a teacher's ``email``; a student's first name and last *initial*; a
+section without ``school``, ``course``, ``term_id``, ``sis_id``, ``section_number`` and
+``ext``): ``GET /{version}/me`` (``{"type": "teacher", "data": {"id", "district", "type"}}``),
+``/{version}/users/{own id}`` (and a student of the teacher's), ``/{version}/districts/{own
+district}``, and, paged as lists are, ``/{version}/users/{own id}/sections`` (sections
+listing the teacher in ``teacher`` or ``teachers``) and ``/{version}/users/{own
+id}/mystudents`` (the students of those sections). Another user's id answers 404 (not
+shared), another user's sections or students, and every other route, 403 ("Resource not
+in token's scopes"). ``revoke_teacher(teacher_id)`` (``POST /_sim/revoke``
+``{"teacher": "<id>"}``) makes a teacher's token answer 401, as when the teacher
+disconnects the application.
 
 Control endpoints (no auth; bind to localhost): ``GET|POST /_sim/faults``,
 ``GET /_sim/stats`` (``requests``, ``by_status``, ``by_path``, ``faults_injected``),
@@ -178,6 +193,10 @@ class FileDataSource:
     def get(self, version: str, endpoint: str, record_id: str) -> Record | None:
         return self._snapshot(version).by_id[endpoint].get(record_id)
 
+    def snapshot(self, version: str) -> _Snapshot:
+        """The version's records as now on disk (re-read if the files changed)."""
+        return self._snapshot(version)
+
     def _signature(self, version: str) -> tuple[Any, ...]:
         signature = []
         for endpoint in ENDPOINTS:
@@ -223,6 +242,78 @@ class FileDataSource:
         return records
 
 
+# What Clever sends a Library app (certification types: teacher name and email, student
+# first name and last initial, section information).
+LIBRARY_USER_FIELDS = ("id", "district", "name", "roles", "created", "last_modified")
+LIBRARY_SECTION_DROPPED = ("school", "course", "term_id", "sis_id", "section_number", "ext")
+
+
+def library_user(record: Record) -> Record:
+    """A user as a Library app receives it: no role fields, a student's last initial only,
+    a teacher's email."""
+    cut = {key: record[key] for key in LIBRARY_USER_FIELDS if key in record}
+    roles = [role for role in ("teacher", "student") if role in (record.get("roles") or {})]
+    cut["roles"] = {role: {} for role in roles}
+    name = record.get("name") or {}
+    cut["name"] = {key: name[key] for key in ("first", "last") if key in name}
+    if "student" in roles and isinstance(name.get("last"), str):
+        cut["name"]["last"] = name["last"][:1]
+    if "teacher" in roles and "email" in record:
+        cut["email"] = record["email"]
+    return cut
+
+
+def library_section(record: Record) -> Record:
+    return {key: value for key, value in record.items() if key not in LIBRARY_SECTION_DROPPED}
+
+
+def _teaches(section: Record, teacher_id: str) -> bool:
+    return section.get("teacher") == teacher_id or teacher_id in (section.get("teachers") or [])
+
+
+class LibraryView:
+    """What one Library teacher's token sees of a district's records."""
+
+    def __init__(self, snapshot: _Snapshot, teacher_id: str):
+        self._snapshot, self._teacher_id = snapshot, teacher_id
+        teacher = snapshot.by_id["users"].get(teacher_id)
+        self.teacher = teacher if teacher is not None and "teacher" in (teacher.get("roles") or {}) else None
+
+    def _own_sections(self) -> list[Record]:
+        return [s for s in self._snapshot.collections["sections"].records if _teaches(s, self._teacher_id)]
+
+    def sections(self) -> list[Record]:
+        return [library_section(s) for s in self._own_sections()]
+
+    def _student_ids(self) -> set[str]:
+        return {student for s in self._own_sections() for student in s.get("students") or []}
+
+    def students(self) -> list[Record]:
+        users = self._snapshot.by_id["users"]
+        return [library_user(users[i]) for i in sorted(self._student_ids()) if i in users]
+
+    def user(self, user_id: str) -> Record | None:
+        """The teacher's own record, or one of the teacher's students."""
+        record = self._snapshot.by_id["users"].get(user_id)
+        if record is None or (user_id != self._teacher_id and user_id not in self._student_ids()):
+            return None
+        return library_user(record)
+
+
+class _ListSource:
+    """Records already chosen (a teacher's view), paged as Clever pages lists."""
+
+    def __init__(self, records: list[Record]):
+        self._collection = _Collection(records)
+
+    def list_page(self, version: str, endpoint: str, starting_after: str | None, ending_before: str | None,
+                  limit: int, role: str | None) -> Page:
+        return self._collection.page(starting_after, ending_before, limit)
+
+    def get(self, version: str, endpoint: str, record_id: str) -> Record | None:
+        return None
+
+
 @dataclass(frozen=True)
 class DistrictSpec:
     """A district the simulator serves: its slug, bearer token and records.
@@ -236,6 +327,8 @@ class DistrictSpec:
     source: DataSource | None = field(default=None, repr=False)
     events: bool = True  # whether GET /{version}/events answers (Clever: 404 when not enabled)
     events_retention_seconds: float = CLEVER_RETENTION_SECONDS
+    # Clever Library: teachers' bearer tokens -> their Clever user ids (see the module doc)
+    teachers: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         if (self.data_dir is None) == (self.source is None):
@@ -517,6 +610,11 @@ class CleverSimulator:
         self._revoked: set[str] = set()
         self._app_credentials = app_credentials  # (client id, secret) of GET /oauth/tokens; None: not served
         self._unlisted: set[str] = set()  # districts that disconnected the application
+        self._teacher_tokens = {token: (spec, teacher) for spec in specs for token, teacher in spec.teachers.items()}
+        if len(self._teacher_tokens) != sum(len(spec.teachers) for spec in specs) or \
+                self._teacher_tokens.keys() & self._by_token.keys():
+            raise ValueError("teacher tokens must be unique, and differ from district tokens")
+        self._revoked_teachers: set[str] = set()
         self._faults = _FaultInjector(self._as_faults(faults), seed)
         self._limiter = _RateLimiter(rate_limit_per_minute)
         self._stats = _Stats()
@@ -600,12 +698,18 @@ class CleverSimulator:
         if not page.records:
             raise KeyError(f"district {slug!r} serves no district record")
         return str(page.records[0]["id"])
+    def revoke_teacher(self, teacher_id: str) -> None:
+        """From now on the teacher's Library token gets 401 (until ``reset()``)."""
+        if teacher_id not in {teacher for _, teacher in self._teacher_tokens.values()}:
+            raise KeyError(f"no Library teacher {teacher_id!r}")
+        self._revoked_teachers.add(teacher_id)
 
     def reset(self) -> None:
         """Clear faults, revocations, stats and rate-limit windows."""
         self._faults.reset()
         self._revoked.clear()
         self._unlisted.clear()
+        self._revoked_teachers.clear()
         self._stats.clear()
         self._limiter.clear()
 
@@ -659,17 +763,18 @@ class CleverSimulator:
         return response
 
     def _data(self, method: str, path: str, query_string: str, authorization: str | None) -> _Response:
-        spec = self._authenticate(authorization)
+        teacher = self._authenticate_teacher(authorization)
+        spec = teacher[0] if teacher else self._authenticate(authorization)
         if spec is None:
             return _error(401, "missing, unknown or revoked bearer token")
         segments = path.strip("/").split("/")
+        if teacher is not None:
+            return self._teacher_data(method, spec, teacher[1], segments, query_string)
         if len(segments) not in (2, 3) or segments[0] not in API_VERSIONS or segments[1] not in (*ENDPOINTS, "events"):
             return _error(404, "no such API route")
-        if method != "GET":
-            return _error(405, "only GET is supported")
-        admitted, limit_headers = self._limiter.admit(spec.slug)
-        if not admitted:
-            return _error(429, "rate limit exceeded", limit_headers)
+        refused, limit_headers = self._admit(method, spec)
+        if refused is not None:
+            return refused
         version, endpoint = segments[0], segments[1]
         decision = self._faults.decide(spec.slug, endpoint)
         if decision.sleep:
@@ -701,6 +806,69 @@ class CleverSimulator:
             response.body = response.body[: max(1, len(response.body) // 2)]
         if decision.truncate:
             response.transport = "truncate"
+        return response
+
+    def _admit(self, method: str, spec: DistrictSpec) -> tuple[_Response | None, dict[str, str]]:
+        """(a refusal or None, the X-RateLimit-* headers): GET only, within the token's rate limit."""
+        if method != "GET":
+            return _error(405, "only GET is supported"), {}
+        admitted, limit_headers = self._limiter.admit(spec.slug)
+        return (None if admitted else _error(429, "rate limit exceeded", limit_headers)), limit_headers
+
+    def _authenticate_teacher(self, authorization: str | None) -> tuple[DistrictSpec, str | None] | None:
+        """(district, teacher id) for a Library teacher's token; a revoked one: (district, None)."""
+        scheme, _, token = (authorization or "").partition(" ")
+        found = self._teacher_tokens.get(token.strip()) if scheme.lower() == "bearer" else None
+        if found is None:
+            return None
+        return found[0], None if found[1] in self._revoked_teachers else found[1]
+
+    def _teacher_data(self, method: str, spec: DistrictSpec, teacher_id: str | None, segments: list[str],
+                      query_string: str) -> _Response:
+        """A Library teacher's request: only the teacher's own view, cut down (module doc)."""
+        if teacher_id is None:
+            return _error(401, "missing, unknown or revoked bearer token")
+        if not segments or segments[0] not in API_VERSIONS:
+            return _error(404, "no such API route")
+        refused, limit_headers = self._admit(method, spec)
+        if refused is not None:
+            return refused
+        version, route = segments[0], segments[1:]
+        decision = self._faults.decide(spec.slug, route[0] if route else "me")
+        if decision.status:
+            return _error(decision.status, "simulated server error")
+        source = self._sources[spec.slug]
+        if not isinstance(source, FileDataSource):
+            return _error(501, "the simulator serves Library teachers of districts held in JSON files only")
+        view = LibraryView(source.snapshot(version), teacher_id)
+        if view.teacher is None:
+            return _error(404, "no such user")
+        try:
+            if route == ["me"]:
+                response = _json_response(200, {
+                    "type": "teacher", "data": {"id": teacher_id, "district": view.teacher.get("district"),
+                                                "type": "teacher"},
+                    "links": [{"rel": "self", "uri": "/me"}, {"rel": "canonical",
+                                                               "uri": f"/{version}/users/{teacher_id}"}]})
+            elif route == ["districts", str(view.teacher.get("district"))]:
+                response = self._one(source, version, "districts", route[1])
+            elif len(route) == 2 and route[0] == "users":
+                record = view.user(route[1])
+                if record is None:
+                    raise _HTTPError(404, "no users record with that id is shared with this application")
+                response = _json_response(200, {"data": record,
+                                                "links": [{"rel": "self", "uri": f"/{version}/users/{route[1]}"}]})
+            elif len(route) == 3 and route[0] == "users" and route[2] in ("sections", "mystudents"):
+                if route[1] != teacher_id:
+                    raise _HTTPError(403, "Resource not in token's scopes")
+                records = view.sections() if route[2] == "sections" else view.students()
+                response = self._list(_ListSource(records), version, "/".join(route),
+                                      parse_qsl(query_string, keep_blank_values=True))
+            else:
+                raise _HTTPError(403, "Resource not in token's scopes")
+        except _HTTPError as exc:
+            return _error(exc.status, exc.message, limit_headers)
+        response.headers.update(limit_headers)
         return response
 
     def _authenticate(self, authorization: str | None) -> DistrictSpec | None:
@@ -812,7 +980,10 @@ class CleverSimulator:
             if route == ("POST", "/_sim/faults"):
                 self.set_faults(**payload)
             elif route == ("POST", "/_sim/revoke"):
-                self.revoke(str(payload.get("token_district")))
+                if "teacher" in payload:
+                    self.revoke_teacher(str(payload["teacher"]))
+                else:
+                    self.revoke(str(payload.get("token_district")))
             elif route == ("POST", "/_sim/disconnect"):
                 self.disconnect(str(payload.get("district")))
             elif route == ("POST", "/_sim/reconnect"):
@@ -840,7 +1011,8 @@ class CleverSimulator:
             return _error(400, str(exc))
         except KeyError as exc:
             return _error(404, str(exc.args[0]))
-        return _json_response(200, {"faults": asdict(self._faults.faults), "revoked": sorted(self._revoked)})
+        return _json_response(200, {"faults": asdict(self._faults.faults), "revoked": sorted(self._revoked),
+                                    "revoked_teachers": sorted(self._revoked_teachers)})
 
 
 # -- HTTP plumbing ---------------------------------------------------------------------------------

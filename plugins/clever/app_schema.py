@@ -18,7 +18,7 @@ APP_SCHEMA = "app"
 _APP_DDL_LOCK_KEY = 0x0C1E7E14
 
 APP_TABLES = ("districts", "schools", "users", "progress_events", "role_grants", "groups", "group_members",
-              "match_overrides")
+              "match_overrides", "library_teachers")
 
 _APP_DDL = """
 CREATE SCHEMA IF NOT EXISTS app;
@@ -129,6 +129,18 @@ CREATE TABLE IF NOT EXISTS app.match_overrides (
     created_by     text        NOT NULL,
     created_at     timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (entity, district_slug, clever_id)
+);
+
+-- Clever Library: the teachers who connected the application ("Log in with Clever"), per
+-- district of integration library. The application writes a row when a teacher connects
+-- (and their token to Airflow), and sets disconnected_at when the teacher disconnects;
+-- the district's sync reads every connected teacher's view (clever.library).
+CREATE TABLE IF NOT EXISTS app.library_teachers (
+    district_slug      text        NOT NULL,
+    teacher_clever_id  text        NOT NULL,
+    connected_at       timestamptz NOT NULL DEFAULT now(),
+    disconnected_at    timestamptz,
+    PRIMARY KEY (district_slug, teacher_clever_id)
 );
 """
 

@@ -249,6 +249,15 @@ class CleverClient:
             raise CleverResponseError(self.district, endpoint, "response has no 'data' object", self._path(url))
         return payload["data"]
 
+    def get_me(self) -> dict[str, Any]:
+        """Who the token belongs to (``GET /me``): ``{"type", "data": {"id", "district", "type"}}``;
+        a user token's, e.g. a Clever Library teacher's."""
+        url = f"{self.base_url}/{self.api_version}/me"
+        payload = self._get_json(url, "me")
+        if not isinstance(payload, dict) or not isinstance(payload.get("data"), dict):
+            raise CleverResponseError(self.district, "me", "response has no 'data' object", self._path(url))
+        return payload
+
     # -- internals -----------------------------------------------------------------------
     def _path(self, url: str) -> str:
         parts = urlsplit(url)

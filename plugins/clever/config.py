@@ -5,6 +5,7 @@ Kept free of heavy imports: the DAG file reads it at parse time.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import re
@@ -17,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from clever.catalog import API_VERSIONS, CORE_ENDPOINTS, ENDPOINTS, MAX_PAGE_SIZE
+from clever.integrations import DEFAULT_INTEGRATION, INTEGRATION_NAMES, INTEGRATIONS
 from clever.match_rules import MatchingConfig, parse_matching
 from clever.paths import REPO_ROOT
 
@@ -77,6 +79,9 @@ class DistrictSettingsModel(_Strict):
     """Settings of a district, or the defaults of every district."""
 
     api_version: Literal[API_VERSIONS] | None = Field(None, description="Clever Data API version.")  # type: ignore[valid-type]
+    integration: Literal[INTEGRATION_NAMES] | None = Field(  # type: ignore[valid-type]
+        None, description="What the district's Clever app receives (default secure_sync): "
+                          + "; ".join(f"{i.name}: {i.summary}" for i in INTEGRATIONS.values()) + ".")
     schedule: str | None = Field(None, description="Airflow schedule (cron or preset); null: manual only.")
     sync_mode: Literal["full", "events"] | None = Field(
         None, description="full: every run reads every record; events: runs apply Clever's events since the last "
@@ -120,6 +125,9 @@ class DistrictSettingsModel(_Strict):
     disconnect_archive_after_days: Annotated[float, Field(strict=True, ge=0)] | None = Field(
         None, description="Days after a disconnect after which all of the district's records are archived; "
                           "null (the default): keep everything as it was and archive nothing.")
+    library_teacher_archive_after_days: Annotated[float, Field(strict=True, ge=0)] | None = Field(
+        None, description="integration library: days after a teacher disconnects after which the records only "
+                          "that teacher's view held are archived; null (the default): keep the teacher's last view.")
 
 
 class DistrictEntryModel(DistrictSettingsModel):
@@ -201,6 +209,7 @@ class DistrictConfig:
     slug: str
     name: str = ""  # "": the slug
     api_version: str = "v3.0"
+    integration: str = DEFAULT_INTEGRATION  # clever.integrations: what the district's tokens read
     schedule: str | None = "@daily"  # None: triggered by hand only
     sync_mode: str = "full"  # or "events" (clever.events)
     events_schedule: str | None = "@hourly"  # the DAG's schedule when sync_mode is events
@@ -238,6 +247,7 @@ class DistrictConfig:
     connection_status: str = "connected"  # or "disconnected" (clever.registry): the DAG stops scheduling
     disconnect_after_unauthorized_runs: int = 2
     disconnect_archive_after_days: float | None = None  # None: keep everything after a disconnect
+    library_teacher_archive_after_days: float | None = None  # library: None keeps a disconnected teacher's view
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -300,7 +310,8 @@ def districts_file() -> Path:
 # Settings where null means something (manual schedules, keep every run, derived staleness,
 # no alerts, default matching); elsewhere null takes the default.
 _NULL_MEANS_SOMETHING = {"schedule", "events_schedule", "full_sync_schedule", "landing_retention_days",
-                         "stale_after_hours", "alerts", "matching", "disconnect_archive_after_days"}
+                         "stale_after_hours", "alerts", "matching", "disconnect_archive_after_days",
+                         "library_teacher_archive_after_days"}
 
 
 def _district(entry: dict[str, Any], defaults: dict[str, Any], where: str) -> DistrictConfig:
@@ -313,6 +324,14 @@ def _district(entry: dict[str, Any], defaults: dict[str, Any], where: str) -> Di
     # null in an entry falls back to the file's defaults, then to DistrictConfig's
     given = {**set_values(DistrictSettingsModel, defaults), **set_values(DistrictEntryModel, entry)}
     slug = given.pop("slug")
+    kind = INTEGRATIONS[given.get("integration", DEFAULT_INTEGRATION)]
+    unreadable = [e for e in given.get("endpoints", ()) if e not in kind.readable]
+    if unreadable:
+        raise ConfigError(f"{where} ({slug}): endpoints: a {kind.name} district's tokens cannot read "
+                          f"{', '.join(unreadable)}; list only {', '.join(kind.readable)} (the default)")
+    if given.get("sync_mode") == "events" and not kind.events:
+        raise ConfigError(f"{where} ({slug}): sync_mode: events needs Clever's Events API, which only Secure Sync "
+                          f"apps can read; a {kind.name} district syncs with sync_mode: full")
     try:
         matching = parse_matching(defaults.get("matching"), entry.get("matching"), f"{where} ({slug})")
     except ValueError as exc:
@@ -322,7 +341,7 @@ def _district(entry: dict[str, Any], defaults: dict[str, Any], where: str) -> Di
     email = alerts.get("email") or ()
     return DistrictConfig(
         slug=slug, matching=matching,
-        endpoints=tuple(given.pop("endpoints", CORE_ENDPOINTS)),
+        endpoints=tuple(given.pop("endpoints", kind.default_endpoints)),
         alerts=AlertSettings((email,) if isinstance(email, str) else tuple(email),
                              alerts.get("smtp_conn_id") or "smtp_default", alerts.get("webhook_conn_id")),
         **given,
@@ -338,7 +357,21 @@ def load_districts(path: Path | None = None) -> list[DistrictConfig]:
 
 
 def _document(path: Path) -> dict[str, Any]:
-    """The districts file, checked down to its top-level keys."""
+    """The districts file, checked down to its top-level keys. Parsed once per version of
+    the file in a process (the DAG factory reads its districts and its discovery settings:
+    a thousand districts' YAML takes a second or more)."""
+    import copy
+
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        raise ConfigError(f"districts file {path} does not exist (set CLEVER_DISTRICTS_FILE)") from None
+    return copy.deepcopy(_parsed_document(str(path), stat.st_mtime_ns, stat.st_size))
+
+
+@functools.lru_cache(maxsize=4)
+def _parsed_document(path_text: str, mtime_ns: int, size: int) -> dict[str, Any]:
+    path = Path(path_text)
     try:
         document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except FileNotFoundError:

@@ -284,3 +284,31 @@ def redacted(conninfo: str) -> str:
 @functools.cache
 def _libpq_keywords() -> frozenset[str]:
     return frozenset(option.keyword.decode() for option in psycopg.pq.Conninfo.get_defaults())
+
+
+def teacher_token_variable(teacher_clever_id: str) -> str:
+    """The Airflow Variable holding a Clever Library teacher's token ("access_token" in the
+    name: Airflow masks its value in every log; Variables are Fernet-encrypted at rest)."""
+    return f"clever_teacher_access_token_{teacher_clever_id}"
+
+
+def library_teacher_token(teacher_clever_id: str) -> str | None:
+    """A Clever Library teacher's token, as the application handed it over: the Airflow
+    Variable ``clever_teacher_access_token_<teacher id>`` (docs/OPERATIONS.md#library-teachers);
+    None when there is none."""
+    from airflow.sdk import Variable
+
+    return Variable.get(teacher_token_variable(teacher_clever_id), default=None) or None
+
+
+def library_api_url(district: DistrictConfig) -> str:
+    """The Data API host a Library district's teacher tokens are used on: the host of the
+    district's connection ``clever_<slug>`` when there is one (it needs no token), else
+    https://api.clever.com."""
+    from airflow.sdk import BaseHook
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    try:
+        return http_connection_url(BaseHook.get_connection(district.connection_id), "api.clever.com")
+    except AirflowNotFoundException:
+        return "https://api.clever.com"

@@ -30,7 +30,9 @@ from airflow.sdk import DAG, Param, TriggerRule, get_current_context, get_parsin
 
 from clever.assets import MARTS
 from clever.catalog import ENDPOINTS
-from clever.config import DistrictConfig, load_districts_tolerant
+from clever.config import DistrictConfig, load_discovery, load_districts_tolerant
+from clever.discovery_dag import DAG_ID as DISCOVERY_DAG_ID
+from clever.discovery_dag import build_discovery_dag
 
 log = logging.getLogger(__name__)
 
@@ -236,6 +238,10 @@ def build_dags() -> dict[str, DAG]:
     if wanted and any(d.dag_id == wanted for d in districts):
         districts = [d for d in districts if d.dag_id == wanted]
     dags = {d.dag_id: build_district_dag(d) for d in districts}
+    if wanted in (None, DISCOVERY_DAG_ID):
+        discovery = load_discovery()
+        if discovery.enabled:
+            dags[DISCOVERY_DAG_ID] = build_discovery_dag(discovery)
     if errors and wanted in (None, CONFIG_ERRORS_DAG_ID):
         for error in errors.values():
             log.error("config/districts.yml: %s", error)

@@ -1,7 +1,8 @@
 """The ``clever_discovery`` DAG: onboarding from Clever's token list (clever.discovery).
 
-Built when ``discovery: {enabled: true}`` is in the districts file. Parsing imports only
-airflow.sdk and config; the task imports the rest when it runs.
+Built by the DAG factory (dags/clever_sync.py) when ``discovery: {enabled: true}`` is in
+the districts file. Parsing imports only airflow.sdk and config; the task imports the rest
+when it runs.
 """
 
 from __future__ import annotations

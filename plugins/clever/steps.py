@@ -69,6 +69,8 @@ class SyncContext:
     api: CleverEndpoint | None = field(default=None, repr=False)
     results: Mapping[str, Any] = field(default_factory=dict)
     validation_docs_dir: Path | None = None  # Data Docs of the validation (default: the artifacts folder)
+    # Library teachers' tokens by Clever id (default: the Airflow Variables, clever.connections)
+    teacher_tokens: Mapping[str, str] | None = field(default=None, repr=False)
 
     @property
     def conninfo(self) -> str:
@@ -126,6 +128,8 @@ def extract(ctx: SyncContext) -> dict[str, Any]:
     the events since the cursor, or a full sync of the run when Clever answers 404."""
     if ctx.params.archive_disconnected:
         return _archive_extraction(ctx)
+    if ctx.district.integration == "library":  # the connected teachers' views; each teacher connects alone
+        return {"mode": "full", **_extract_library(ctx)}
     from clever import registry
     from clever.client import CleverAPIError, CleverAuthError
     from clever.extract import ExtractionError
@@ -163,12 +167,21 @@ def _extract_from_clever(ctx: SyncContext) -> dict[str, Any]:
     return {"mode": "full", **pipeline.extract_run(ctx.conninfo, ctx.district, ctx.run_id, api.base_url, api.token)}
 
 
+def _extract_library(ctx: SyncContext) -> dict[str, Any]:
+    from clever import library
+    from clever.connections import library_api_url, library_teacher_token
+
+    base_url = ctx.api.base_url if ctx.api else library_api_url(ctx.district)
+    return library.extract_run(ctx.conninfo, ctx.district, ctx.run_id, base_url,
+                               ctx.teacher_tokens.get if ctx.teacher_tokens is not None else library_teacher_token)
+
+
 def validate(ctx: SyncContext) -> dict[str, Any]:
     from clever import validation
 
     return validation.validate_run(ctx.conninfo, ctx.run_id, quarantine_threshold=ctx.district.quarantine_threshold,
                                    quarantine_floor=ctx.district.quarantine_floor, full=ctx.params.full_refresh,
-                                   docs_dir=ctx.validation_docs_dir)
+                                   docs_dir=ctx.validation_docs_dir, integration=ctx.district.integration)
 
 
 def approve(ctx: SyncContext) -> list[str]:

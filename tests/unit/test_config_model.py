@@ -171,3 +171,25 @@ def test_an_entry_cannot_take_a_registered_district_under_another_slug(tmp_path,
     districts, errors = load_districts_tolerant(path)
     assert [d.slug for d in districts] == ["other", "hill_valley"]
     assert "already registered as 'hill_valley'; name the entry 'hill_valley'" in errors["hill"]
+
+
+def test_a_library_district_reads_what_teacher_tokens_can_and_keeps_a_disconnected_teachers_view(tmp_path):
+    path = write(tmp_path, {"districts": [
+        {"slug": "rostered"},
+        {"slug": "lib", "integration": "library"},
+        {"slug": "lib_archives", "integration": "library", "library_teacher_archive_after_days": 30},
+        {"slug": "lib_schools", "integration": "library", "endpoints": ["users", "schools"]},
+        {"slug": "lib_events", "integration": "library", "sync_mode": "events"},
+        {"slug": "typo", "integration": "libary"},
+    ]})
+    districts, errors = load_districts_tolerant(path)
+    by_slug = {d.slug: d for d in districts}
+    assert by_slug["rostered"].integration == "secure_sync"
+    assert by_slug["rostered"].endpoints == ("districts", "schools", "users", "sections", "terms", "courses")
+    assert by_slug["lib"].integration == "library"
+    assert by_slug["lib"].endpoints == ("districts", "users", "sections")
+    assert by_slug["lib"].library_teacher_archive_after_days is None  # default: keep the teacher's last view
+    assert by_slug["lib_archives"].library_teacher_archive_after_days == 30
+    assert "cannot read schools" in errors["lib_schools"]
+    assert "sync_mode: events needs Clever's Events API" in errors["lib_events"]
+    assert "integration: Input should be 'secure_sync' or 'library'" in errors["typo"]

@@ -13,19 +13,22 @@ from clever.catalog import API_VERSIONS, ENDPOINTS
 from clever.expectations import load_suite_document, parse_column
 from clever.validation import expectation_key, suite_columns, unexpected_rows_predicate
 from clever_devkit.suites import CONDITIONAL_FIELDS, SPEC_DIR, build_suite, render
+from clever_devkit.suites import SUITES as GENERATED
 
 SUITES = [(v, e) for v in API_VERSIONS for e in ENDPOINTS]
+ALL_SUITES = [(v, e, variant) for v in API_VERSIONS for e, variant in GENERATED]
 
 
-@pytest.mark.parametrize(("api_version", "endpoint"), SUITES)
-def test_committed_suite_is_what_the_generator_makes_from_the_spec(api_version, endpoint):
-    committed = (SPEC_DIR.parent / api_version / f"{endpoint}.json").read_text(encoding="utf-8")
-    assert committed == render(build_suite(api_version, endpoint)), "run `make expectations` and commit"
+@pytest.mark.parametrize(("api_version", "endpoint", "variant"), ALL_SUITES)
+def test_committed_suite_is_what_the_generator_makes_from_the_spec(api_version, endpoint, variant):
+    committed = (SPEC_DIR.parent / api_version / (variant or "") / f"{endpoint}.json").read_text(encoding="utf-8")
+    assert committed == render(build_suite(api_version, endpoint, variant=variant)), \
+        "run `make expectations` and commit"
 
 
-@pytest.mark.parametrize(("api_version", "endpoint"), SUITES)
-def test_every_suite_runs_in_the_validator(api_version, endpoint):
-    suite = load_suite_document(api_version, endpoint)
+@pytest.mark.parametrize(("api_version", "endpoint", "variant"), ALL_SUITES)
+def test_every_suite_runs_in_the_validator(api_version, endpoint, variant):
+    suite = load_suite_document(api_version, endpoint, integration_name=variant or "secure_sync")
     keys = [expectation_key(e) for e in suite["expectations"]]
     assert len(keys) == len(set(keys)), "results are matched to expectations by (type, column)"
     assert {c.name for c in suite_columns(suite)} >= {"clever_id"}
@@ -93,3 +96,27 @@ def test_unknown_columns_are_refused():
         with pytest.raises(SuiteError):
             parse_column(bad)
     assert parse_column("roles__district_admin__title__json_type").path == ("roles", "district_admin", "title")
+
+
+@pytest.mark.parametrize("api_version", API_VERSIONS)
+def test_library_suites_require_only_what_clever_sends_a_library_app(api_version):
+    """Clever Library: teacher name and email, student first name and last initial, sections;
+    no schools, SIS ids, terms or courses, so nothing of them is critical."""
+    users = {(e["kwargs"]["column"], e["severity"]) for e in
+             load_suite_document(api_version, "users", integration_name="library")["expectations"]}
+    sections = {(e["kwargs"]["column"], e["severity"]) for e in
+                load_suite_document(api_version, "sections", integration_name="library")["expectations"]}
+    critical_users = {column for column, severity in users if severity == "critical"}
+    assert critical_users == {"clever_id", "id__json_type", "district__json_type", "district__resolves_to_districts",
+                              "name__json_type", "roles__json_type"}
+    assert ("roles__student__school__json_type", "warning") in users
+    assert not any("resolves_to_schools" in column for column, _ in users | sections)
+    assert ("name__last__text", "warning") in users  # a last name longer than an initial is reported
+    critical_sections = {column for column, severity in sections if severity == "critical"}
+    assert {"students__json_type", "teachers__json_type", "name__json_type"} <= critical_sections
+    assert not critical_sections & {"school__json_type", "sis_id__json_type", "school__resolves_to_schools"}
+    # a Secure Sync district still gets the full suites
+    assert load_suite_document(api_version, "users") != load_suite_document(api_version, "users",
+                                                                            integration_name="library")
+    assert load_suite_document(api_version, "districts", integration_name="library") == \
+        load_suite_document(api_version, "districts")

@@ -694,3 +694,73 @@ def test_the_token_list_needs_the_application_credentials_and_follows_disconnect
     with make_sim(district, other_district) as simulator:  # no application client: no such route
         assert requests.get(simulator.base_url + "/oauth/tokens?owner_type=district", auth=app,
                             timeout=10).status_code in (401, 404)
+
+
+# -- Clever Library teachers ----------------------------------------------------------------------
+TEACHER_TOKEN, CO_TEACHER_TOKEN = "unit-sim-teacher-token-77aa", "unit-sim-co-teacher-token-88bb"
+
+
+def co_taught(district: Path) -> tuple[str, str, dict[str, Any]]:
+    """A section with two teachers: (its primary teacher, a co-teacher, the section)."""
+    section = next(s for s in on_disk(district, "v3.0", "sections") if len(set(s.get("teachers") or [])) > 1)
+    return section["teacher"], next(t for t in section["teachers"] if t != section["teacher"]), section
+
+
+@pytest.fixture
+def library_sim(district: Path) -> Iterator[tuple[CleverSimulator, str, str]]:
+    teacher, co_teacher, _ = co_taught(district)
+    spec = DistrictSpec("lib", TOKEN, district, teachers={TEACHER_TOKEN: teacher, CO_TEACHER_TOKEN: co_teacher})
+    with CleverSimulator([spec], seed=7) as simulator:
+        yield simulator, teacher, co_teacher
+
+
+def all_pages(sim: CleverSimulator, path: str, token: str) -> list[dict[str, Any]]:
+    records, url = [], f"{path}?limit=3"
+    while url:
+        response = get(sim, url, token)
+        assert response.status_code == 200, response.text
+        records += [item["data"] for item in response.json()["data"]]
+        url = links(response).get("next")
+    return records
+
+
+def test_a_library_teacher_reads_only_their_own_view_cut_to_the_library_fields(library_sim, district):
+    sim, teacher, co_teacher = library_sim
+    me = get(sim, "/v3.0/me", TEACHER_TOKEN).json()
+    assert me["type"] == "teacher" and me["data"]["id"] == teacher
+    own = [s for s in on_disk(district, "v3.0", "sections") if teacher in s["teachers"] or s["teacher"] == teacher]
+    sections = all_pages(sim, f"/v3.0/users/{teacher}/sections", TEACHER_TOKEN)
+    assert [s["id"] for s in sections] == [s["id"] for s in own]
+    assert all("school" not in s and "sis_id" not in s and "term_id" not in s for s in sections)
+    assert [s["students"] for s in sections] == [s["students"] for s in own]
+    users = {u["id"]: u for u in on_disk(district, "v3.0", "users")}
+    students = all_pages(sim, f"/v3.0/users/{teacher}/mystudents", TEACHER_TOKEN)
+    assert {s["id"] for s in students} == {st for s in own for st in s["students"]}
+    for student in students:
+        full = users[student["id"]]
+        assert student["name"] == {"first": full["name"]["first"], "last": full["name"]["last"][0]}
+        assert student["roles"] == {"student": {}} and "email" not in student
+    record = get(sim, f"/v3.0/users/{teacher}", TEACHER_TOKEN).json()["data"]
+    assert record["email"] == users[teacher]["email"] and record["roles"] == {"teacher": {}}
+    assert get(sim, f"/v3.0/districts/{me['data']['district']}", TEACHER_TOKEN).status_code == 200
+    # nothing beyond the teacher's own view
+    outsider = next(u for u in users if u not in {teacher} | {st for s in own for st in s["students"]})
+    assert get(sim, f"/v3.0/users/{outsider}", TEACHER_TOKEN).status_code == 404
+    assert get(sim, f"/v3.0/users/{co_teacher}/sections", TEACHER_TOKEN).status_code == 403
+    assert get(sim, f"/v3.0/users/{co_teacher}/mystudents", TEACHER_TOKEN).status_code == 403
+    for route in ("/v3.0/users", "/v3.0/sections", "/v3.0/schools", "/v3.0/events"):
+        assert get(sim, route, TEACHER_TOKEN).status_code == 403, route
+
+
+def test_a_revoked_library_teacher_gets_401_and_the_other_teacher_does_not(library_sim):
+    sim, teacher, co_teacher = library_sim
+    assert post(sim, "/_sim/revoke", {"teacher": teacher}).status_code == 200
+    assert get(sim, "/v3.0/me", TEACHER_TOKEN).status_code == 401
+    assert get(sim, "/v3.0/me", CO_TEACHER_TOKEN).json()["data"]["id"] == co_teacher
+    sim.reset()
+    assert get(sim, "/v3.0/me", TEACHER_TOKEN).status_code == 200
+
+
+def test_teacher_tokens_must_differ_from_district_tokens(district):
+    with pytest.raises(ValueError, match="teacher tokens"):
+        CleverSimulator([DistrictSpec("lib", TOKEN, district, teachers={TOKEN: "x"})])
