@@ -20,6 +20,31 @@
     {{ return(adapter.get_relation(database=this.database, schema=this.schema, identifier='int_reissue__scanned')) }}
 {% endmacro %}
 
+{# The versions `snapshot` wrote for `data_type` since the district's last scan (`scanned`:
+   district_slug, data_type, scanned_through). Scoped, per district with its slug and
+   mark as constants (the mark an initplan), so the snapshot's (district_slug,
+   dbt_valid_from) index reads only those versions; a join would read every version of
+   the district. Unscoped (the deploy build), a join. #}
+{% macro reissue_versions_since_scan(snapshot, data_type, scanned) %}
+    {%- set scope = build_scope() -%}
+    {%- if scope is none %}
+    select v.*
+    from {{ snapshot }} as v
+    left join {{ scanned }} as s on s.district_slug = v.district_slug and s.data_type = '{{ data_type }}'
+    where v.dbt_valid_from > coalesce(s.scanned_through, '-infinity')
+    {%- else -%}
+    {%- for slug in scope %}
+    select v.*
+    from {{ snapshot }} as v
+    where v.district_slug = '{{ slug }}'
+      and v.dbt_valid_from > coalesce((select s.scanned_through from {{ scanned }} as s
+                                       where s.district_slug = '{{ slug }}' and s.data_type = '{{ data_type }}'),
+                                      '-infinity')
+    {% if not loop.last %}union all{% endif %}
+    {%- endfor -%}
+    {%- endif %}
+{% endmacro %}
+
 {# One row per identifying key of each record in `versions` (snapshot rows of
    `data_type`): district_slug, clever_id, dbt_valid_from, sync_run_id, side,
    matched_on (what the key is made of) and key (compared for equality; %L quotes each

@@ -28,11 +28,7 @@ with scanned as (
 {% for data_type, snapshot, _ in reissue_data_types() %}
 -- what the snapshot wrote since the district's last scan, read through its index when used
 {{ data_type }}_versions as not materialized (
-    select v.*
-    from {{ ref(snapshot) }} as v
-    left join scanned as s on s.district_slug = v.district_slug and s.data_type = '{{ data_type }}'
-    where {{ in_build_scope('v.district_slug') }}
-      and v.dbt_valid_from > coalesce(s.scanned_through, '-infinity')
+    {{ reissue_versions_since_scan(ref(snapshot), data_type, 'scanned') }}
 ),
 
 {{ data_type }}_archive_times as (

@@ -1,3 +1,4 @@
+{{ config(meta={'indexes': [{'columns': ['district_slug', 'data_type', 'clever_id'], 'unique': true}]}) }}
 {# The records of each linked line of reissues (rpt_reissued_ids.is_linked), one row per
    record, with the line's first Clever ID. A record replaces at most one record and is
    replaced by at most one (a pair linked twice over is a 'conflict', not linked), and a
