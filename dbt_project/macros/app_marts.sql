@@ -108,7 +108,8 @@ event_rows as (
         {% if remainder %}
         r.school_clever_id as school_id,
         case when r.school_clever_id is not null then 'recorded' end as school_id_source,
-        null::boolean as student_is_archived
+        null::boolean as student_is_archived,
+        r.resolved_clever_id as student_lineage_id
         {% else %}
         coalesce(r.school_clever_id, sec.school_id, st.student_school_id) as school_id,
         case
@@ -116,7 +117,9 @@ event_rows as (
             when sec.school_id is not null then 'section'
             when st.student_school_id is not null then 'student_record_then'
         end as school_id_source,
-        u.is_archived as student_is_archived
+        u.is_archived as student_is_archived,
+        -- one history across a reissue linked in this district (rpt_reissued_ids)
+        coalesce(lu.lineage_id, r.resolved_clever_id) as student_lineage_id
         {% endif %}
     from resolved as r
     {% if not remainder %}
@@ -126,6 +129,8 @@ event_rows as (
     left join {{ ref('dim_sections') }} as sec
       on sec.district_slug = r.district_slug and sec.clever_id = r.section_clever_id
     left join school_then as st on st.progress_event_id = r.progress_event_id
+    left join {{ ref('int_reissue__lineage') }} as lu
+      on lu.district_slug = r.district_slug and lu.data_type = 'users' and lu.clever_id = r.resolved_clever_id
     {% endif %}
 )
 

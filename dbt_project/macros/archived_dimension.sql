@@ -102,7 +102,10 @@ join key_history as kh
 {% endmacro %}
 
 
-{% macro archived_dimension(state_model, endpoint) %}
+{# lineages: {output column: [ID column, data type]}: the lineage (the first Clever ID of a
+   linked line of reissues, int_reissue__lineage) of the record an ID column names, the
+   ID itself when it is in no linked line; after the lifecycle columns, joined when read. #}
+{% macro archived_dimension(state_model, endpoint, lineages={}) %}
 {% set relation = ref(state_model) %}
 {% set lifecycle = ['is_archived', 'archived_at', 'first_seen_at', 'archived_last_seen_at', 'version_valid_from',
                     'version_sync_run_id', 'snapshot_updated_at'] %}
@@ -121,6 +124,9 @@ select
     case when s.is_archived then s.archived_last_seen_at else ce.synced_at end as last_seen_at,
     s.version_valid_from,
     s.version_sync_run_id
+    {%- for name, source in lineages.items() %},
+    coalesce(lineage_{{ loop.index }}.lineage_id, s.{{ source[0] }}) as {{ name }}
+    {%- endfor %}
 from {{ relation }} as s
 left join (
     select district_slug, synced_at
@@ -128,15 +134,21 @@ left join (
     where endpoint = '{{ endpoint }}'
 ) as ce
   on ce.district_slug = s.district_slug
+{% for name, source in lineages.items() %}
+left join {{ ref('int_reissue__lineage') }} as lineage_{{ loop.index }}
+  on lineage_{{ loop.index }}.district_slug = s.district_slug and lineage_{{ loop.index }}.data_type = '{{ source[1] }}'
+ and lineage_{{ loop.index }}.clever_id = s.{{ source[0] }}
+{% endfor %}
 {% endmacro %}
 
 
 {# Per district of the build, the latest value of `column` in `relation` (how far an
    incremental table covers that district). Scoped: one index probe per district; with
-   a scoped full refresh, nothing is covered, so the districts' rows are all recomputed. #}
-{% macro district_watermarks(relation, column) %}
+   a scoped full refresh, nothing is covered (unless `full_refresh_uncovers` is false),
+   so the districts' rows are all recomputed. #}
+{% macro district_watermarks(relation, column, full_refresh_uncovers=true) %}
     {%- set scope = build_scope() -%}
-    {%- if scope is not none and scoped_full_refresh() -%}
+    {%- if scope is not none and full_refresh_uncovers and scoped_full_refresh() -%}
     select district_slug, null::timestamp as covered_until
     from (values {% for slug in scope %}('{{ slug }}'){% if not loop.last %}, {% endif %}{% endfor %}) as s(district_slug)
     {%- elif scope is none -%}

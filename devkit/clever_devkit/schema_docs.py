@@ -74,14 +74,17 @@ def _rows(columns: list[dict]) -> list[str]:
 
 
 def columns_table(node: dict) -> str:
-    """A model's columns as a Markdown table; a roster mart's trailing lifecycle columns as one row."""
+    """A model's columns as a Markdown table; a roster mart's lifecycle columns as one row
+    (the lineage columns some of them have after it stay rows of their own)."""
     columns = list(node["columns"].values())
-    lifecycle = [c["name"] for c in columns[-len(LIFECYCLE):]] == list(LIFECYCLE)
-    lines = ["| column | type | meaning |", "| --- | --- | --- |",
-             *_rows(columns[: -len(LIFECYCLE)] if lifecycle else columns)]
-    if lifecycle:
-        lines.append("| *lifecycle columns* | | " + ", ".join(f"`{name}`" for name in LIFECYCLE)
-                     + " (see [Lifecycle columns](#lifecycle-columns-every-mart)). |")
+    names = [c["name"] for c in columns]
+    start = next((i for i in range(len(names)) if names[i:i + len(LIFECYCLE)] == list(LIFECYCLE)), None)
+    if start is None:
+        return "\n".join(["| column | type | meaning |", "| --- | --- | --- |", *_rows(columns)]) + "\n"
+    lines = ["| column | type | meaning |", "| --- | --- | --- |", *_rows(columns[:start]),
+             "| *lifecycle columns* | | " + ", ".join(f"`{name}`" for name in LIFECYCLE)
+             + " (see [Lifecycle columns](#lifecycle-columns-every-mart)). |",
+             *_rows(columns[start + len(LIFECYCLE):])]
     return "\n".join(lines) + "\n"
 
 

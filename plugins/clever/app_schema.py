@@ -18,7 +18,7 @@ APP_SCHEMA = "app"
 _APP_DDL_LOCK_KEY = 0x0C1E7E14
 
 APP_TABLES = ("districts", "schools", "users", "progress_events", "role_grants", "groups", "group_members",
-              "match_overrides", "library_teachers")
+              "match_overrides", "library_teachers", "reissued_id_reviews")
 
 _APP_DDL = """
 CREATE SCHEMA IF NOT EXISTS app;
@@ -141,6 +141,21 @@ CREATE TABLE IF NOT EXISTS app.library_teachers (
     connected_at       timestamptz NOT NULL DEFAULT now(),
     disconnected_at    timestamptz,
     PRIMARY KEY (district_slug, teacher_clever_id)
+);
+
+-- A reviewer's decision on a record Clever reissued under a new ID (a pair listed in
+-- clever_marts.rpt_reissued_ids): 'confirm' links the two records into one history (the
+-- only way users are linked), 'reject' keeps them apart (also a pair linked automatically).
+CREATE TABLE IF NOT EXISTS app.reissued_id_reviews (
+    data_type      text        NOT NULL CHECK (data_type IN ('terms', 'courses', 'users')),
+    district_slug  text        NOT NULL,
+    old_clever_id  text        NOT NULL,
+    new_clever_id  text        NOT NULL,
+    decision       text        NOT NULL CHECK (decision IN ('confirm', 'reject')),
+    reason         text        NOT NULL,
+    created_by     text        NOT NULL,
+    created_at     timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (data_type, district_slug, old_clever_id, new_clever_id)
 );
 """
 

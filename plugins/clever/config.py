@@ -75,6 +75,13 @@ class AlertsModel(_Strict):
     webhook_conn_id: str | None = Field(None, description="Airflow HTTP connection whose host is a webhook URL.")
 
 
+class ReissuedIdsModel(_Strict):
+    link_automatically: list[Literal["terms", "courses"]] | None = Field(
+        None, description="Data types whose reissued records (one archived and one new in the same sync, with the "
+                          "same identifying data, unambiguous) are linked into one history without review. Users "
+                          "are never linked automatically: a reviewer confirms them (app.reissued_id_reviews).")
+
+
 class DistrictSettingsModel(_Strict):
     """Settings of a district, or the defaults of every district."""
 
@@ -128,6 +135,8 @@ class DistrictSettingsModel(_Strict):
     library_teacher_archive_after_days: Annotated[float, Field(strict=True, ge=0)] | None = Field(
         None, description="integration library: days after a teacher disconnects after which the records only "
                           "that teacher's view held are archived; null (the default): keep the teacher's last view.")
+    reissued_ids: ReissuedIdsModel | None = Field(
+        None, description="Records Clever reissues under a new ID (clever_marts.rpt_reissued_ids).")
 
 
 class DistrictEntryModel(DistrictSettingsModel):
@@ -231,6 +240,8 @@ class DistrictConfig:
     extract_concurrency: int = 3  # endpoints of one run extracted at a time (threads of the extract task)
     build_lock_timeout_seconds: int = 3600  # wait for the district's lock, or a deploy of the dbt project
     matching: MatchingConfig = field(default_factory=MatchingConfig)  # rule order for app matching
+    # data types (terms, courses) whose reissued records are linked without review
+    link_reissued_ids_automatically: tuple[str, ...] = ()
     extract_pool: str = "default_pool"  # Airflow pool of the extract tasks
     build_pool: str = "default_pool"  # Airflow pool of approve and build (they queue on the build lock)
     # Landing rows of older runs are pruned after this many days (None: kept for ever);
@@ -339,8 +350,10 @@ def _district(entry: dict[str, Any], defaults: dict[str, Any], where: str) -> Di
     given.pop("matching", None)
     alerts = given.pop("alerts", None) or {}
     email = alerts.get("email") or ()
+    reissued_ids = given.pop("reissued_ids", None) or {}
     return DistrictConfig(
         slug=slug, matching=matching,
+        link_reissued_ids_automatically=tuple(reissued_ids.get("link_automatically") or ()),
         endpoints=tuple(given.pop("endpoints", kind.default_endpoints)),
         alerts=AlertSettings((email,) if isinstance(email, str) else tuple(email),
                              alerts.get("smtp_conn_id") or "smtp_default", alerts.get("webhook_conn_id")),

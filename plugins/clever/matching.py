@@ -19,12 +19,19 @@ from clever.config import DistrictConfig
 
 
 def write_match_settings(conn: psycopg.Connection, district: DistrictConfig) -> None:
-    """Store the district's rule order, confidences and state (a no-op if unchanged)."""
+    """Store the district's rule order, confidences and state, and the data types whose
+    reissued records it links without review (a no-op if unchanged)."""
     conn.execute(
-        """INSERT INTO clever_landing.match_settings (district_slug, state, rules) VALUES (%s, %s, %s)
+        """INSERT INTO clever_landing.match_settings (district_slug, state, rules, link_reissued_ids_automatically)
+           VALUES (%s, %s, %s, %s)
            ON CONFLICT (district_slug) DO UPDATE
-               SET state = EXCLUDED.state, rules = EXCLUDED.rules, written_at = clock_timestamp()
+               SET state = EXCLUDED.state, rules = EXCLUDED.rules,
+                   link_reissued_ids_automatically = EXCLUDED.link_reissued_ids_automatically,
+                   written_at = clock_timestamp()
                WHERE match_settings.state IS DISTINCT FROM EXCLUDED.state
-                  OR match_settings.rules IS DISTINCT FROM EXCLUDED.rules""",
-        (district.slug, district.matching.state, json.dumps(district.matching.as_settings())),
+                  OR match_settings.rules IS DISTINCT FROM EXCLUDED.rules
+                  OR match_settings.link_reissued_ids_automatically
+                     IS DISTINCT FROM EXCLUDED.link_reissued_ids_automatically""",
+        (district.slug, district.matching.state, json.dumps(district.matching.as_settings()),
+         list(district.link_reissued_ids_automatically)),
     )

@@ -208,6 +208,17 @@ CREATE TABLE IF NOT EXISTS clever_landing.match_settings (
     rules          jsonb       NOT NULL,
     written_at     timestamptz NOT NULL DEFAULT clock_timestamp()
 );
+-- The data types whose reissued records the district links without review (config
+-- `reissued_ids:`), read by rpt_reissued_ids; added to warehouses created before. The
+-- catalog is checked first: ALTER TABLE would wait for every build reading the table.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = 'clever_landing'
+                   AND table_name = 'match_settings' AND column_name = 'link_reissued_ids_automatically') THEN
+        ALTER TABLE clever_landing.match_settings
+            ADD COLUMN link_reissued_ids_automatically text[] NOT NULL DEFAULT '{}';
+    END IF;
+END $$;
 
 -- Events (clever.events): a run is a full sync (every record of every endpoint) or an
 -- events run (what Clever's Events API lists since the district's cursor). events_from is

@@ -90,7 +90,7 @@ def _history(url: str) -> dict[str, list[str]]:
     """Each shared table's rows without the times a build stamps on them."""
     stamped = ["dbt_scd_id", "dbt_updated_at", "dbt_valid_from", "dbt_valid_to", "snapshot_updated_at",
                "covered_until", "archived_at", "version_valid_from", "first_seen_at", "archived_last_seen_at",
-               "matched_since", "synced_at", "data_as_of"]
+               "matched_since", "synced_at", "data_as_of", "scanned_through", "detected_at"]
     drop = " - ".join(f"'{column}'" for column in stamped)
     return {table: sorted(row[0] for row in query(url, f"SELECT (to_jsonb(t) - {drop})::text FROM {table} AS t"))
             for table in shared_tables(url)}

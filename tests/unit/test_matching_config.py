@@ -60,3 +60,19 @@ def test_demo_app_data_is_deterministic_and_has_every_kind_of_record():
     events = rows.tables["progress_events"]
     assert any(e["app_user_id"] for e in events) and any(e["student_clever_id"] for e in events)
     assert {g["kind"] for g in rows.tables["groups"]} == {"custom", "section_subgroup"}
+
+
+def test_reissued_terms_and_courses_are_linked_automatically_only_where_configured(tmp_path):
+    found = districts(tmp_path, {
+        "defaults": {"reissued_ids": {"link_automatically": ["terms"]}},
+        "districts": [{"slug": "a"}, {"slug": "b", "reissued_ids": {"link_automatically": ["terms", "courses"]}},
+                      {"slug": "c", "reissued_ids": {"link_automatically": []}}],
+    })
+    assert [found[slug].link_reissued_ids_automatically for slug in "abc"] == [("terms",), ("terms", "courses"), ()]
+    assert districts(tmp_path, {"districts": [{"slug": "d"}]})["d"].link_reissued_ids_automatically == ()
+
+
+def test_users_are_never_linked_automatically(tmp_path):
+    with pytest.raises(ConfigError, match=r"\(springfield\): reissued_ids.link_automatically.0: Input should be "
+                                          r"'terms' or 'courses'"):
+        districts(tmp_path, {"districts": [{"slug": "springfield", "reissued_ids": {"link_automatically": ["users"]}}]})

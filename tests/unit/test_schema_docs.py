@@ -1,6 +1,6 @@
 """The marts' docs: each column described once (dbt doc blocks), the marts carry their
-staging columns then the lifecycle columns, and docs/SCHEMA.md's column tables are
-what clever_devkit.schema_docs makes of dbt's manifest (not stale)."""
+staging columns, the lifecycle columns, then their lineage columns, and docs/SCHEMA.md's
+column tables are what clever_devkit.schema_docs makes of dbt's manifest (not stale)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,9 @@ from tests.helpers import DBT_PROJECT, documented_models
 
 LIFECYCLE = ["is_archived", "archived_at", "first_seen_at", "last_seen_at", "version_valid_from",
              "version_sync_run_id"]
+# The lineage of reissued records (joined when read, not stored in the state tables).
+LINEAGE = {"dim_users": ["lineage_id"], "dim_terms": ["lineage_id"], "dim_courses": ["lineage_id"],
+           "dim_sections": ["term_lineage_id", "course_lineage_id"], "fct_enrollments": ["user_lineage_id"]}
 STAGING_ONLY = {"sync_run_id", "synced_at", "record_hash", "raw"}
 MARTS = {data_type.mart: data_type.staging_model for data_type in DATA_TYPES if data_type.mart}
 
@@ -39,7 +42,7 @@ def raw_descriptions(model: str) -> dict[str, str]:
 def test_mart_docs_have_the_staging_columns_then_the_lifecycle_columns(mart):
     staging = [c for c in yml_columns("staging", MARTS[mart]) if c[0] not in STAGING_ONLY]
     marts = yml_columns("marts", mart)
-    assert [c[0] for c in marts] == [c[0] for c in staging] + LIFECYCLE
+    assert [c[0] for c in marts] == [c[0] for c in staging] + LIFECYCLE + LINEAGE.get(mart, [])
     assert marts[: len(staging)] == staging  # same types and words
     # ... written once: the mart's column and the staging column reference one doc block
     written, staged = raw_descriptions(mart), raw_descriptions(MARTS[mart])
@@ -51,7 +54,8 @@ def test_mart_docs_have_the_staging_columns_then_the_lifecycle_columns(mart):
 def test_state_tables_are_documented_as_their_marts_without_last_seen_at(mart):
     state = "int_state__" + MARTS[mart].removeprefix("stg_clever__").replace("section_enrollments", "enrollments")
     documented = yml_columns("intermediate", state)
-    expected = [(name, kind) for name, kind, _ in yml_columns("marts", mart) if name != "last_seen_at"]
+    expected = [(name, kind) for name, kind, _ in yml_columns("marts", mart)
+                if name != "last_seen_at" and name not in LINEAGE.get(mart, [])]
     assert [(name, kind) for name, kind, _ in documented] == [
         *expected, ("archived_last_seen_at", "timestamptz"), ("snapshot_updated_at", "timestamp without time zone")]
 
@@ -77,9 +81,11 @@ def test_schema_md_has_a_generated_table_of_every_mart_and_the_lifecycle_columns
     marts_schema = {name for name, node in schema_docs.models(schema_docs.project_manifest()).items()
                     if node["schema"] == "clever_marts"}
     assert set(generated) == marts_schema
-    for mart in MARTS:  # the lifecycle columns: one row, pointing to their table
+    for mart in MARTS:  # the lifecycle columns: one row, pointing to their table; the lineage after it
         section = text.split(f"<!-- generated: columns {mart} -->\n", 1)[1].split("<!-- end generated -->")[0]
         assert "| *lifecycle columns* |" in section, mart
+        after = section.split("| *lifecycle columns* |", 1)[1].splitlines()[1:]
+        assert [row.split("`")[1] for row in after if row] == LINEAGE.get(mart, []), mart
 
 
 def test_a_stale_table_is_noticed():

@@ -8,8 +8,12 @@
    records keep their person.
    Only staff-type records get their keys computed and only those with both keys go
    through the window (a few percent of a district); every other record is its own
-   person, so a million students are neither normalised nor sorted. #}
-with users as (
+   person, so a million students are neither normalised nor sorted.
+   A user Clever reissued under a new ID whose pair is linked (int_reissue__lineage:
+   confirmed by a reviewer) is the same person as the record it replaces, whatever its
+   role: their people are merged ('reissued_id'), with the person_id of the first-seen
+   record among them, so the account, progress and roles follow the person. #}
+with recursive users as (
     select
         district_slug,
         clever_id,
@@ -47,19 +51,68 @@ grouped as (
         partition by district_slug, email_key || '#' || name_key
         order by first_seen_at, 'teacher' = any(roles) desc, clever_id
         rows between unbounded preceding and unbounded following)
+),
+
+by_email_and_name as (
+    select
+        district_slug,
+        clever_id,
+        person_id,
+        case when person_record_count > 1 then 'same_email_and_name' else 'single_record' end as person_rule
+    from grouped
+    union all
+    select district_slug, clever_id, clever_id as person_id, 'single_record'
+    from staff
+    where email_key is null or name_key is null
+    union all
+    select district_slug, clever_id, clever_id as person_id, 'single_record'
+    from users
+    where not is_staff_type
+),
+
+-- linked reissues join the people of their records (a few rows: only linked users)
+reissued as (
+    select l.district_slug, l.clever_id, l.lineage_id, coalesce(g.person_id, l.clever_id) as person_id
+    from {{ ref('int_reissue__lineage') }} as l
+    left join grouped as g on g.district_slug = l.district_slug and g.clever_id = l.clever_id
+    where l.data_type = 'users' and {{ in_build_scope('l.district_slug') }}
+),
+
+joined as (
+    select r.district_slug, r.person_id as from_person, f.person_id as to_person
+    from reissued as r
+    join reissued as f on f.district_slug = r.district_slug and f.clever_id = r.lineage_id
+    where r.person_id <> f.person_id
+),
+
+edges as (
+    select district_slug, from_person, to_person from joined
+    union
+    select district_slug, to_person, from_person from joined
+),
+
+reach (district_slug, person_id, reached) as (
+    select district_slug, from_person as person_id, from_person as reached from edges
+    union
+    select r.district_slug, r.person_id, e.to_person
+    from reach as r
+    join edges as e on e.district_slug = r.district_slug and e.from_person = r.reached
+),
+
+merged as (
+    select distinct on (r.district_slug, r.person_id)
+        r.district_slug,
+        r.person_id,
+        r.reached as merged_person_id
+    from reach as r
+    join users as u on u.district_slug = r.district_slug and u.clever_id = r.reached
+    order by r.district_slug, r.person_id, u.first_seen_at, 'teacher' = any(u.roles) desc, r.reached
 )
 
 select
-    district_slug,
-    clever_id,
-    person_id,
-    case when person_record_count > 1 then 'same_email_and_name' else 'single_record' end as person_rule
-from grouped
-union all
-select district_slug, clever_id, clever_id as person_id, 'single_record'
-from staff
-where email_key is null or name_key is null
-union all
-select district_slug, clever_id, clever_id as person_id, 'single_record'
-from users
-where not is_staff_type
+    p.district_slug,
+    p.clever_id,
+    coalesce(m.merged_person_id, p.person_id) as person_id,
+    case when m.person_id is not null then 'reissued_id' else p.person_rule end as person_rule
+from by_email_and_name as p
+left join merged as m on m.district_slug = p.district_slug and m.person_id = p.person_id

@@ -1,1 +1,1 @@
-{{ archived_dimension('int_state__terms', 'terms') }}
+{{ archived_dimension('int_state__terms', 'terms', lineages={'lineage_id': ['clever_id', 'terms']}) }}

@@ -1,1 +1,1 @@
-{{ archived_dimension('int_state__enrollments', 'sections') }}
+{{ archived_dimension('int_state__enrollments', 'sections', lineages={'user_lineage_id': ['user_id', 'users']}) }}
