@@ -19,6 +19,12 @@ How the spec becomes rules:
   guarantees (every record's district, a section's school, a student's and a teacher's
   school) resolve within the same extraction (critical). Other references (a section's
   term, course and members) are reported as warnings.
+- An integration whose records Clever cuts down (``limited_records`` in
+  clever.integrations: a District SSO app's users) gets its own suite,
+  ``expectations/<version>/<integration>/<endpoint>.json``: only the fields Clever
+  guarantees to that integration (``SCOPE_GUARANTEES``) are critical, every other field
+  of the definition is optional (its type still reported), and only references to
+  endpoints the integration reads are checked.
 
 A critical failure quarantines the record (clever.validation); warnings only report.
 
@@ -39,6 +45,7 @@ import yaml
 
 from clever.catalog import API_VERSIONS, DATA_TYPES, ENDPOINTS
 from clever.expectations import column_name, suite_name, suite_path
+from clever.integrations import INTEGRATIONS, integration
 from clever.paths import EXPECTATIONS_DIR
 
 SPEC_DIR = EXPECTATIONS_DIR / "openapi"
@@ -75,6 +82,17 @@ REFERENCES: dict[tuple[str, tuple[str, ...]], tuple[str, str]] = {
     ("users", ("roles", "teacher", "schools")): ("schools", "warning"),
 }
 
+# Per integration and endpoint, the fields Clever guarantees to that integration (top-level
+# paths); the rest of the definition is not sent to it, or not always. District SSO: "user
+# first name, last name, email" with the user's Clever ID, district and roles (Clever's
+# certification types and District SSO guide); schools, SIS and state IDs, demographics
+# and the rest need Secure Sync. The email stays optional, as in the spec.
+SCOPE_GUARANTEES: dict[str, dict[str, frozenset[tuple[str, ...]]]] = {
+    "sso": {"users": frozenset({("id",), ("district",), ("name",), ("roles",)})},
+}
+SCOPE_REASONS = {"sso": "not guaranteed to a District SSO app"}
+
+
 def _definition(definitions: dict[str, Any], schema: dict[str, Any]) -> tuple[dict[str, Any], bool]:
     """The schema a property points at, and whether the property is nullable."""
     nullable = bool(schema.get("x-nullable"))
@@ -103,15 +121,18 @@ def _condition(column: str) -> dict[str, Any]:
 
 
 def _field_rules(endpoint: str, definitions: dict[str, Any], properties: dict[str, Any],
-                 path: tuple[str, ...], condition: str | None, role: str | None) -> Iterator[_Rule]:
+                 path: tuple[str, ...], condition: str | None, role: str | None,
+                 variant: str | None = None) -> Iterator[_Rule]:
     where = {"row_condition": _condition(condition)} if condition else {}
+    scope = SCOPE_GUARANTEES[variant][endpoint] if variant else None
     for name, raw_schema in sorted(properties.items()):
         schema, nullable = _definition(definitions, raw_schema)
         field_path = (*path, name)
         dotted = ".".join(field_path)
         conditional = (name in CONDITIONAL_FIELDS or (role is not None and name in ROLE_FIELDS_ON_USER)
                        or (role, name) in CONDITIONAL_ROLE_FIELDS)
-        guaranteed = not nullable and not conditional
+        out_of_scope = scope is not None and field_path not in scope
+        guaranteed = not nullable and not conditional and not out_of_scope
         json_type = _json_type(schema)
         type_column = column_name(field_path, "json_type")
         if guaranteed:
@@ -119,7 +140,8 @@ def _field_rules(endpoint: str, definitions: dict[str, Any], properties: dict[st
                         {"column": type_column, "value_set": [json_type], **where}, "critical",
                         f"guaranteed field {dotted} is present, not null and a JSON {json_type}")
         else:
-            why = "x-nullable" if nullable else CONDITIONAL_FIELDS.get(name, "sent only where it applies")
+            why = ("x-nullable" if nullable else SCOPE_REASONS[variant] if out_of_scope and not conditional
+                   else CONDITIONAL_FIELDS.get(name, "sent only where it applies"))
             yield _Rule("expect_column_values_to_be_in_set",
                         {"column": type_column, "value_set": sorted({json_type, "null", "missing"}), **where},
                         "warning", f"optional field {dotted} ({why}) is a JSON {json_type} when present")
@@ -138,6 +160,8 @@ def _field_rules(endpoint: str, definitions: dict[str, Any], properties: dict[st
         reference = REFERENCES.get((endpoint, field_path))
         if name == "district" and len(path) == 0 and endpoint != "districts":
             reference = ("districts", "critical")
+        if reference and variant and reference[0] not in integration(variant).readable:
+            reference = None  # the integration never receives the records it refers to
         if reference:
             target, severity = reference
             kind = "all_resolve_to" if json_type == "array" else "resolves_to"
@@ -149,11 +173,13 @@ def _field_rules(endpoint: str, definitions: dict[str, Any], properties: dict[st
             # A role's (or a nested object's) fields apply only where it is there.
             child_condition = type_column if (path == ("roles",) or not guaranteed) else condition
             yield from _field_rules(endpoint, definitions, schema["properties"], field_path,
-                                    child_condition, child_role)
+                                    child_condition, child_role, variant)
 
 
-def build_suite(api_version: str, endpoint: str, spec_dir: Path = SPEC_DIR) -> dict[str, Any]:
-    """The GX suite (as its JSON document) for one endpoint of one API version."""
+def build_suite(api_version: str, endpoint: str, spec_dir: Path = SPEC_DIR,
+                variant: str | None = None) -> dict[str, Any]:
+    """The GX suite (as its JSON document) for one endpoint of one API version; with
+    ``variant``, for that integration's cut-down records."""
     import great_expectations as gx
     from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
 
@@ -167,12 +193,13 @@ def build_suite(api_version: str, endpoint: str, spec_dir: Path = SPEC_DIR) -> d
               "no Clever id appears twice in one extraction"),
         # The landing column holds a numeric id's text too (so that record is kept, not
         # archived): the id's JSON type is checked here as well.
-        *_field_rules(endpoint, definitions, definition["properties"], (), None, None),
+        *_field_rules(endpoint, definitions, definition["properties"], (), None, None, variant),
     ]
     suite = gx.ExpectationSuite(
-        name=suite_name(api_version, endpoint),
+        name=suite_name(api_version, endpoint, variant),
         meta={"clever": {"api_version": api_version, "endpoint": endpoint,
                          "definition": DEFINITION_OF[endpoint],
+                         **({"integration": variant} if variant else {}),
                          "generated_by": "python -m clever_devkit.suites (make expectations)",
                          "source": f"expectations/openapi/{api_version}.yml"}},
     )
@@ -191,13 +218,19 @@ def render(document: dict[str, Any]) -> str:
     return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
+SUITES: tuple[tuple[str, str | None], ...] = (
+    *((endpoint, None) for endpoint in ENDPOINTS),
+    *((endpoint, name) for name, kind in INTEGRATIONS.items() for endpoint in kind.limited_records),
+)  # (endpoint, integration variant) for each API version
+
+
 def write_suites(out: Path = EXPECTATIONS_DIR, spec_dir: Path = SPEC_DIR) -> list[Path]:
     written = []
     for api_version in API_VERSIONS:
-        for endpoint in ENDPOINTS:
-            path = suite_path(api_version, endpoint, out)
+        for endpoint, variant in SUITES:
+            path = suite_path(api_version, endpoint, out, variant)
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(render(build_suite(api_version, endpoint, spec_dir)), encoding="utf-8")
+            path.write_text(render(build_suite(api_version, endpoint, spec_dir, variant)), encoding="utf-8")
             written.append(path)
     return written
 

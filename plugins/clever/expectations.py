@@ -1,7 +1,8 @@
 """The Great Expectations suites' column grammar and loading, for the validator
 (clever.validation). The suites themselves are generated from Clever's OpenAPI specs by
 the dev kit (``make expectations``, clever_devkit.suites) and committed under
-``expectations/<version>/<endpoint>.json``.
+``expectations/<version>/<endpoint>.json``; an integration whose records Clever cuts down
+(District SSO's users) has its own under ``expectations/<version>/<integration>/``.
 
 Suites run on a flattened copy of one extraction, one column per rule input. Column
 names are a small grammar over the record's JSON path (path parts joined by ``__``):
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from clever.catalog import ENDPOINTS
+from clever.integrations import DEFAULT_INTEGRATION, integration
 from clever.paths import EXPECTATIONS_DIR
 
 _COLUMN = re.compile(
@@ -59,16 +61,24 @@ def parse_column(name: str) -> ColumnSpec:
     return ColumnSpec(name, kind, tuple(match["path"].split("__")), ref)
 
 
-def suite_name(api_version: str, endpoint: str) -> str:
-    return f"clever_{api_version.replace('.', '_')}_{endpoint}"
+def suite_variant(endpoint: str, integration_name: str = DEFAULT_INTEGRATION) -> str | None:
+    """The integration whose own suite validates ``endpoint``'s records (Clever cuts them
+    down for it), or None for the full (Secure Sync) suite."""
+    return integration_name if endpoint in integration(integration_name).limited_records else None
 
 
-def suite_path(api_version: str, endpoint: str, root: Path = EXPECTATIONS_DIR) -> Path:
-    return root / api_version / f"{endpoint}.json"
+def suite_name(api_version: str, endpoint: str, variant: str | None = None) -> str:
+    return f"clever_{api_version.replace('.', '_')}_{endpoint}" + (f"_{variant}" if variant else "")
 
 
-def load_suite_document(api_version: str, endpoint: str, root: Path = EXPECTATIONS_DIR) -> dict[str, Any]:
-    path = suite_path(api_version, endpoint, root)
+def suite_path(api_version: str, endpoint: str, root: Path = EXPECTATIONS_DIR, variant: str | None = None) -> Path:
+    return root / api_version / (variant or "") / f"{endpoint}.json"
+
+
+def load_suite_document(api_version: str, endpoint: str, root: Path = EXPECTATIONS_DIR,
+                        integration_name: str = DEFAULT_INTEGRATION) -> dict[str, Any]:
+    """The suite that validates ``endpoint`` for a district of ``integration_name``."""
+    path = suite_path(api_version, endpoint, root, suite_variant(endpoint, integration_name))
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:

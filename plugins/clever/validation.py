@@ -4,7 +4,8 @@ For every endpoint the run completed:
 
 1. one pass over its landing rows writes a flattened, unlogged copy with exactly the
    columns its suite needs (``clever.expectations`` defines the column grammar);
-2. GX runs the endpoint's suite (expectations/<version>/<endpoint>.json) on that table
+2. GX runs the endpoint's suite (expectations/<version>/<endpoint>.json, or for the users
+   of an sso district expectations/<version>/sso/users.json) on that table
    inside PostgreSQL, so a million users never pass through Python, and builds Data Docs
    for the run;
 3. every record that breaks a critical rule is quarantined: kept in
@@ -477,7 +478,8 @@ def validate_run(conninfo: str, sync_run_id: int, *, quarantine_threshold: float
         docs_dir = docs_dir or data_docs_index(run.district_slug, sync_run_id).parent
         completed = completed_endpoints(conn, sync_run_id)
         endpoints = [e for e in run.endpoints if e in completed]
-        suites = {e: load_suite_document(run.api_version, e) for e in endpoints}
+        # An sso district's users: the suite of what Clever sends a District SSO app.
+        suites = {e: load_suite_document(run.api_version, e, integration_name=run.integration) for e in endpoints}
         fingerprints = {e: suite_fingerprint(suites[e]) for e in endpoints}
         # An events run holds only changed records: each is checked (no baseline).
         events = EventsRun(run.district_slug, sync_run_id) if run_mode(conn, sync_run_id) == "events" else None

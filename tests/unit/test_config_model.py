@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from clever.catalog import CORE_ENDPOINTS
 from clever.config import ConfigError, districts_schema, load_districts, load_districts_tolerant
 from clever.paths import REPO_ROOT
 
@@ -112,3 +113,44 @@ def test_an_events_district_runs_on_its_events_schedule_and_is_stale_by_it(tmp_p
     assert by_slug["manual_full"].full_sync_schedule is None  # null: full syncs only on demand or fallback
     assert by_slug["manual_full"].dag_schedule == "*/15 * * * *"
     assert "sync_mode: Input should be 'full' or 'events'" in errors["typo"]
+
+
+def test_an_sso_district_reads_what_a_district_sso_token_can_and_matches_users_by_clever_id_then_email(tmp_path):
+    path = write(tmp_path, {"districts": [
+        {"slug": "rostered"},
+        {"slug": "sso", "integration": "sso"},
+        {"slug": "sso_ordered", "integration": "sso", "matching": {"users": ["email", "clever_id"]}},
+    ]})
+    rostered, sso, ordered = load_districts(path)
+    assert (rostered.integration, rostered.endpoints) == ("secure_sync", CORE_ENDPOINTS)
+    assert rostered.matching.rules["users"] == ("clever_id", "sis_id", "state_id", "email", "name_school")
+    assert (sso.integration, sso.endpoints) == ("sso", ("districts", "users"))
+    assert sso.matching.rules["users"] == ("clever_id", "email")
+    assert sso.matching.rules["districts"] == rostered.matching.rules["districts"]
+    assert ordered.matching.rules["users"] == ("email", "clever_id")  # configurable as for any district
+
+
+def test_an_sso_district_asking_for_rosters_or_events_is_a_config_error_naming_it(tmp_path):
+    path = write(tmp_path, {"defaults": {"endpoints": ["districts", "schools", "users", "sections"]}, "districts": [
+        {"slug": "rostered"},
+        {"slug": "own_list", "integration": "sso", "endpoints": ["users", "terms"]},
+        {"slug": "inherited", "integration": "sso"},
+        {"slug": "fixed", "integration": "sso", "endpoints": ["districts", "users"]},
+        {"slug": "by_events", "integration": "sso", "endpoints": ["users"], "sync_mode": "events"},
+        {"slug": "library", "integration": "library"},
+    ]})
+    districts, errors = load_districts_tolerant(path)
+    assert [(d.slug, d.endpoints) for d in districts] == [
+        ("rostered", ("districts", "schools", "users", "sections")), ("fixed", ("districts", "users"))]
+    assert errors["own_list"].endswith(
+        "districts[1] (own_list): endpoints: an sso district's token cannot read terms (Clever answers 403 "
+        "\"Resource not in token's scopes\" without Secure Sync); list only districts, users (the default), or set "
+        "integration: secure_sync")
+    assert "districts[2] (inherited): endpoints (from defaults: give this district its own): an sso district's " \
+           "token cannot read schools, sections" in errors["inherited"]
+    assert errors["by_events"].endswith("districts[4] (by_events): sync_mode: events needs Clever's Events API, "
+                                        "which only Secure Sync apps can read; an sso district syncs with "
+                                        "sync_mode: full")
+    assert errors["library"].endswith("integration: Input should be 'secure_sync' or 'sso'")
+    schema = districts_schema()["$defs"]["DistrictSettingsModel"]["properties"]["integration"]
+    assert schema["anyOf"][0]["enum"] == ["secure_sync", "sso"]
