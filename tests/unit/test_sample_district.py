@@ -455,7 +455,7 @@ def sso_records(version: str) -> dict[str, list[dict[str, Any]]]:
 def test_shipped_sso_sample_equals_a_fresh_generation(tmp_path):
     generate(tmp_path, **SSO_SAMPLE_ARGS)
     assert files(SAMPLE_SSO_DISTRICT_DIR) == files(tmp_path), (
-        "devkit/clever_devkit/sample_data/sso_district drifted: regenerate it with the command in its README")
+        "devkit/clever_devkit/sample_data/sso_district drifted: run `make sample-data`")
     assert set(files(tmp_path)) == {"README.md"} | {f"{v}/{e}.json" for v in API_VERSIONS
                                                     for e in ("districts", "users")}
     readme = (SAMPLE_SSO_DISTRICT_DIR / "README.md").read_text(encoding="utf-8")
