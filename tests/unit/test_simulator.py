@@ -447,18 +447,6 @@ def test_a_district_sso_token_reads_districts_and_users_only(district):
         DistrictSpec("x", TOKEN, district, integration="library")
 
 
-def test_cli_serves_a_district_with_an_sso_scope():
-    process, line = run_cli(["--district", f"sso=env:UNIT_SIM_TOKEN@{SAMPLE_SSO_DISTRICT_DIR}",
-                             "--integration", "sso=sso"], {"UNIT_SIM_TOKEN": TOKEN})
-    try:
-        base = line.split(" on ")[1].split()[0]
-        auth = {"Authorization": f"Bearer {TOKEN}"}
-        assert requests.get(f"{base}/v3.0/users", headers=auth, timeout=5).status_code == 200
-        assert requests.get(f"{base}/v3.0/sections", headers=auth, timeout=5).status_code == 403
-    finally:
-        assert stop_cli(process) == 0
-
-
 class CountingSource:
     """A generated (file-less) source: user ids are 24-digit numbers, 0..n-1."""
 
@@ -540,7 +528,7 @@ def stop_cli(process: subprocess.Popen[str]) -> int:
 def test_cli_serves_given_districts_until_sigterm(district):
     process, line = run_cli(["--district", f"demo=env:UNIT_SIM_TOKEN@{district}", "--district",
                              f"spare=spare-token@{district}", "--fault", "fail_endpoint=terms",
-                             "--fault", "fail_after_pages=1"], {"UNIT_SIM_TOKEN": TOKEN})
+                             "--fault", "fail_after_pages=1", "--integration", "spare=sso"], {"UNIT_SIM_TOKEN": TOKEN})
     try:
         assert line.startswith("Clever API simulator listening on http://127.0.0.1:")
         assert line.rstrip().endswith("(districts: demo, spare)")
@@ -548,6 +536,9 @@ def test_cli_serves_given_districts_until_sigterm(district):
         auth = {"Authorization": f"Bearer {TOKEN}"}
         assert requests.get(f"{base}/v3.0/terms", headers=auth, timeout=5).status_code == 200
         assert requests.get(f"{base}/v3.0/terms", headers=auth, timeout=5).status_code == 500
+        spare = {"Authorization": "Bearer spare-token"}  # served with a District SSO token's scope
+        assert requests.get(f"{base}/v3.0/users", headers=spare, timeout=5).status_code == 200
+        assert requests.get(f"{base}/v3.0/sections", headers=spare, timeout=5).status_code == 403
     finally:
         assert stop_cli(process) == 0
     output = process.communicate()
