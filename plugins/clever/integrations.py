@@ -43,7 +43,7 @@ class Integration:
 
 
 INTEGRATIONS: dict[str, Integration] = {
-    integration.name: integration for integration in (
+    kind.name: kind for kind in (
         Integration("secure_sync", ENDPOINTS, CORE_ENDPOINTS, events=True,
                     summary="rostering: every data type the district shares"),
         # SIS and state IDs and schools are not sent to an SSO app: the Clever ID, then email.
