@@ -90,11 +90,13 @@ def test_the_same_refusal_fails_a_secure_sync_district_naming_the_scope(conn, ss
                         (run.sync_run_id,)).fetchone() == ("incomplete endpoints: sections",)
 
 
-def test_a_refusal_inside_the_sso_scope_stays_a_failure(conn, sso_simulator):
-    sso_simulator.revoke("sso")  # the token no longer works: users answers 401
+def test_a_rejected_token_fails_an_sso_district_inside_and_outside_its_scope(conn, sso_simulator):
+    sso_simulator.revoke("sso")  # the token no longer works: every endpoint answers 401
     run, outcomes, status = sync(conn, sso_simulator, "sso", ["districts", "users", "sections"])
     assert status == "failed"
-    assert {e for e, (state, _, _) in endpoint_runs(conn, run).items() if state == "failed"} == {"districts", "users"}
+    # a rejected token is never "out of scope", not even for an endpoint outside the scope
+    assert {e: state for e, (state, _, _) in endpoint_runs(conn, run).items()} == {
+        "districts": "failed", "users": "failed", "sections": "failed"}
     assert "rejected this district's token" in str(outcomes["users"])
 
 
