@@ -137,3 +137,24 @@ def test_an_sso_user_missing_a_guaranteed_field_is_quarantined(conn, warehouse_u
     assert conn.execute("SELECT clever_id, rule FROM clever_landing.quarantine WHERE sync_run_id = %s",
                         (run.sync_run_id,)).fetchall() == [
         (broken, "guaranteed field roles is present, not null and a JSON object")]
+
+
+def test_a_warehouse_from_before_integrations_is_brought_up_to_date(conn):
+    """Its runs become secure_sync runs, and endpoint_runs accepts out_of_scope."""
+    conn.execute("ALTER TABLE clever_landing.sync_runs DROP COLUMN integration")
+    conn.execute("ALTER TABLE clever_landing.district_settings DROP COLUMN integration")
+    conn.execute("ALTER TABLE clever_landing.endpoint_runs DROP CONSTRAINT endpoint_runs_status_check, ADD CONSTRAINT "
+                 "endpoint_runs_status_check CHECK (status IN ('started', 'completed', 'failed'))")
+    old = conn.execute("INSERT INTO clever_landing.sync_runs (district_slug, api_version, endpoints) "
+                       "VALUES ('old', 'v3.0', '{users}') RETURNING sync_run_id").fetchone()[0]
+    ensure_landing_schema(conn)
+    ensure_landing_schema(conn)  # and again: a no-op
+    assert conn.execute("SELECT integration FROM clever_landing.sync_runs WHERE sync_run_id = %s",
+                        (old,)).fetchone() == ("secure_sync",)
+    conn.execute("INSERT INTO clever_landing.endpoint_runs (sync_run_id, endpoint, status) "
+                 "VALUES (%s, 'sections', 'out_of_scope')", (old,))
+    with pytest.raises(psycopg.errors.CheckViolation):
+        conn.execute("INSERT INTO clever_landing.endpoint_runs (sync_run_id, endpoint, status) "
+                     "VALUES (%s, 'terms', 'skipped')", (old,))
+    assert conn.execute("SELECT count(*) FROM information_schema.columns WHERE table_schema = 'clever_landing' "
+                        "AND table_name = 'district_settings' AND column_name = 'integration'").fetchone() == (1,)
