@@ -123,7 +123,10 @@ def test_a_district_sso_district_syncs_archives_restores_and_matches_beside_a_se
     assert airflow.scalar("SELECT count(DISTINCT clever_id) FROM clever_marts.dim_people, unnest(clever_ids) "
                           "AS ids(clever_id) WHERE district_slug = %s", (SSO,)) == len(users)
 
-    # Matching: the district by Clever ID, a user by Clever ID, a legacy account by email.
+    # Matching: the district by Clever ID, a user by Clever ID, a legacy account by email,
+    # with the sso district's default user rules.
+    assert airflow.scalar("SELECT rules -> 'users' FROM clever_landing.match_settings WHERE district_slug = %s",
+                          (SSO,)) == [{"rule": "clever_id", "confidence": 1.0}, {"rule": "email", "confidence": 0.9}]
     assert airflow.query("SELECT app_district_id FROM clever_marts.dim_district_matches WHERE district_slug = %s",
                          (SSO,)) == [(app["app_district"],)]
     matches = {cid: (app_user, rule) for cid, app_user, rule in airflow.query(
