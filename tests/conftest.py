@@ -31,6 +31,13 @@ def pytest_unconfigure(config) -> None:
     shutil.rmtree(_SESSION_ARTIFACTS, ignore_errors=True)
 
 
+@pytest.fixture(autouse=True)
+def _private_district_registry(tmp_path_factory, monkeypatch) -> None:
+    """Each test its own district registry file (clever.registry): a district one test
+    disconnects must not lose its schedule in another test's DAGs."""
+    monkeypatch.setenv("CLEVER_REGISTRY_FILE", str(tmp_path_factory.mktemp("registry") / "district_registry.json"))
+
+
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[LocalPostgres | str]:
     """A PostgreSQL server for the whole test session.

@@ -54,10 +54,19 @@ only, after authentication and rate limiting; probabilistic ones draw from a
                                   probability 1 this is "fail N times, then recover"
 ================================  =============================================================
 
+Onboarding (``app_credentials=(client_id, client_secret)``, CLI ``--app id:secret``):
+``GET /oauth/tokens?owner_type=district`` with HTTP basic auth lists every connected
+district's token as Clever does (``{"data": [{"id", "created", "owner": {"type":
+"district", "id": <its district record's id>}, "access_token", "scopes"}], "links"}``).
+``disconnect(slug)`` takes a district off the list and makes its token answer 401;
+``reconnect(slug, token=None)`` lists it again (with a new token, if given).
+
 Control endpoints (no auth; bind to localhost): ``GET|POST /_sim/faults``,
 ``GET /_sim/stats`` (``requests``, ``by_status``, ``by_path``, ``faults_injected``),
-``POST /_sim/revoke`` ``{"token_district": "<slug>"}``, ``POST /_sim/reset`` (faults,
-revocations, stats, rate-limit windows) and ``GET /_sim/health``.
+``POST /_sim/revoke`` ``{"token_district": "<slug>"}``, ``POST /_sim/disconnect``
+``{"district": "<slug>"}``, ``POST /_sim/reconnect`` ``{"district": "<slug>", "token":
+"<new>"}``, ``POST /_sim/reset`` (faults, revocations and disconnects, stats, rate-limit
+windows) and ``GET /_sim/health``.
 
 CLI: ``python -m clever_devkit.simulator --port 8765 --district demo=<token>@<dir> --fault
 server_error_probability=0.1``; without ``--district`` it serves the shipped sample
@@ -70,7 +79,9 @@ sso_demo=sso`` serves the sample District SSO district with an SSO token's scope
 from __future__ import annotations
 
 import argparse
+import base64
 import bisect
+import hashlib
 import json
 import logging
 import math
@@ -498,7 +509,8 @@ class CleverSimulator:
 
     def __init__(self, districts: Mapping[str, tuple[str, Path | str]] | Sequence[DistrictSpec],
                  host: str = "127.0.0.1", port: int = 0, faults: Faults | Mapping[str, Any] | None = None,
-                 rate_limit_per_minute: int | None = 1200, seed: int = 0):
+                 rate_limit_per_minute: int | None = 1200, seed: int = 0,
+                 app_credentials: tuple[str, str] | None = None):
         specs = ([DistrictSpec(slug, token, data_dir) for slug, (token, data_dir) in districts.items()]
                  if isinstance(districts, Mapping) else list(districts))
         if not specs:
@@ -518,6 +530,8 @@ class CleverSimulator:
                 source.on_reload = self._announcer(spec.slug)
                 source.load()
         self._revoked: set[str] = set()
+        self._app_credentials = app_credentials  # (client id, secret) of GET /oauth/tokens; None: not served
+        self._unlisted: set[str] = set()  # districts that disconnected the application
         self._faults = _FaultInjector(self._as_faults(faults), seed)
         self._limiter = _RateLimiter(rate_limit_per_minute)
         self._stats = _Stats()
@@ -577,10 +591,36 @@ class CleverSimulator:
             raise KeyError(f"no district {slug!r}")
         self._revoked.add(slug)
 
+    def disconnect(self, slug: str) -> None:
+        """The district disconnects the application: its token leaves ``GET /oauth/tokens``
+        and answers 401, as a revoked token does, until ``reconnect``."""
+        self.revoke(slug)
+        self._unlisted.add(slug)
+
+    def reconnect(self, slug: str, token: str | None = None) -> None:
+        """The district connects the application again (with a new token, if given)."""
+        spec = self._districts[slug]
+        if token is not None and token != spec.token:
+            if token in self._by_token:
+                raise ValueError("tokens must be unique")
+            del self._by_token[spec.token]
+            spec = self._districts[slug] = replace(spec, token=token)
+            self._by_token[token] = spec
+        self._revoked.discard(slug)
+        self._unlisted.discard(slug)
+
+    def district_id(self, slug: str) -> str:
+        """The district's Clever id: its district record's."""
+        page = self._sources[slug].list_page("v3.0", "districts", None, None, 1, None)
+        if not page.records:
+            raise KeyError(f"district {slug!r} serves no district record")
+        return str(page.records[0]["id"])
+
     def reset(self) -> None:
         """Clear faults, revocations, stats and rate-limit windows."""
         self._faults.reset()
         self._revoked.clear()
+        self._unlisted.clear()
         self._stats.clear()
         self._limiter.clear()
 
@@ -626,6 +666,8 @@ class CleverSimulator:
         path = parts.path.rstrip("/") or "/"
         if path == "/_sim" or path.startswith("/_sim/"):
             return self._control(method, path, body)
+        if path == "/oauth/tokens" and self._app_credentials is not None:
+            return self._tokens(method, parts.query, authorization)
         response = self._data(method, path, parts.query, authorization)
         outcome = {"drop": "dropped", "truncate": "truncated"}.get(response.transport, str(response.status))
         self._stats.record(path, outcome)
@@ -753,6 +795,28 @@ class CleverSimulator:
         return _json_response(200, {"data": [{"data": event, "uri": f"{path}/{event['id']}"} for event in page.records],
                                     "links": links})
 
+    def _tokens(self, method: str, query_string: str, authorization: str | None) -> _Response:
+        """``GET /oauth/tokens?owner_type=district``, as Clever: the application's district
+        tokens (basic auth with its client id and secret)."""
+        scheme, _, encoded = (authorization or "").partition(" ")
+        try:
+            given = tuple(base64.b64decode(encoded.strip(), validate=True).decode().split(":", 1))
+        except ValueError:
+            given = ()
+        if scheme.lower() != "basic" or given != self._app_credentials:
+            return _error(401, "invalid client credentials")
+        if method != "GET":
+            return _error(405, "only GET is supported here")
+        if dict(parse_qsl(query_string)).get("owner_type") != "district":
+            return _error(400, "owner_type must be 'district'")
+        data = [{"id": hashlib.sha1(spec.token.encode()).hexdigest()[:24], "created": "2026-01-01T00:00:00.000Z",
+                 "owner": {"type": "district", "id": self.district_id(slug)}, "access_token": spec.token,
+                 "scopes": ["read:district_admins", "read:school_admins", "read:sis", "read:students",
+                            "read:teachers", "read:user_id"]}
+                for slug, spec in sorted(self._districts.items()) if slug not in self._unlisted]
+        return _json_response(200, {"data": data, "links": [{"rel": "self",
+                                                             "uri": "/oauth/tokens?owner_type=district"}]})
+
     def _control(self, method: str, path: str, body: bytes) -> _Response:
         try:
             payload = json.loads(body) if body.strip() else {}
@@ -766,6 +830,10 @@ class CleverSimulator:
                 self.set_faults(**payload)
             elif route == ("POST", "/_sim/revoke"):
                 self.revoke(str(payload.get("token_district")))
+            elif route == ("POST", "/_sim/disconnect"):
+                self.disconnect(str(payload.get("district")))
+            elif route == ("POST", "/_sim/reconnect"):
+                self.reconnect(str(payload.get("district")), payload.get("token"))
             elif route == ("POST", "/_sim/events"):
                 try:
                     changes = [Change(c["endpoint"], c["action"], c["record"], c.get("previous"))
@@ -915,6 +983,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="fault setting, e.g. server_error_probability=0.1 (repeatable)")
     parser.add_argument("--rate-limit-per-minute", type=int, default=1200, help="0 turns rate limiting off")
     parser.add_argument("--seed", type=int, default=0, help="seed for probabilistic faults")
+    parser.add_argument("--app", metavar="CLIENT_ID:SECRET",
+                        help="serve GET /oauth/tokens for this application client (SECRET may be env:VARNAME)")
     parser.add_argument("--log-level", default="WARNING")
     return parser
 
@@ -928,8 +998,17 @@ def main(argv: list[str] | None = None) -> int:
             DistrictSpec("demo", os.environ.get("CLEVER_SIM_TOKEN") or DEFAULT_TOKEN, SAMPLE_DISTRICT_DIR)]
         districts = _with_integrations(districts, args.integration)
         faults = Faults.from_mapping(dict(_parse_fault(f) for f in args.fault))
+        app = None
+        if args.app:
+            client_id, _, secret = args.app.partition(":")
+            if secret.startswith("env:"):
+                secret = os.environ.get(secret[4:], "")
+            if not client_id or not secret:
+                raise ValueError("--app wants CLIENT_ID:SECRET")
+            app = (client_id, secret)
         simulator = CleverSimulator(districts, host=args.host, port=args.port, faults=faults,
-                                    rate_limit_per_minute=args.rate_limit_per_minute or None, seed=args.seed)
+                                    rate_limit_per_minute=args.rate_limit_per_minute or None, seed=args.seed,
+                                    app_credentials=app)
     except (ValueError, TypeError) as exc:
         parser.error(str(exc))
 

@@ -15,6 +15,7 @@ start after the previous one ended: a paging loop fails instead of landing repea
 
 from __future__ import annotations
 
+import base64
 import email.utils
 import json
 import logging
@@ -151,7 +152,10 @@ class CleverClient:
         max_server_wait: float = 300.0,
         session: requests.Session | None = None,
         stop: threading.Event | None = None,
+        client_id: str | None = None,
     ):
+        """``client_id``: authenticate as the application (HTTP basic auth, ``token`` being its
+        client secret), as Clever's OAuth endpoints want, instead of with a bearer token."""
         if not token:
             raise CleverAuthError(district, "*", "no API token configured for this district")
         if not 1 <= page_size <= MAX_PAGE_SIZE:
@@ -168,7 +172,9 @@ class CleverClient:
         self._origin = urlsplit(root)[:2]
         self._token = token
         self._session = session or requests.Session()
-        self._session.headers["Authorization"] = f"Bearer {token}"
+        self._session.headers["Authorization"] = (
+            f"Bearer {token}" if client_id is None else
+            "Basic " + base64.b64encode(f"{client_id}:{token}".encode()).decode())
         self._session.headers.setdefault("Accept", "application/json")
         self._stop = stop  # set by the caller: the page read or the wait in progress ends now
         self._retrying = dict(
@@ -228,6 +234,14 @@ class CleverClient:
         """Every record of a list endpoint, one at a time."""
         for page in self.iter_pages(endpoint, params):
             yield from page.records
+
+    def get_json(self, path: str, endpoint: str) -> tuple[Any, str | None]:
+        """The JSON answer of ``path`` (on the client's host, with its query), with retries,
+        and the path of the page its ``links`` rel=next names (None on the last page)."""
+        url = urljoin(self.base_url + "/", path)
+        payload = self._get_json(url, endpoint)
+        following = self._next_url(payload, endpoint, url) if isinstance(payload, dict) else None
+        return payload, self._path(following) if following else None
 
     def get_record(self, endpoint: str, clever_id: str) -> dict[str, Any]:
         """One record; raises CleverNotFound when Clever no longer shares it."""

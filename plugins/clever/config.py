@@ -22,6 +22,10 @@ from clever.match_rules import MatchingConfig, parse_matching
 from clever.paths import REPO_ROOT
 
 DEFAULT_DISTRICTS_FILE = REPO_ROOT / "config" / "districts.yml"
+DEFAULT_APP_CONN_ID = "clever_app"
+# Districts found by discovery and every district's connection status, as the warehouse's
+# clever_landing.district_connections says; read at parse time (clever.registry writes it).
+REGISTRY_FILE_ENV = "CLEVER_REGISTRY_FILE"
 TASKS = ("start_run", "extract", "validate", "approve", "build", "summarize")
 
 
@@ -115,16 +119,38 @@ class DistrictSettingsModel(_Strict):
     alerts: AlertsModel | None = None
     stale_after_hours: Annotated[float, Field(strict=True, gt=0)] | None = None
     matching: dict[str, Any] | None = Field(None, description="Matching rules per entity, and the district's state.")
+    disconnect_after_unauthorized_runs: _Positive | None = Field(
+        None, description="Consecutive runs Clever answers 401/403 after which the district is disconnected "
+                          "(default 2).")
+    disconnect_archive_after_days: Annotated[float, Field(strict=True, ge=0)] | None = Field(
+        None, description="Days after a disconnect after which all of the district's records are archived; "
+                          "null (the default): keep everything as it was and archive nothing.")
 
 
 class DistrictEntryModel(DistrictSettingsModel):
     slug: str = Field(pattern=r"^[a-z][a-z0-9_]{0,62}$", description="The district's name in DAG ids and tables.")
     name: str | None = None
+    clever_district_id: str | None = Field(
+        None, pattern=r"^[0-9a-f]{24}$",
+        description="The district's Clever id: ties this entry to the token discovery finds for it.")
+
+
+class DiscoveryModel(_Strict):
+    """Onboarding from Clever's list of the application's district tokens (clever.discovery)."""
+
+    enabled: bool = Field(False, description="Run the clever_discovery DAG.")
+    app_conn_id: str = Field(DEFAULT_APP_CONN_ID, description="Airflow http connection: login = client id, "
+                                                              "password = client secret.")
+    schedule: str | None = Field("@hourly", description="The discovery DAG's schedule; null: manual only.")
+    max_disconnect_share: _Share = Field(0.2, description="Share of connected districts one discovery run may "
+                                                          "disconnect; more is held until allow_mass_disconnect.")
+    disconnect_floor: _Count = Field(3, description="Disconnects always allowed in one run, whatever the share.")
 
 
 class DistrictsFileModel(_Strict):
     """config/districts.yml"""
 
+    discovery: DiscoveryModel | None = None
     defaults: DistrictSettingsModel | None = None
     districts: list[DistrictEntryModel] = Field(default_factory=list)
 
@@ -213,6 +239,11 @@ class DistrictConfig:
     alerts: AlertSettings = field(default_factory=AlertSettings)
     stale_after_hours: float | None = None  # None: the schedule's longest gap + STALE_MARGIN_HOURS
     task_timeout_minutes: dict[str, float] = field(default_factory=dict)  # per task, instead of the derived
+    clever_district_id: str | None = None  # ties the entry to a token discovery finds
+    source: str = "config"  # or "discovered": no entry in the file, found in Clever's token list
+    connection_status: str = "connected"  # or "disconnected" (clever.registry): the DAG stops scheduling
+    disconnect_after_unauthorized_runs: int = 2
+    disconnect_archive_after_days: float | None = None  # None: keep everything after a disconnect
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -224,7 +255,10 @@ class DistrictConfig:
 
     @property
     def dag_schedule(self) -> str | None:
-        """When the DAG runs: ``schedule``, or for an events district ``events_schedule``."""
+        """When the DAG runs: ``schedule``, or for an events district ``events_schedule``; a
+        disconnected district's DAG is triggered only (by hand, or to archive it)."""
+        if self.connection_status == "disconnected":
+            return None
         return self.events_schedule if self.sync_mode == "events" else self.schedule
 
     @property
@@ -272,7 +306,7 @@ def districts_file() -> Path:
 # Settings where null means something (manual schedules, keep every run, derived staleness,
 # no alerts, default matching); elsewhere null takes the default.
 _NULL_MEANS_SOMETHING = {"schedule", "events_schedule", "full_sync_schedule", "landing_retention_days",
-                         "stale_after_hours", "alerts", "matching"}
+                         "stale_after_hours", "alerts", "matching", "disconnect_archive_after_days"}
 
 
 def _integration_problems(kind: Integration, given: dict[str, Any], entry: dict[str, Any], where: str) -> list[str]:
@@ -335,11 +369,8 @@ def load_districts(path: Path | None = None) -> list[DistrictConfig]:
     return districts
 
 
-def load_districts_tolerant(path: Path | None = None) -> tuple[list[DistrictConfig], dict[str, str]]:
-    """The good districts of the config, and an error per bad entry (keyed by its slug, or
-    ``districts[i]`` when it has none): one bad entry does not hide the others. An error in
-    the file itself (missing, not YAML, bad defaults) still raises."""
-    path = path or districts_file()
+def _document(path: Path) -> dict[str, Any]:
+    """The districts file, checked down to its top-level keys."""
     try:
         document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except FileNotFoundError:
@@ -348,10 +379,70 @@ def load_districts_tolerant(path: Path | None = None) -> tuple[list[DistrictConf
         raise ConfigError(f"{path} is not valid YAML: {exc}") from None
     if not isinstance(document, dict):
         raise ConfigError(f"{path}: expected a mapping with 'defaults' and 'districts'")
-    unknown = set(document) - {"defaults", "districts"}
+    unknown = set(document) - {"discovery", "defaults", "districts"}
     if unknown:
         raise ConfigError(f"{path}: unknown top-level key(s) {', '.join(map(repr, sorted(unknown)))}; "
-                          "expected 'defaults' and 'districts'")
+                          "expected 'discovery', 'defaults' and 'districts'")
+    return document
+
+
+@dataclass(frozen=True)
+class DiscoverySettings:
+    """``discovery:`` of the districts file (clever.discovery)."""
+
+    enabled: bool = False
+    app_conn_id: str = DEFAULT_APP_CONN_ID
+    schedule: str | None = "@hourly"
+    max_disconnect_share: float = 0.2
+    disconnect_floor: int = 3
+    alerts: AlertSettings = field(default_factory=AlertSettings)  # the defaults' alerts: fleet-wide news
+
+
+def load_discovery(path: Path | None = None) -> DiscoverySettings:
+    path = path or districts_file()
+    document = _document(path)
+    problems = _model_errors(DiscoveryModel, document.get("discovery") or {}, f"{path}: discovery")
+    if problems:
+        raise ConfigError("; ".join(problems))
+    given = DiscoveryModel.model_validate(document.get("discovery") or {}).model_dump()
+    defaults = _district({"slug": "defaults"}, document.get("defaults") or {}, f"{path}: defaults")
+    return DiscoverySettings(**given, alerts=defaults.alerts)
+
+
+def registry_file() -> Path:
+    """Where clever.registry keeps the parse-time copy of the districts' connections."""
+    if os.environ.get(REGISTRY_FILE_ENV):
+        return Path(os.environ[REGISTRY_FILE_ENV])
+    return Path(os.environ.get("AIRFLOW_HOME") or Path.home() / "airflow") / "clever" / "district_registry.json"
+
+
+def registry_entries(path: Path | None = None) -> list[dict[str, Any]]:
+    """The registry file's districts (slug, clever_district_id, name, source, status, ...);
+    none when discovery never ran. A file that cannot be read is logged, not fatal: the
+    configured districts still get their DAGs."""
+    import json
+    import logging
+
+    path = path or registry_file()
+    try:
+        return list(json.loads(path.read_text(encoding="utf-8")).get("districts") or [])
+    except FileNotFoundError:
+        return []
+    except (OSError, ValueError, AttributeError) as exc:
+        logging.getLogger(__name__).error("district registry %s cannot be read (%s): discovered districts have "
+                                          "no DAG until the next discovery run rewrites it", path, exc)
+        return []
+
+
+def load_districts_tolerant(path: Path | None = None) -> tuple[list[DistrictConfig], dict[str, str]]:
+    """The good districts of the config, and an error per bad entry (keyed by its slug, or
+    ``districts[i]`` when it has none): one bad entry does not hide the others. An error in
+    the file itself (missing, not YAML, bad defaults) still raises.
+
+    Districts discovery found (the registry file) that no entry names, by slug or Clever
+    id, are added with the defaults; a disconnected district keeps its DAG, unscheduled."""
+    path = path or districts_file()
+    document = _document(path)
     defaults = document.get("defaults") or {}
     problems = _model_errors(DistrictSettingsModel, defaults, f"{path}: defaults")
     if problems:  # every district would inherit them
@@ -379,7 +470,42 @@ def load_districts_tolerant(path: Path | None = None) -> tuple[list[DistrictConf
             continue
         seen.add(district.slug)
         districts.append(district)
-    return districts, errors
+    return _with_registry(districts, defaults, path, errors), errors
+
+
+def _with_registry(districts: list[DistrictConfig], defaults: dict[str, Any], path: Path,
+                   errors: dict[str, str]) -> list[DistrictConfig]:
+    from dataclasses import replace
+
+    registry = registry_entries()
+    if not registry:
+        return districts
+    status = {entry["slug"]: entry.get("status") or "connected" for entry in registry}
+    registered = {entry["clever_district_id"]: entry["slug"] for entry in registry if entry.get("clever_district_id")}
+    for district in list(districts):  # one district, one slug: its data and history live under it
+        slug = registered.get(district.clever_district_id)
+        if slug is not None and slug != district.slug:
+            errors[district.slug] = (f"{path}: district {district.slug!r}: Clever district "
+                                     f"{district.clever_district_id} is already registered as {slug!r}; name "
+                                     f"the entry {slug!r} to give it its own settings")
+            districts.remove(district)
+    configured = {d.slug for d in districts} | {d.clever_district_id for d in districts if d.clever_district_id}
+    merged = [replace(d, connection_status=status.get(d.slug, "connected")) for d in districts]
+    for entry in registry:
+        if entry.get("source") != "discovered" or entry["slug"] in configured or \
+                entry.get("clever_district_id") in configured:
+            continue
+        try:
+            district = _district({"slug": entry["slug"], "name": entry.get("name") or None,
+                                  "clever_district_id": entry.get("clever_district_id")}, defaults,
+                                 f"{path}: discovered district")
+        except (ConfigError, TypeError, ValueError, KeyError) as exc:
+            import logging
+
+            logging.getLogger(__name__).error("discovered district %s skipped: %s", entry.get("slug"), exc)
+            continue
+        merged.append(replace(district, source="discovered", connection_status=status[entry["slug"]]))
+    return merged
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -125,29 +125,95 @@ class CleverEndpoint:
     token: str = field(repr=False)
 
 
+@dataclass(frozen=True)
+class AppCredentials:
+    """The application's OAuth client (``oauth_url``: https://clever.com) and the Data API
+    host its district tokens are used on (``api_url``)."""
+
+    oauth_url: str
+    api_url: str
+    client_id: str
+    client_secret: str = field(repr=False)
+
+
 class MissingConnection(LookupError):
     """The district has no Airflow connection holding its token: retrying cannot help."""
 
 
+def district_token_variable(slug: str) -> str:
+    """The Airflow Variable discovery stores a district's token in (Fernet-encrypted in the
+    metadata DB; "access_token" in its name makes Airflow mask the value in every log)."""
+    return f"clever_access_token_{slug}"
+
+
+def store_district_token(slug: str, token: str) -> None:
+    """Keep a discovered district's token in Airflow (written only when it changed).
+
+    An Airflow 3 task cannot write connections (no metadata DB access; the Task SDK writes
+    Variables), so discovered tokens are Variables; a connection ``clever_<slug>`` made by
+    hand still wins over it (clever_endpoint)."""
+    from airflow.sdk import Variable
+    from airflow.sdk.log import mask_secret
+
+    mask_secret(token)
+    key = district_token_variable(slug)
+    if Variable.get(key, default=None) != token:
+        Variable.set(key, token, description=f"Clever district-app token of {slug} (clever_discovery)")
+
+
+def app_credentials(conn_id: str) -> AppCredentials:
+    """The application's client id and secret (login and password of the http connection
+    ``conn_id``), its OAuth host (the connection's host, default https://clever.com) and
+    the Data API host of its district tokens (extra ``api_url``, default
+    https://api.clever.com)."""
+    from airflow.sdk import BaseHook
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    try:
+        conn = BaseHook.get_connection(conn_id)
+    except AirflowNotFoundException:
+        raise MissingConnection(
+            f"discovery: no Airflow connection {conn_id!r} holds the application's Clever client id and secret. "
+            f"Add it (type http, login = client id, password = client secret), e.g. `airflow connections add "
+            f"{conn_id} --conn-type http --conn-login <client id> --conn-password <client secret>` "
+            "(docs/OPERATIONS.md#onboarding-from-clever)") from None
+    extra = conn.extra_dejson or {}
+    return AppCredentials(oauth_url=http_connection_url(conn, "clever.com"),
+                          api_url=str(extra.get("api_url") or "https://api.clever.com").rstrip("/"),
+                          client_id=conn.login or "", client_secret=conn.password or "")
+
+
 def clever_endpoint(district: DistrictConfig) -> CleverEndpoint:
-    """Base URL and token from the district's http connection `clever_<slug>`.
+    """Base URL and token from the district's http connection `clever_<slug>`, else (a
+    district discovery found) the token it stored and the API host of the application's
+    connection.
 
     ``host`` may carry the scheme (``https://api.clever.com``); otherwise the connection's
     ``schema`` field names it, as for Airflow's HTTP hook, defaulting to https.
     """
-    from airflow.sdk import BaseHook
+    from airflow.sdk import BaseHook, Variable
     from airflow.sdk.exceptions import AirflowNotFoundException
 
     try:
         conn = BaseHook.get_connection(district.connection_id)
     except AirflowNotFoundException:
+        token = Variable.get(district_token_variable(district.slug), default=None)
+        if token:
+            from clever.config import ConfigError, load_discovery
+
+            try:
+                api_url = app_credentials(load_discovery().app_conn_id).api_url
+            except (MissingConnection, ConfigError):
+                api_url = "https://api.clever.com"
+            return CleverEndpoint(base_url=api_url, token=token)
         variable = f"AIRFLOW_CONN_{district.connection_id.upper()}"
         raise MissingConnection(
             f"district {district.slug!r}: no Airflow connection {district.connection_id!r} holds its Clever "
-            f"token. Add it in the UI (Admin > Connections, type http, host https://api.clever.com, password = "
-            f"the token), with `airflow connections add {district.connection_id} --conn-type http --conn-host "
-            f"https://api.clever.com --conn-password <token>`, or as the variable {variable}; then trigger "
-            "the DAG again (docs/OPERATIONS.md#add-a-district)") from None
+            f"token, and discovery stored none ({district_token_variable(district.slug)}). Add it in the UI "
+            f"(Admin > Connections, type http, host https://api.clever.com, password = the token), with `airflow "
+            f"connections add {district.connection_id} --conn-type http --conn-host https://api.clever.com "
+            f"--conn-password <token>`, or as the variable {variable}; then trigger the DAG again "
+            "(docs/OPERATIONS.md#add-a-district)") from None
     return CleverEndpoint(base_url=http_connection_url(conn, "api.clever.com"), token=conn.password or "")
 
 

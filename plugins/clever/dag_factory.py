@@ -65,6 +65,12 @@ def _district_params(district: DistrictConfig) -> dict[str, Param]:
                         "runs a full sync when one is due or events cannot be used; full: a full (non-events) "
                         "sync now; events: events even if a scheduled full sync is due.",
         ),
+        "archive_disconnected": Param(
+            False, type="boolean",
+            description="Archive every record of this district without reading Clever: only for a disconnected "
+                        "district (the health DAG triggers it when the district's disconnect_archive_after_days "
+                        "has passed); refused for a connected one. A reconnect restores the records.",
+        ),
     }
 
 
@@ -134,7 +140,8 @@ def build_district_dag(district: DistrictConfig) -> DAG:
     limits = district.time_limits()  # each task's execution_timeout (config.DistrictConfig.time_limits)
     with DAG(
         dag_id=district.dag_id,
-        description=f"Clever Secure Sync for {district.name} ({district.api_version})",
+        description=f"Clever Secure Sync for {district.name} ({district.api_version})"
+                    + (" - DISCONNECTED: not scheduled" if district.connection_status == "disconnected" else ""),
         schedule=district.dag_schedule,
         start_date=datetime(2024, 1, 1),
         catchup=False,
@@ -142,7 +149,8 @@ def build_district_dag(district: DistrictConfig) -> DAG:
         dagrun_timeout=district.dagrun_timeout(),
         default_args=DEFAULT_ARGS,
         params=_district_params(district),
-        tags=["clever", f"district:{district.slug}"],
+        tags=["clever", f"district:{district.slug}", *(["discovered"] if district.source == "discovered" else []),
+              *(["disconnected"] if district.connection_status == "disconnected" else [])],
         doc_md=__doc__,
     ) as dag:
 

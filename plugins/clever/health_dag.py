@@ -1,10 +1,14 @@
 """The ``clever_district_health`` DAG: hourly, which districts have no fresh data
-(clever.health), alerting the stale ones. Parsing imports only airflow.sdk and config."""
+(clever.health), alerting the stale ones; and the disconnected districts whose policy
+archives them now (clever.registry.archive_due), whose DAGs it triggers with
+``archive_disconnected``. Parsing imports only airflow.sdk, the standard provider's
+trigger operator and config."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import DAG, task
 
 DAG_ID = "clever_district_health"
@@ -37,5 +41,17 @@ def build_district_health_dag() -> DAG:
             print(f"{len(stale)} stale district(s)")
             return [state.slug for state in stale]
 
+        @task(execution_timeout=timedelta(minutes=15))
+        def disconnected_to_archive() -> list[str]:
+            from clever.config import load_districts_tolerant
+            from clever.connections import warehouse_target
+            from clever.registry import archive_due
+
+            due = archive_due(warehouse_target().conninfo, load_districts_tolerant()[0])
+            print(f"{len(due)} disconnected district(s) to archive now: {[d.slug for d in due] or 'none'}")
+            return [d.dag_id for d in due]
+
         check_districts()
+        TriggerDagRunOperator.partial(task_id="archive_disconnected", conf={"archive_disconnected": True},
+                                      retries=0).expand(trigger_dag_id=disconnected_to_archive())
     return dag

@@ -16,6 +16,7 @@ from dataclasses import asdict
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from clever import runs
 from clever.catalog import DATA_TYPE
@@ -171,8 +172,23 @@ def approve(conninfo: str, sync_run_id: int, *, threshold: float, floor: int,
             ).fetchall()
             approved = sorted(r[0] for r in rows)
             record_applied_changes(conn, district_slug, sync_run_id, approved)
+        analyze_if_stale(conn, "applied_changes")
     log.info("district %s: run %d approved for snapshots: %s", district_slug, sync_run_id, ", ".join(approved))
     return approved
+
+
+def analyze_if_stale(conn: psycopg.Connection, table: str) -> None:
+    """ANALYZE a landing table the build is about to read by key, when it was never
+    analyzed or a tenth of it changed since. The events build looks each changed key up in
+    applied_changes: planned on no statistics (a table that was empty, filled by this
+    approval, before autovacuum came by), PostgreSQL scanned the whole table once per key,
+    331 s for 48,066 sections at a million students instead of 4 s."""
+    stale = conn.execute(
+        """SELECT coalesce(last_analyze, last_autoanalyze) IS NULL
+                  OR n_mod_since_analyze > greatest(1000, 0.1 * n_live_tup)
+             FROM pg_stat_user_tables WHERE schemaname = 'clever_landing' AND relname = %s""", (table,)).fetchone()
+    if stale and stale[0]:
+        conn.execute(sql.SQL("ANALYZE {}.{}").format(sql.Identifier("clever_landing"), sql.Identifier(table)))
 
 
 def record_applied_changes(conn: psycopg.Connection, district_slug: str, sync_run_id: int,

@@ -34,6 +34,7 @@ class RunParams:
     allow_mass_archive: bool = False  # let the run pass the mass-archive and mass-update holds
     endpoints: tuple[str, ...] | None = None  # None: the district's configured endpoints
     sync_mode: str = "auto"  # events districts: "full" or "events" forces the run's mode (clever.events)
+    archive_disconnected: bool = False  # a disconnected district's policy: archive every record (clever.registry)
     triggered: Mapping[str, Any] = field(default_factory=dict, compare=False)  # the trigger's params as given
 
     @classmethod
@@ -45,7 +46,7 @@ class RunParams:
         return cls(full_refresh=bool(params.get("full_refresh")),
                    allow_mass_archive=bool(params.get("allow_mass_archive")),
                    endpoints=check_endpoints(list(endpoints)) if endpoints else None, sync_mode=sync_mode,
-                   triggered=dict(params))
+                   archive_disconnected=bool(params.get("archive_disconnected")), triggered=dict(params))
 
     def as_dict(self, district: DistrictConfig) -> dict[str, Any]:
         """What the run records as its params (sync_runs.params): the trigger's, as given."""
@@ -89,17 +90,58 @@ class SyncContext:
 def start_run(ctx: SyncContext) -> int:
     """A new sync run of the trigger's endpoints, else the config's: a full sync, or for an
     events district an events run when events can be used (clever.events.plan_mode)."""
-    from clever import events, runs
+    from clever import events, registry, runs
 
+    if ctx.params.archive_disconnected:  # only a disconnected district, every endpoint, read from no one
+        registry.check_archive_allowed(ctx.conninfo, ctx.district)
+        return runs.start_run(ctx.conninfo, ctx.district, list(ctx.district.endpoints),
+                              external_run_id=ctx.external_run_id, params=ctx.params.as_dict(ctx.district),
+                              plan=lambda conn: runs.RunMode("full", ARCHIVE_REASON))
     return runs.start_run(ctx.conninfo, ctx.district, list(ctx.params.endpoints or ctx.district.endpoints),
                           external_run_id=ctx.external_run_id, params=ctx.params.as_dict(ctx.district),
                           plan=lambda conn: events.plan_mode(conn, ctx.district, ctx.params.sync_mode))
+
+
+ARCHIVE_REASON = "disconnected: the disconnect policy archives every record"
+
+
+def _archive_extraction(ctx: SyncContext) -> dict[str, Any]:
+    """An archive run's extraction: every endpoint completed with no record, so approving
+    it archives the district's records (the guard is passed by the policy)."""
+    import psycopg
+
+    from clever import runs
+
+    with psycopg.connect(ctx.conninfo, autocommit=True) as conn:
+        for endpoint in runs.get_sync_run(conn, ctx.run_id).endpoints:
+            runs.endpoint_started(conn, ctx.run_id, endpoint)
+            runs.endpoint_completed(conn, ctx.run_id, endpoint)
+    runs.close_extraction(ctx.conninfo, ctx.run_id)
+    return {"mode": "archive_disconnected", "extracted": {}}
 
 
 def extract(ctx: SyncContext) -> dict[str, Any]:
     """A full sync: every endpoint of the run not completed yet (a retry re-reads only
     those), then the run is closed: completed only if every endpoint is. An events run:
     the events since the cursor, or a full sync of the run when Clever answers 404."""
+    if ctx.params.archive_disconnected:
+        return _archive_extraction(ctx)
+    from clever import registry
+    from clever.client import CleverAPIError, CleverAuthError
+    from clever.extract import ExtractionError
+    from clever.pipeline import retrying_cannot_fix
+
+    try:
+        result = _extract_from_clever(ctx)
+    except (ExtractionError, CleverAPIError) as exc:
+        unauthorized = isinstance(exc, CleverAuthError) or retrying_cannot_fix(exc)
+        registry.record_extraction(ctx.conninfo, ctx.district, "unauthorized" if unauthorized else "failed")
+        raise
+    registry.record_extraction(ctx.conninfo, ctx.district, "ok")
+    return result
+
+
+def _extract_from_clever(ctx: SyncContext) -> dict[str, Any]:
     import psycopg
 
     from clever import events, pipeline, runs
@@ -134,7 +176,8 @@ def approve(ctx: SyncContext) -> list[str]:
 
     district = ctx.district
     return pipeline.approve(ctx.conninfo, ctx.run_id, threshold=district.mass_archive_threshold,
-                            floor=district.mass_archive_floor, allow_mass_archive=ctx.params.allow_mass_archive,
+                            floor=district.mass_archive_floor,
+                            allow_mass_archive=ctx.params.allow_mass_archive or ctx.params.archive_disconnected,
                             change_threshold=district.mass_update_threshold,
                             lock_timeout_seconds=district.build_lock_timeout_seconds)
 
@@ -165,6 +208,10 @@ def summarize(ctx: SyncContext) -> dict[str, Any]:
     runs.close_if_open(ctx.conninfo, ctx.run_id)
     result = summary.summarize(ctx.conninfo, ctx.run_id, started, extra=extra)
     print(summary.format_summary(result), flush=True)  # in the task's log, a failed prune below too
+    if started is not None and ctx.params.archive_disconnected:
+        from clever.registry import mark_archived
+
+        mark_archived(ctx.conninfo, ctx.district, ctx.run_id)
     if started is not None:
         pruned = prune_landing(ctx.conninfo, ctx.district.slug, ctx.district.landing_retention_days)
         result["landing_rows_pruned"] = sum(p.rows for p in pruned)

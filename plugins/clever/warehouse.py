@@ -319,6 +319,41 @@ CREATE TABLE IF NOT EXISTS clever_landing.applied_changes (
 CREATE INDEX IF NOT EXISTS applied_changes_run_idx
     ON clever_landing.applied_changes (district_slug, endpoint, sync_run_id);
 
+-- Every district's connection to the application (clever.registry): found in Clever's
+-- token list by discovery (source 'discovered') or configured by hand ('config'), and
+-- whether it is connected. Never a token: those live in Airflow.
+CREATE TABLE IF NOT EXISTS clever_landing.district_connections (
+    district_slug       text        PRIMARY KEY,
+    clever_district_id  text        UNIQUE,
+    name                text,
+    source              text        NOT NULL CHECK (source IN ('discovered', 'config')),
+    status              text        NOT NULL DEFAULT 'connected' CHECK (status IN ('connected', 'disconnected')),
+    -- why it is disconnected: 'token_revoked' (gone from Clever's token list) or
+    -- 'unauthorized' (Clever answered 401/403 on consecutive runs)
+    reason              text,
+    token_listed        boolean,    -- in Clever's token list at the last discovery (NULL: not checked)
+    unauthorized_runs   integer     NOT NULL DEFAULT 0,
+    first_seen_at       timestamptz NOT NULL DEFAULT clock_timestamp(),
+    connected_at        timestamptz NOT NULL DEFAULT clock_timestamp(),
+    disconnected_at     timestamptz,
+    -- the disconnect policy's run that archived every record, and when (cleared on reconnect)
+    archived_at         timestamptz,
+    archive_sync_run_id bigint,
+    updated_at          timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+
+-- Connection changes, for alerts and the history BI shows.
+CREATE TABLE IF NOT EXISTS clever_landing.district_connection_events (
+    event_id       bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    district_slug  text        NOT NULL,
+    event          text        NOT NULL CHECK (event IN ('onboarded', 'disconnected', 'reconnected', 'archived',
+                                                         'disconnect_held')),
+    reason         text,
+    happened_at    timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+CREATE INDEX IF NOT EXISTS district_connection_events_idx
+    ON clever_landing.district_connection_events (district_slug, event_id DESC);
+
 -- One row per finished sync run: what it landed, archived, restored, and how long it took.
 CREATE TABLE IF NOT EXISTS clever_landing.run_summaries (
     sync_run_id    bigint      PRIMARY KEY REFERENCES clever_landing.sync_runs ON DELETE CASCADE,

@@ -39,13 +39,17 @@ class Airflow:
         self.warehouse_url = warehouse_url
 
     def sync(self, slug: str = "demo", conf: dict | None = None, expect_success: bool = True) -> str:
+        return self.run(f"clever_sync_{slug}", conf, expect_success)
+
+    def run(self, dag_id: str, conf: dict | None = None, expect_success: bool = True) -> str:
+        """One `airflow dags test` run of ``dag_id``; its output."""
         # Each run needs its own logical date; spread them a minute apart.
         when = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(minutes=next(_logical_dates))
-        result = run_dag(f"clever_sync_{slug}", conf=conf, env=dict(self.env), logical_date=when, capture=True)
+        result = run_dag(dag_id, conf=conf, env=dict(self.env), logical_date=when, capture=True)
         if expect_success and result.returncode != 0:
-            pytest.fail(f"sync of {slug} failed:\n{result.stdout[-6000:]}")
+            pytest.fail(f"{dag_id} failed:\n{result.stdout[-6000:]}")
         if not expect_success and result.returncode == 0:
-            pytest.fail(f"sync of {slug} unexpectedly succeeded:\n{result.stdout[-3000:]}")
+            pytest.fail(f"{dag_id} unexpectedly succeeded:\n{result.stdout[-3000:]}")
         return result.stdout
 
     def query(self, sql: str, params: tuple = ()) -> list[tuple]:

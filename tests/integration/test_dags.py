@@ -40,11 +40,17 @@ print(json.dumps({"errors": {k: str(v) for k, v in bag.import_errors.items()}, "
 """
 
 
-def parse_dags(tmp_path: Path, districts: list[dict]) -> dict:
+def parse_dags(tmp_path: Path, districts: list[dict], discovery: dict | None = None,
+               registry: list[dict] | None = None) -> dict:
+    """Every DAG of the dags folder for this config (and registry file of discovered and
+    disconnected districts)."""
     config = tmp_path / "districts.yml"
-    config.write_text(yaml.safe_dump({"districts": districts}))
+    config.write_text(yaml.safe_dump({"districts": districts, **({"discovery": discovery} if discovery else {})}))
+    registry_file = tmp_path / "district_registry.json"
+    if registry is not None:
+        registry_file.write_text(json.dumps({"districts": registry}))
     env = airflow_env({"PATH": "/usr/bin:/bin", "AIRFLOW_HOME": str(tmp_path / "airflow"),
-                       "CLEVER_DISTRICTS_FILE": str(config)})
+                       "CLEVER_DISTRICTS_FILE": str(config), "CLEVER_REGISTRY_FILE": str(registry_file)})
     result = subprocess.run([sys.executable, "-c", PARSE_SCRIPT, str(REPO_ROOT / "dags")], env=env,
                             capture_output=True, text=True, check=True, timeout=300)
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -68,7 +74,7 @@ def test_one_dag_per_configured_district(tmp_path):
     assert demo["catchup"] is False and demo["max_active_runs"] == 1
     assert demo["params"] == {"full_refresh": False, "allow_mass_archive": False,
                               "endpoints": ["districts", "schools", "users", "sections", "terms", "courses"],
-                              "sync_mode": "auto"}
+                              "sync_mode": "auto", "archive_disconnected": False}
     assert demo["tasks"] == sorted(["start_run", "extract", "validate", "approve", "build", "summarize"])
     assert demo["outlets"] == {"build": ["clever_marts"]}  # a successful build schedules the report
     assert set(demo["pools"].values()) == {"default_pool"}
@@ -76,6 +82,31 @@ def test_one_dag_per_configured_district(tmp_path):
     assert springfield["schedule"] == "30 2 * * *"
     assert springfield["params"]["endpoints"] == ["users", "sections"]
     assert "district:springfield" in springfield["tags"]
+
+
+def test_discovered_districts_get_dags_and_disconnected_ones_stop_scheduling(tmp_path):
+    parsed = parse_dags(tmp_path, [{"slug": "demo"}, {"slug": "hill", "clever_district_id": "5" * 24}],
+                        discovery={"enabled": True, "schedule": "0 * * * *"}, registry=[
+                            {"slug": "hill", "clever_district_id": "5" * 24, "source": "config",
+                             "status": "disconnected"},
+                            {"slug": "lakeview", "clever_district_id": "6" * 24, "name": "Lakeview Unified",
+                             "source": "discovered", "status": "connected"}])
+    assert parsed["errors"] == {}
+    dags = parsed["dags"]
+    assert {"clever_sync_demo", "clever_sync_hill", "clever_sync_lakeview", "clever_discovery"} <= set(dags)
+    assert dags["clever_discovery"]["schedule"] == "0 * * * *"
+    assert dags["clever_discovery"]["params"] == {"allow_mass_disconnect": False}
+    lakeview = dags["clever_sync_lakeview"]
+    assert lakeview["schedule"] == "0 0 * * *" and "discovered" in lakeview["tags"]
+    assert "Lakeview Unified" in lakeview["description"]
+    hill = dags["clever_sync_hill"]
+    assert hill["schedule"] is None and "disconnected" in hill["tags"] and "DISCONNECTED" in hill["description"]
+    assert dags["clever_sync_demo"]["schedule"] == "0 0 * * *"
+    # the health DAG archives disconnected districts whose policy says so, by triggering their DAGs
+    assert dags["clever_district_health"]["tasks"] == ["archive_disconnected", "check_districts",
+                                                        "disconnected_to_archive"]
+    (tmp_path / "off").mkdir()
+    assert "clever_discovery" not in parse_dags(tmp_path / "off", [{"slug": "demo"}])["dags"]
 
 
 def test_pools_from_config_hold_extracts_and_builds(tmp_path):

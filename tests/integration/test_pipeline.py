@@ -129,3 +129,27 @@ def test_a_run_killed_after_its_extraction_is_closed_by_the_next(conn, warehouse
     assert _status(conn, killed) == (
         "failed", "abandoned: the run stopped after its extraction, in validate, approve or build")
     assert _status(conn, summarized) == ("completed", None), "a summarized run is left as it ended"
+
+
+def test_the_events_overlay_is_analyzed_before_a_build_reads_it_by_key(conn):
+    """Planned without statistics, the keyed snapshot comparison scanned applied_changes
+    once per changed key (docs/PERFORMANCE.md, the million-student events row)."""
+    def last_analyzed():
+        conn.execute("SELECT pg_stat_force_next_flush()")
+        return conn.execute("SELECT last_analyze, n_mod_since_analyze FROM pg_stat_user_tables "
+                            "WHERE schemaname = 'clever_landing' AND relname = 'applied_changes'").fetchone()
+
+    conn.execute("INSERT INTO clever_landing.applied_changes (district_slug, endpoint, clever_id, sync_run_id, "
+                 "deleted, synced_at) SELECT 'd', 'users', 'u' || i, 1, false, now() FROM generate_series(1, 500) i")
+    pipeline.analyze_if_stale(conn, "applied_changes")
+    first, _ = last_analyzed()
+    assert first is not None, "never analyzed: analyzed now"
+    conn.execute("UPDATE clever_landing.applied_changes SET sync_run_id = 2 WHERE clever_id IN ('u1', 'u2')")
+    pipeline.analyze_if_stale(conn, "applied_changes")
+    assert last_analyzed()[0] == first, "two changed rows of 500: not analyzed again"
+    conn.execute("INSERT INTO clever_landing.applied_changes (district_slug, endpoint, clever_id, sync_run_id, "
+                 "deleted, synced_at) SELECT 'd', 'users', 'v' || i, 3, false, now() FROM generate_series(1, 1500) i")
+    last_analyzed()
+    pipeline.analyze_if_stale(conn, "applied_changes")
+    again, changed = last_analyzed()
+    assert again > first and changed == 0

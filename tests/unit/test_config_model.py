@@ -115,6 +115,65 @@ def test_an_events_district_runs_on_its_events_schedule_and_is_stale_by_it(tmp_p
     assert "sync_mode: Input should be 'full' or 'events'" in errors["typo"]
 
 
+def test_discovered_districts_join_the_config_and_disconnected_ones_lose_their_schedule(tmp_path, monkeypatch):
+    from clever.config import load_discovery
+
+    path = write(tmp_path, {
+        "discovery": {"enabled": True, "max_disconnect_share": 0.5},
+        "defaults": {"schedule": "@daily", "page_size": 500, "disconnect_archive_after_days": 30},
+        "districts": [{"slug": "hill", "clever_district_id": "5" * 24, "page_size": 7},
+                      {"slug": "by_hand", "disconnect_archive_after_days": None}]})
+    registry = tmp_path / "registry.json"
+    monkeypatch.setenv("CLEVER_REGISTRY_FILE", str(registry))
+    assert [d.slug for d in load_districts(path)] == ["hill", "by_hand"], "no registry file yet: the config alone"
+
+    registry.write_text(json.dumps({"districts": [
+        {"slug": "hill", "clever_district_id": "5" * 24, "source": "config", "status": "connected"},
+        {"slug": "lakeview", "clever_district_id": "6" * 24, "name": "Lakeview", "source": "discovered",
+         "status": "connected"},
+        {"slug": "gone", "clever_district_id": "7" * 24, "source": "discovered", "status": "disconnected"},
+        {"slug": "by_hand", "source": "config", "status": "disconnected"}]}))
+    found = {d.slug: d for d in load_districts(path)}
+    assert list(found) == ["hill", "by_hand", "lakeview", "gone"]
+    assert (found["hill"].page_size, found["lakeview"].page_size) == (7, 500)
+    assert (found["lakeview"].source, found["lakeview"].name, found["lakeview"].dag_schedule) == (
+        "discovered", "Lakeview", "@daily")
+    assert found["gone"].dag_schedule is None and found["by_hand"].dag_schedule is None
+    assert found["by_hand"].stale_limit_hours() is None, "a disconnected district is not alerted as stale"
+    policies = (found["lakeview"].disconnect_archive_after_days, found["by_hand"].disconnect_archive_after_days)
+    assert policies == (30, None)
+
+    registry.write_text("{not json")
+    assert [d.slug for d in load_districts(path)] == ["hill", "by_hand"], "a broken file hides no configured district"
+    monkeypatch.setenv("CLEVER_DISTRICTS_FILE", str(path))
+    assert (load_discovery().enabled, load_discovery().max_disconnect_share, load_discovery().disconnect_floor) == (
+        True, 0.5, 3)
+
+
+def test_discovery_and_disconnect_settings_are_checked(tmp_path):
+    from clever.config import load_discovery
+
+    path = write(tmp_path, {"discovery": {"enabled": "yes", "max_disconnect_share": 2}, "districts": [
+        {"slug": "a", "clever_district_id": "not-an-id"}, {"slug": "b", "disconnect_after_unauthorized_runs": 0}]})
+    districts, errors = load_districts_tolerant(path)
+    assert districts == []
+    assert "clever_district_id: String should match pattern" in errors["a"]
+    assert "disconnect_after_unauthorized_runs: Input should be greater than or equal to 1" in errors["b"]
+    with pytest.raises(ConfigError, match="discovery: max_disconnect_share"):
+        load_discovery(path)
+
+
+def test_an_entry_cannot_take_a_registered_district_under_another_slug(tmp_path, monkeypatch):
+    path = write(tmp_path, {"districts": [{"slug": "hill", "clever_district_id": "5" * 24}, {"slug": "other"}]})
+    registry = tmp_path / "registry.json"
+    registry.write_text(json.dumps({"districts": [
+        {"slug": "hill_valley", "clever_district_id": "5" * 24, "source": "discovered", "status": "connected"}]}))
+    monkeypatch.setenv("CLEVER_REGISTRY_FILE", str(registry))
+    districts, errors = load_districts_tolerant(path)
+    assert [d.slug for d in districts] == ["other", "hill_valley"]
+    assert "already registered as 'hill_valley'; name the entry 'hill_valley'" in errors["hill"]
+
+
 def test_an_sso_district_reads_what_a_district_sso_token_can_and_matches_users_by_clever_id_then_email(tmp_path):
     path = write(tmp_path, {"districts": [
         {"slug": "rostered"},

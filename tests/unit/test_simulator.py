@@ -687,3 +687,37 @@ def test_a_batch_of_events_is_all_or_nothing_and_ids_stay_in_order_if_the_clock_
 def test_a_malformed_list_of_events_is_a_400(sim):
     response = post(sim, "/_sim/events", {"district": "demo", "changes": [{"endpoint": "terms"}]})
     assert response.status_code == 400 and "endpoint, action and record" in response.json()["message"]
+
+
+# -- onboarding: the application's token list ----------------------------------------------------------
+def test_the_token_list_needs_the_application_credentials_and_follows_disconnects(district, other_district):
+    app = ("sim-client", "sim-client-secret")
+    with make_sim(district, other_district, app_credentials=app) as simulator:
+        url = simulator.base_url + "/oauth/tokens?owner_type=district"
+        assert requests.get(url, auth=("sim-client", "wrong"), timeout=10).status_code == 401
+        assert requests.get(url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10).status_code == 401
+        assert requests.get(simulator.base_url + "/oauth/tokens", auth=app, timeout=10).status_code == 400
+        listed = requests.get(url, auth=app, timeout=10).json()
+        owners = {t["owner"]["id"]: t["access_token"] for t in listed["data"]}
+        demo_id, other_id = simulator.district_id("demo"), simulator.district_id("other")
+        assert owners == {demo_id: TOKEN, other_id: OTHER_TOKEN} and demo_id != other_id
+        assert {t["owner"]["type"] for t in listed["data"]} == {"district"}
+        assert get(simulator, f"/v3.0/districts/{demo_id}").json()["data"]["id"] == demo_id
+
+        simulator.disconnect("other")
+        assert [t["owner"]["id"] for t in requests.get(url, auth=app, timeout=10).json()["data"]] == [demo_id]
+        assert get(simulator, "/v3.0/users", token=OTHER_TOKEN).status_code == 401
+
+        simulator.reconnect("other", token="a-new-token-for-other")
+        owners = {t["owner"]["id"]: t["access_token"] for t in requests.get(url, auth=app, timeout=10).json()["data"]}
+        assert owners[other_id] == "a-new-token-for-other"
+        assert get(simulator, "/v3.0/users", token=OTHER_TOKEN).status_code == 401
+        assert get(simulator, "/v3.0/users", token="a-new-token-for-other").status_code == 200
+
+        assert post(simulator, "/_sim/disconnect", {"district": "demo"}).status_code == 200
+        assert requests.get(url, auth=app, timeout=10).json()["data"][0]["owner"]["id"] == other_id
+        assert post(simulator, "/_sim/reconnect", {"district": "demo"}).status_code == 200
+        assert len(requests.get(url, auth=app, timeout=10).json()["data"]) == 2
+    with make_sim(district, other_district) as simulator:  # no application client: no such route
+        assert requests.get(simulator.base_url + "/oauth/tokens?owner_type=district", auth=app,
+                            timeout=10).status_code in (401, 404)
