@@ -76,8 +76,10 @@ db-status: setup  ## is the embedded warehouse running?
 simulator: setup  ## serve the sample district on 127.0.0.1:SIM_PORT (default 8765; token demo-district-token)
 	$(PY) -m clever_devkit.simulator --port $(SIM_PORT)
 
-sample-data: setup  ## regenerate the shipped sample district (deterministic)
+sample-data: setup  ## regenerate the shipped sample districts, Secure Sync and District SSO (deterministic)
 	$(PY) -m clever_devkit.sample_district --out devkit/clever_devkit/sample_data/certification_isd
+	$(PY) -m clever_devkit.sample_district --out devkit/clever_devkit/sample_data/sso_district --seed 21 \
+		--district-name "Single Sign-On USD" --integration sso
 
 expectations: setup  ## regenerate the Great Expectations suites from Clever's OpenAPI specs
 	GX_ANALYTICS_ENABLED=false $(PY) -m clever_devkit.suites

@@ -45,10 +45,16 @@ select
     null::boolean,
     {% if e.entity == 'district' %}'no Clever district is linked to it'
     {% else %}case when dm.district_slug is null then 'its app district is not linked to a Clever district'
+         {% if e.entity == 'school' %}
+         when ds.integration = 'sso' then 'its Clever district is District SSO (integration sso): Clever sends no schools'
+         {% endif %}
          else 'no Clever record is linked to it' end{% endif %}
 from {{ ref(e.app) }} as a
 left join (select distinct app_district_id, district_slug from {{ ref('dim_district_matches') }}) as dm
   on dm.app_district_id = {{ e.app_district }}
+{% if e.entity == 'school' %}
+left join {{ source('clever_landing', 'district_settings') }} as ds on ds.district_slug = dm.district_slug
+{% endif %}
 where not exists (select 1 from {{ ref(e.matches) }} as m where m.{{ e.app_key }} = a.{{ e.app_key }})
 {% if remainder %}
   and not exists (select 1 from {{ ref('int_reports__match_unmatched') }} as t

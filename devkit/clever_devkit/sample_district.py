@@ -5,6 +5,12 @@ writes ``DIR/v3.0/*.json`` and ``DIR/v3.1/*.json`` (one JSON array of records pe
 endpoint, shaped as the Clever OpenAPI definitions) plus ``DIR/README.md``, which lists
 every deliberate edge case with its Clever ids. The simulator serves such a directory.
 
+``--integration sso`` writes what a District SSO app receives from such a district
+instead (clever.integrations): ``districts`` and ``users`` only, each user cut down to its
+Clever ID, district, name, email (some have none) and which roles it has; the simulator
+serves it with an SSO token's scope (``--integration SLUG=sso``). The shipped one is
+``sample_data/sso_district`` (see ``SSO_SAMPLE_ARGS``).
+
 The same command always writes byte-identical files: ids are hashes of
 ``<seed>:<kind>:<key>``, timestamps are fixed, JSON is written with sorted keys.
 
@@ -39,7 +45,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from clever.catalog import API_VERSIONS, ENDPOINTS
+from clever.catalog import API_VERSIONS
+from clever.integrations import DEFAULT_INTEGRATION, INTEGRATION_NAMES, INTEGRATIONS
 
 Record = dict[str, Any]
 
@@ -698,6 +705,32 @@ def iter_resources(plan: Plan, version: str) -> Iterator[Record]:
                "created": stamp["created"], "updated": stamp["last_modified"]}
 
 
+# -- District SSO: what an app without Secure Sync receives -------------------------------------
+# The shipped District SSO sample (sample_data/sso_district): another district than the
+# Secure Sync sample, so the two can share one warehouse.
+SSO_SAMPLE_ARGS = {"seed": 21, "district_name": "Single Sign-On USD", "integration": "sso"}
+YOUNG_GRADES = ("Kindergarten", "1")  # young students often have no email (Clever's users guide)
+
+
+def sso_user(user: Record) -> Record:
+    """A user as a District SSO app receives it: Clever ID, district, name, email as the
+    district has it (absent for young students), and which roles it has, nothing about
+    them (no school, SIS ID or demographics)."""
+    cut: Record = {"id": user["id"], "district": user["district"], "name": user["name"],
+                   "roles": {role: {} for role, detail in user["roles"].items() if detail is not None}}
+    if "email" in user and (user["roles"].get("student") or {}).get("grade") not in YOUNG_GRADES:
+        cut["email"] = user["email"]
+    return cut
+
+
+def iter_sso_users(plan: Plan, version: str) -> Iterator[Record]:
+    """Every user a district administrator would scope to the app (not the contacts:
+    guardians do not sign in to it), cut down to what the app receives."""
+    for user in iter_users(plan, version):
+        if "contact" not in user["roles"]:
+            yield sso_user(user)
+
+
 GENERATORS: dict[str, Callable[[Plan, str], Iterator[Record]]] = {
     "districts": iter_districts,
     "schools": iter_schools,
@@ -709,10 +742,16 @@ GENERATORS: dict[str, Callable[[Plan, str], Iterator[Record]]] = {
 }
 
 
-def iter_records(plan: Plan, version: str, endpoint: str) -> Iterator[Record]:
-    """Every record of one endpoint, in generation (not id) order, one at a time."""
+def iter_records(plan: Plan, version: str, endpoint: str,
+                 integration: str = DEFAULT_INTEGRATION) -> Iterator[Record]:
+    """Every record of one endpoint, in generation (not id) order, one at a time, as an app
+    of ``integration`` receives it."""
     if version not in API_VERSIONS:
         raise ValueError(f"unknown API version {version!r}")
+    if endpoint not in INTEGRATIONS[integration].readable:
+        raise ValueError(f"an {integration} app receives no {endpoint}")
+    if integration == "sso" and endpoint == "users":
+        return iter_sso_users(plan, version)
     return GENERATORS[endpoint](plan, version)
 
 
@@ -789,7 +828,29 @@ def edge_cases(plan: Plan, limit: int = 5) -> list[EdgeCase]:
     ]
 
 
-def render_readme(plan: Plan, counts: dict[str, dict[str, int]]) -> str:
+def sso_edge_cases(plan: Plan, limit: int = 5) -> list[EdgeCase]:
+    """The District SSO sample's edge cases, from its users as the app receives them."""
+    users = {version: list(iter_sso_users(plan, version)) for version in API_VERSIONS}
+
+    def examples(version: str, condition: Callable[[Record], bool]) -> tuple[tuple[str, str], ...]:
+        found = ((u["id"], " ".join(filter(None, (u["name"].get("first"), u["name"].get("last")))))
+                 for u in users[version] if condition(u))
+        return tuple(itertools.islice(found, limit))
+
+    no_email = [u for u in users["v3.0"] if "email" not in u]
+    return [
+        EdgeCase("users_without_email", f"no email at all ({len(no_email)} in v3.0: young students and a teacher)",
+                 examples("v3.0", lambda u: "email" not in u)),
+        EdgeCase("null_or_empty_email", "email null or \"\"",
+                 examples("v3.0", lambda u: u.get("email", 1) in (None, ""))),
+        EdgeCase("two_roles_v31", "v3.1: one user with the teacher and district_admin roles",
+                 examples("v3.1", lambda u: len(u["roles"]) > 1)),
+        EdgeCase("international_names", "apostrophes, accents, hyphens, non-Latin scripts",
+                 tuple((plan.id("student", i), f"student {n[0]} {n[2]}") for i, n in NAMED_STUDENTS.items())),
+    ]
+
+
+def render_readme(plan: Plan, counts: dict[str, dict[str, int]], integration: str = DEFAULT_INTEGRATION) -> str:
     command = "python -m clever_devkit.sample_district --out <dir>"
     if plan.students != DEFAULT_STUDENTS:
         command += f" --students {plan.students}"
@@ -797,8 +858,11 @@ def render_readme(plan: Plan, counts: dict[str, dict[str, int]]) -> str:
         command += f" --seed {plan.seed}"
     if plan.district_name != DEFAULT_DISTRICT_NAME:
         command += f" --district-name {json.dumps(plan.district_name, ensure_ascii=False)}"
+    sso = integration == "sso"
+    if sso:
+        command += " --integration sso"
     lines = [
-        f"# {plan.district_name} (sample Clever district)",
+        f"# {plan.district_name} (sample Clever district{', District SSO' if sso else ''})",
         "",
         "Generated, never hand-edited; regenerate (byte-identical) with:",
         "",
@@ -806,17 +870,20 @@ def render_readme(plan: Plan, counts: dict[str, dict[str, int]]) -> str:
         "",
         "`v3.0/` and `v3.1/` hold one JSON array per Data API endpoint, served by",
         "`python -m clever_devkit.simulator`. District id: " + f"`{plan.district_id}`.",
+        *(["", "What a District SSO app (no Secure Sync) receives: the district, and its users' Clever",
+           "IDs, names, emails and roles. Serve it with `--integration <slug>=sso`: every other",
+           "endpoint answers 403 \"Resource not in token's scopes\", as Clever does."] if sso else []),
         "",
         "| endpoint | " + " | ".join(API_VERSIONS) + " |",
         "| --- | " + " | ".join("---:" for _ in API_VERSIONS) + " |",
-        *[f"| {e} | " + " | ".join(str(counts[v][e]) for v in API_VERSIONS) + " |" for e in ENDPOINTS],
+        *[f"| {e} | " + " | ".join(str(counts[v][e]) for v in API_VERSIONS) + " |" for e in counts[API_VERSIONS[0]]],
         "",
         "## Edge cases",
         "",
         "| case | what | Clever ids |",
         "| --- | --- | --- |",
     ]
-    for case in edge_cases(plan):
+    for case in sso_edge_cases(plan) if sso else edge_cases(plan):
         examples = "<br>".join(f"`{cid}` {label}" for cid, label in case.examples)
         lines.append(f"| {case.key} | {case.description} | {examples.replace('|', '&#124;')} |")
     return "\n".join(lines) + "\n"
@@ -843,8 +910,10 @@ LAYOUTS = ("json", "sorted")
 
 def generate(out_dir: Path | str, students: int | None = None, seed: int = 0,
              district_name: str = DEFAULT_DISTRICT_NAME, layout: str = "json",
-             versions: Iterable[str] = API_VERSIONS) -> dict[str, dict[str, int]]:
-    """Write the district under ``out_dir``; returns record counts per version and endpoint.
+             versions: Iterable[str] = API_VERSIONS,
+             integration: str = DEFAULT_INTEGRATION) -> dict[str, dict[str, int]]:
+    """Write the district under ``out_dir`` as an app of ``integration`` receives it (its
+    endpoints only); returns record counts per version and endpoint.
 
     ``layout="json"``: one JSON array per endpoint (the shipped sample). ``"sorted"``:
     id-sorted JSON lines with an index (``clever_devkit.district_store``), written in bounded
@@ -857,21 +926,22 @@ def generate(out_dir: Path | str, students: int | None = None, seed: int = 0,
     plan = Plan(students=DEFAULT_STUDENTS if students is None else students, seed=seed,
                 district_name=district_name)
     out = Path(out_dir)
+    endpoints = INTEGRATIONS[integration].readable
     counts: dict[str, dict[str, int]] = {}
     for version in versions:
         if version not in API_VERSIONS:
             raise ValueError(f"unknown API version {version!r}")
         (out / version).mkdir(parents=True, exist_ok=True)
         if layout == "sorted":
-            counts[version] = {endpoint: write_sorted(iter_records(plan, version, endpoint),
+            counts[version] = {endpoint: write_sorted(iter_records(plan, version, endpoint, integration),
                                                       data_path(out, version, endpoint))
-                               for endpoint in ENDPOINTS}
+                               for endpoint in endpoints}
             continue
         counts[version] = {endpoint: _write_json_array(out / version / f"{endpoint}.json",
-                                                       iter_records(plan, version, endpoint))
-                           for endpoint in ENDPOINTS}
+                                                       iter_records(plan, version, endpoint, integration))
+                           for endpoint in endpoints}
     if set(counts) == set(API_VERSIONS):
-        (out / "README.md").write_text(render_readme(plan, counts), encoding="utf-8", newline="\n")
+        (out / "README.md").write_text(render_readme(plan, counts, integration), encoding="utf-8", newline="\n")
     return counts
 
 
@@ -885,12 +955,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--layout", choices=LAYOUTS, default="json",
                         help="json: a JSON array per endpoint; sorted: id-sorted JSON lines with an index, "
                              "written and served in bounded memory (large districts)")
+    parser.add_argument("--integration", choices=INTEGRATION_NAMES, default=DEFAULT_INTEGRATION,
+                        help="what the app receives: secure_sync (every endpoint) or sso (districts, and users "
+                             "cut down to names, emails and roles)")
     parser.add_argument("--versions", nargs="+", choices=API_VERSIONS, default=list(API_VERSIONS),
                         help="API versions to write (default both)")
     args = parser.parse_args(argv)
     try:
         counts = generate(args.out, students=args.students, seed=args.seed, district_name=args.district_name,
-                          layout=args.layout, versions=args.versions)
+                          layout=args.layout, versions=args.versions, integration=args.integration)
     except ValueError as exc:
         parser.error(str(exc))
     summary = ", ".join(f"{n} {endpoint}" for endpoint, n in next(iter(counts.values())).items())

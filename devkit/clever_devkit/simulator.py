@@ -18,6 +18,14 @@ A directory in the id-sorted layout of ``clever_devkit.district_store`` (``*.jso
 index; for districts of any size) is served from disk page by page instead of being
 loaded. Other record sources implement :class:`DataSource`.
 
+Integrations: a district is served with the scope of its app's integration
+(``DistrictSpec(integration=...)``, clever.integrations; ``--integration SLUG=sso``):
+``secure_sync`` (the default) reads every endpoint; ``sso`` (District SSO without Secure
+Sync) reads ``districts`` and ``users`` only, and any other endpoint, events included,
+answers 403 ``{"message": "Resource not in token's scopes"}`` as Clever does. The shipped
+``sample_data/sso_district`` is such a district's data (``clever_devkit.sample_district
+--integration sso``): users with names, emails (not all) and roles, nothing else.
+
 Events (Clever's Events API, clever_devkit.events_log): ``GET /{version}/events`` lists the
 district's created, updated and deleted records since ``starting_after``, as Clever pages
 them, and ``/{version}/events/{id}`` one event. The changes between two states of a
@@ -79,6 +87,8 @@ CLI: ``python -m clever_devkit.simulator --port 8765 --district demo=<token>@<di
 server_error_probability=0.1``; without ``--district`` it serves the shipped sample
 district as ``demo`` with the token in ``CLEVER_SIM_TOKEN`` (default
 ``demo-district-token``). A token written ``env:NAME`` is read from that variable.
+``--district sso_demo=<token>@devkit/clever_devkit/sample_data/sso_district --integration
+sso_demo=sso`` serves the sample District SSO district with an SSO token's scope.
 """
 
 from __future__ import annotations
@@ -105,6 +115,7 @@ from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from clever.catalog import API_VERSIONS, ENDPOINTS, MAX_PAGE_SIZE
+from clever.integrations import DEFAULT_INTEGRATION, INTEGRATION_NAMES, integration
 from clever_devkit.district_store import Page, SortedFileDataSource, is_sorted_store
 from clever_devkit.events_log import CLEVER_RETENTION_SECONDS, Change, EventLog, EventsUnavailable, diff_events
 
@@ -118,6 +129,8 @@ DEFAULT_PAGE_SIZE = 100
 RATE_LIMIT_WINDOW_SECONDS = 60.0
 SERVER_ERROR_STATUSES = (500, 502, 503)
 SAMPLE_DISTRICT_DIR = Path(__file__).resolve().parent / "sample_data" / "certification_isd"
+SAMPLE_SSO_DISTRICT_DIR = SAMPLE_DISTRICT_DIR.parent / "sso_district"
+OUT_OF_SCOPE_MESSAGE = "Resource not in token's scopes"  # Clever's answer to an app without Secure Sync
 DEFAULT_TOKEN = "demo-district-token"
 READY_MESSAGE = "Clever API simulator listening on {url} (districts: {slugs})"
 
@@ -329,10 +342,12 @@ class DistrictSpec:
     events_retention_seconds: float = CLEVER_RETENTION_SECONDS
     # Clever Library: teachers' bearer tokens -> their Clever user ids (see the module doc)
     teachers: Mapping[str, str] = field(default_factory=dict, repr=False)
+    integration: str = DEFAULT_INTEGRATION  # the token's scope: other endpoints answer 403, as Clever's
 
     def __post_init__(self) -> None:
         if (self.data_dir is None) == (self.source is None):
             raise ValueError(f"district {self.slug!r}: give exactly one of data_dir or source")
+        integration(self.integration)  # raises naming the known ones
         if not self.slug or not self.token:
             raise ValueError("a district needs a slug and a non-empty token")
 
@@ -776,6 +791,8 @@ class CleverSimulator:
         if refused is not None:
             return refused
         version, endpoint = segments[0], segments[1]
+        if not integration(spec.integration).reads(endpoint):
+            return _error(403, OUT_OF_SCOPE_MESSAGE, limit_headers)
         decision = self._faults.decide(spec.slug, endpoint)
         if decision.sleep:
             time.sleep(decision.sleep)
@@ -1103,6 +1120,17 @@ def _parse_district(text: str) -> DistrictSpec:
     return DistrictSpec(slug, token, Path(data_dir))
 
 
+def _with_integrations(districts: list[DistrictSpec], settings: list[str]) -> list[DistrictSpec]:
+    """The districts with ``--integration SLUG=INTEGRATION`` applied."""
+    chosen: dict[str, str] = {}
+    for text in settings:
+        slug, sep, name = text.partition("=")
+        if not sep or slug not in {d.slug for d in districts}:
+            raise ValueError(f"--integration must look like SLUG=INTEGRATION for a served district, got {text!r}")
+        chosen[slug] = name
+    return [replace(d, integration=chosen[d.slug]) if d.slug in chosen else d for d in districts]
+
+
 def _parse_fault(text: str) -> tuple[str, Any]:
     key, sep, raw = text.partition("=")
     if not sep:
@@ -1120,6 +1148,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--district", action="append", default=[], metavar="SLUG=TOKEN@DIR",
                         help="serve DIR as SLUG for TOKEN (repeatable; TOKEN may be env:VARNAME); "
                              "default: the sample district as 'demo'")
+    parser.add_argument("--integration", action="append", default=[], metavar="SLUG=INTEGRATION",
+                        help=f"serve SLUG with that integration's token scope ({', '.join(INTEGRATION_NAMES)}; "
+                             "default secure_sync): e.g. sso answers 403 outside districts and users")
     parser.add_argument("--fault", action="append", default=[], metavar="KEY=VALUE",
                         help="fault setting, e.g. server_error_probability=0.1 (repeatable)")
     parser.add_argument("--rate-limit-per-minute", type=int, default=1200, help="0 turns rate limiting off")
@@ -1137,6 +1168,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         districts = [_parse_district(d) for d in args.district] or [
             DistrictSpec("demo", os.environ.get("CLEVER_SIM_TOKEN") or DEFAULT_TOKEN, SAMPLE_DISTRICT_DIR)]
+        districts = _with_integrations(districts, args.integration)
         faults = Faults.from_mapping(dict(_parse_fault(f) for f in args.fault))
         app = None
         if args.app:

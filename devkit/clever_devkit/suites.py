@@ -20,7 +20,7 @@ How the spec becomes rules:
   school) resolve within the same extraction (critical). Other references (a section's
   term, course and members) are reported as warnings.
 - An integration whose records Clever cuts down (``limited_records`` in
-  clever.integrations: a Clever Library app's users and sections) gets its own suite,
+  clever.integrations: a District SSO app's users, a Clever Library app's users and sections) gets its own suite,
   ``expectations/<version>/<integration>/<endpoint>.json``: only the fields Clever
   guarantees to that integration (``SCOPE_GUARANTEES``) are critical, every other field
   of the definition is optional (its type still reported), and only references to
@@ -83,16 +83,19 @@ REFERENCES: dict[tuple[str, tuple[str, ...]], tuple[str, str]] = {
     ("users", ("roles", "teacher", "schools")): ("schools", "warning"),
 }
 
-# Per integration and endpoint, the fields Clever guarantees to that integration (paths);
-# the rest of the definition is not sent to it, or not always. Clever Library: "teacher
-# name, teacher email, student first name and last initial, section (class) information"
-# (Clever's certification types), with each record's Clever ID and district and a user's
-# roles; schools, SIS and state IDs, demographics, terms and courses need Secure Sync.
+# Per integration and endpoint, the fields Clever guarantees to that integration (top-level
+# paths); the rest of the definition is not sent to it, or not always. District SSO: "user
+# first name, last name, email" with the user's Clever ID, district and roles (Clever's
+# certification types and District SSO guide); the email stays optional, as in the spec.
+# Clever Library: "teacher name, teacher email, student first name and last initial,
+# section (class) information", with each record's Clever ID and district and a user's
+# roles. Schools, SIS and state IDs, demographics, terms and courses need Secure Sync.
 SCOPE_GUARANTEES: dict[str, dict[str, frozenset[tuple[str, ...]]]] = {
+    "sso": {"users": frozenset({("id",), ("district",), ("name",), ("roles",)})},
     "library": {"users": frozenset({("id",), ("district",), ("name",), ("roles",)}),
                 "sections": frozenset({("id",), ("district",), ("name",), ("students",), ("teachers",)})},
 }
-SCOPE_REASONS = {"library": "not guaranteed to a Clever Library app"}
+SCOPE_REASONS = {"sso": "not guaranteed to a District SSO app", "library": "not guaranteed to a Clever Library app"}
 
 
 def _definition(definitions: dict[str, Any], schema: dict[str, Any]) -> tuple[dict[str, Any], bool]:

@@ -45,6 +45,8 @@ DEFAULT_TIMEOUT = (10.0, 120.0)  # (connect, read) seconds
 DEFAULT_PAGE_TIMEOUT = 600.0  # seconds for a whole response, headers to last byte
 MAX_REDIRECTS = 5
 _READ_CHUNK = 1 << 16
+# What Clever says when a token's app may not read an endpoint (no Secure Sync).
+_OUT_OF_SCOPE = "not in token's scopes"
 
 
 class CleverAPIError(RuntimeError):
@@ -370,6 +372,12 @@ class CleverClient:
         if status >= 500:
             self._log_retry(endpoint, path, attempt, f"HTTP {status}")
             raise _Transient(f"HTTP {status}", status=status)
+        if status == 403 and _OUT_OF_SCOPE in body.decode("utf-8", "replace").lower():
+            raise CleverAuthError(
+                self.district, endpoint,
+                "HTTP 403: Resource not in token's scopes: the district's app cannot read this endpoint (without "
+                "Secure Sync a District SSO app reads only districts and users); if the district is a District SSO "
+                "district, set integration: sso in config/districts.yml", path, status)
         if status in (401, 403):
             raise CleverAuthError(
                 self.district, endpoint,

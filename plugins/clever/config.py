@@ -18,7 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from clever.catalog import API_VERSIONS, CORE_ENDPOINTS, ENDPOINTS, MAX_PAGE_SIZE
-from clever.integrations import DEFAULT_INTEGRATION, INTEGRATION_NAMES, INTEGRATIONS
+from clever.integrations import DEFAULT_INTEGRATION, INTEGRATION_NAMES, INTEGRATIONS, Integration
 from clever.match_rules import MatchingConfig, parse_matching
 from clever.paths import REPO_ROOT
 
@@ -88,7 +88,8 @@ class DistrictSettingsModel(_Strict):
     api_version: Literal[API_VERSIONS] | None = Field(None, description="Clever Data API version.")  # type: ignore[valid-type]
     integration: Literal[INTEGRATION_NAMES] | None = Field(  # type: ignore[valid-type]
         None, description="What the district's Clever app receives (default secure_sync): "
-                          + "; ".join(f"{i.name}: {i.summary}" for i in INTEGRATIONS.values()) + ".")
+                          + "; ".join(f"{i.name}: {i.summary}" for i in INTEGRATIONS.values())
+                          + ". Sets the default endpoints, the validation suites and the user matching rules.")
     schedule: str | None = Field(None, description="Airflow schedule (cron or preset); null: manual only.")
     sync_mode: Literal["full", "events"] | None = Field(
         None, description="full: every run reads every record; events: runs apply Clever's events since the last "
@@ -218,7 +219,7 @@ class DistrictConfig:
     slug: str
     name: str = ""  # "": the slug
     api_version: str = "v3.0"
-    integration: str = DEFAULT_INTEGRATION  # clever.integrations: what the district's tokens read
+    integration: str = DEFAULT_INTEGRATION  # clever.integrations: what the district's token reads
     schedule: str | None = "@daily"  # None: triggered by hand only
     sync_mode: str = "full"  # or "events" (clever.events)
     events_schedule: str | None = "@hourly"  # the DAG's schedule when sync_mode is events
@@ -325,6 +326,27 @@ _NULL_MEANS_SOMETHING = {"schedule", "events_schedule", "full_sync_schedule", "l
                          "library_teacher_archive_after_days"}
 
 
+def _integration_problems(kind: Integration, given: dict[str, Any], entry: dict[str, Any], where: str) -> list[str]:
+    """What the district's settings ask of Clever that its integration cannot give: an
+    endpoint its token cannot read, or events without Secure Sync. An error rather than a
+    silent drop: the operator learns at once that the district will not get that data."""
+    def origin(key: str) -> str:
+        return "" if entry.get(key) is not None else " (from defaults: give this district its own)"
+
+    problems = []
+    unreadable = [e for e in given.get("endpoints", ()) if e not in kind.readable]
+    if unreadable:
+        problems.append(
+            f"{where}: endpoints{origin('endpoints')}: an {kind.name} district's token cannot read "
+            f"{', '.join(unreadable)} (Clever answers 403 \"Resource not in token's scopes\" without Secure Sync); "
+            f"list only {', '.join(kind.readable)} (the default), or set integration: secure_sync")
+    if given.get("sync_mode") == "events" and not kind.events:
+        problems.append(
+            f"{where}: sync_mode{origin('sync_mode')}: events needs Clever's Events API, which only Secure Sync apps "
+            f"can read; an {kind.name} district syncs with sync_mode: full")
+    return problems
+
+
 def _district(entry: dict[str, Any], defaults: dict[str, Any], where: str) -> DistrictConfig:
     """The district's settings from its entry over the file's defaults, both already checked
     by the model (values keep the types it gave them)."""
@@ -336,15 +358,12 @@ def _district(entry: dict[str, Any], defaults: dict[str, Any], where: str) -> Di
     given = {**set_values(DistrictSettingsModel, defaults), **set_values(DistrictEntryModel, entry)}
     slug = given.pop("slug")
     kind = INTEGRATIONS[given.get("integration", DEFAULT_INTEGRATION)]
-    unreadable = [e for e in given.get("endpoints", ()) if e not in kind.readable]
-    if unreadable:
-        raise ConfigError(f"{where} ({slug}): endpoints: a {kind.name} district's tokens cannot read "
-                          f"{', '.join(unreadable)}; list only {', '.join(kind.readable)} (the default)")
-    if given.get("sync_mode") == "events" and not kind.events:
-        raise ConfigError(f"{where} ({slug}): sync_mode: events needs Clever's Events API, which only Secure Sync "
-                          f"apps can read; a {kind.name} district syncs with sync_mode: full")
+    problems = _integration_problems(kind, given, entry, f"{where} ({slug})")
+    if problems:
+        raise ConfigError("; ".join(problems))
     try:
-        matching = parse_matching(defaults.get("matching"), entry.get("matching"), f"{where} ({slug})")
+        matching = parse_matching(defaults.get("matching"), entry.get("matching"), f"{where} ({slug})",
+                                  {"users": kind.user_match_rules} if kind.user_match_rules else None)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     given.pop("matching", None)

@@ -37,6 +37,7 @@ import psycopg
 
 from clever.connections import WarehouseTarget
 from clever.paths import ARTIFACTS_DIR, DBT_PROJECT_DIR
+from clever.warehouse import ensure_landing_schema
 
 log = logging.getLogger(__name__)
 
@@ -186,6 +187,8 @@ def ensure_deployed(target: WarehouseTarget, timeout_seconds: int = 3600) -> Dbt
         if deployed_fingerprint(target.conninfo) == wanted:  # deployed while we waited
             return None
         log.info("deploying the dbt project to the warehouse (fingerprint %s)", wanted[:12])
+        with psycopg.connect(target.conninfo, autocommit=True) as conn:
+            ensure_landing_schema(conn)  # the landing columns the new models read (make deploy runs no sync first)
         outcome = run_dbt(target, ["build", "--exclude", "resource_type:test"])
         with psycopg.connect(target.conninfo, autocommit=True) as conn:
             conn.execute(_DEPLOYMENTS_DDL)

@@ -2,7 +2,7 @@
 (clever.validation). The suites themselves are generated from Clever's OpenAPI specs by
 the dev kit (``make expectations``, clever_devkit.suites) and committed under
 ``expectations/<version>/<endpoint>.json``; an integration whose records Clever cuts down
-(Clever Library's users and sections) has its own under ``expectations/<version>/<integration>/``.
+(District SSO's users; Clever Library's users and sections) has its own under ``expectations/<version>/<integration>/``.
 
 Suites run on a flattened copy of one extraction, one column per rule input. Column
 names are a small grammar over the record's JSON path (path parts joined by ``__``):

@@ -6,7 +6,9 @@ unfinished endpoint run. An endpoint run is ``completed`` only after its last pa
 any failure it is marked ``failed``, its rows are flagged ``is_partial`` and the error
 is re-raised naming the district and endpoint. Rows of earlier runs are never touched,
 and re-running the same (run, endpoint) first clears that pair's rows, so an Airflow
-task retry is idempotent.
+task retry is idempotent. An endpoint Clever refuses at once as outside the district's
+integration (an sso district's token asking for sections) is ``out_of_scope``, not a
+failure (clever.integrations).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from psycopg import sql
 
 from clever import runs
 from clever.client import CleverAPIError, CleverClient
+from clever.integrations import refused_as_out_of_scope
 from clever.runs import SyncRun
 from clever.warehouse import landing_table
 
@@ -50,6 +53,7 @@ class EndpointResult:
     rows: int
     pages: int
     seconds: float
+    out_of_scope: bool = False  # Clever refused it as outside the token's scope (an sso district)
 
 
 def _readable_id(value: Any) -> str | None:
@@ -119,6 +123,18 @@ def _refresh_statistics(conn: psycopg.Connection, run: SyncRun, endpoint: str) -
                     exc_info=True)
 
 
+def _out_of_scope(conn: psycopg.Connection, run: SyncRun, endpoint: str, refusal: CleverAPIError,
+                  seconds: float) -> EndpointResult:
+    """An endpoint the district's integration cannot read, refused before any page: not a
+    failure, and nothing of it is approved or archived (clever.integrations)."""
+    reason = (f"out of scope: Clever refused {endpoint!r} to this {run.integration} district's token "
+              f"(HTTP {refusal.status}); it was not read and nothing of it is approved or archived")
+    with conn.transaction():
+        runs.endpoint_out_of_scope(conn, run.sync_run_id, endpoint, reason)
+    log.warning("district %s, %s: %s", run.district_slug, endpoint, reason)
+    return EndpointResult(endpoint, 0, 0, seconds, out_of_scope=True)
+
+
 class ExtractionStopped(ExtractionError):
     """The task stopped the extraction (its time limit): the endpoint is failed, not finished."""
 
@@ -158,6 +174,9 @@ def extract_endpoint(conn: psycopg.Connection, client: CleverClient, run: SyncRu
             pages += 1
             log.info("district %s, %s: page %d landed (%d rows so far)", run.district_slug, endpoint, pages, rows)
     except (CleverAPIError, BadRecordError, ExtractionStopped, psycopg.Error) as exc:
+        if isinstance(exc, CleverAPIError) and pages == 0 and refused_as_out_of_scope(run.integration, endpoint,
+                                                                                       exc.status):
+            return _out_of_scope(conn, run, endpoint, exc, time.monotonic() - started)
         message = str(exc) if not isinstance(exc, psycopg.Error) else (
             f"Clever district {run.district_slug!r}, endpoint {endpoint!r}: warehouse error: {exc}")
         _record_failure(conn, run, endpoint, message)

@@ -54,9 +54,11 @@ class MatchingConfig:
                 for entity, rules in self.rules.items()}
 
 
-def parse_matching(defaults: Any, override: Any, where: str) -> MatchingConfig:
-    """Merge the defaults' ``matching:`` with a district's (per entity); raise ValueError
-    naming the problem."""
+def parse_matching(defaults: Any, override: Any, where: str,
+                   default_order: dict[str, tuple[str, ...]] | None = None) -> MatchingConfig:
+    """Merge the defaults' ``matching:`` with a district's (per entity) over
+    ``default_order`` (per entity; else the catalogue's order); raise ValueError naming
+    the problem."""
     merged: dict[str, Any] = {}
     for value, label in ((defaults, "defaults"), (override, "district")):
         if value is None:
@@ -67,7 +69,7 @@ def parse_matching(defaults: Any, override: Any, where: str) -> MatchingConfig:
     state = merged.pop("state", None)
     if state is not None and (not isinstance(state, str) or len(state.strip()) != 2):
         raise ValueError(f"{where}: matching.state must be a two-letter state code, got {state!r}")
-    rules = {entity: tuple(known) for entity, known in RULES.items()}
+    rules = {entity: tuple(known) for entity, known in RULES.items()} | (default_order or {})
     for entity, order in merged.items():
         if entity not in RULES:
             raise ValueError(f"{where}: matching.{entity}: unknown entity (known: {', '.join(ENTITIES)})")

@@ -68,6 +68,7 @@ class SyncRun:
     district_slug: str
     api_version: str
     endpoints: tuple[str, ...]
+    integration: str = "secure_sync"  # clever.integrations: what the district's token reads
 
 
 def start_sync_run(
@@ -80,17 +81,19 @@ def start_sync_run(
     mode: str = "full",
     mode_reason: str | None = None,
     events_from: str | None = None,
+    integration: str = "secure_sync",
 ) -> SyncRun:
     endpoints = tuple(endpoints)
     with conn.transaction():
         row = conn.execute(
             """INSERT INTO clever_landing.sync_runs
-                   (district_slug, api_version, endpoints, external_run_id, params, mode, mode_reason, events_from)
-               VALUES (%s, %s, %s::text[], %s, %s, %s, %s, %s) RETURNING sync_run_id""",
+                   (district_slug, api_version, endpoints, external_run_id, params, mode, mode_reason, events_from,
+                    integration)
+               VALUES (%s, %s, %s::text[], %s, %s, %s, %s, %s, %s) RETURNING sync_run_id""",
             (district_slug, api_version, list(endpoints), external_run_id, json.dumps(params or {}), mode,
-             mode_reason, events_from),
+             mode_reason, events_from, integration),
         ).fetchone()
-    return SyncRun(row[0], district_slug, api_version, endpoints)
+    return SyncRun(row[0], district_slug, api_version, endpoints, integration)
 
 
 def run_mode(conn: psycopg.Connection, sync_run_id: int) -> str:
@@ -101,17 +104,18 @@ def run_mode(conn: psycopg.Connection, sync_run_id: int) -> str:
 
 def get_sync_run(conn: psycopg.Connection, sync_run_id: int) -> SyncRun:
     row = conn.execute(
-        "SELECT district_slug, api_version, endpoints FROM clever_landing.sync_runs WHERE sync_run_id = %s",
-        (sync_run_id,),
+        "SELECT district_slug, api_version, endpoints, integration FROM clever_landing.sync_runs "
+        "WHERE sync_run_id = %s", (sync_run_id,),
     ).fetchone()
     if row is None:
         raise LookupError(f"sync run {sync_run_id} does not exist")
-    return SyncRun(sync_run_id, row[0], row[1], tuple(row[2]))
+    return SyncRun(sync_run_id, row[0], row[1], tuple(row[2]), row[3])
 
 
 def finish_sync_run(conn: psycopg.Connection, sync_run_id: int, error: str | None = None) -> str:
-    """Close a run: ``completed`` only if every requested endpoint completed and no error
-    was given; otherwise ``failed``. Returns the status written. A run closed already
+    """Close a run: ``completed`` only if every requested endpoint completed (or Clever
+    refused it as outside the token's scope, see endpoint_out_of_scope) and no error was
+    given; otherwise ``failed``. Returns the status written. A run closed already
     (failed by a step) may be closed again, as an operator does after fixing what failed,
     unless a newer run of the district has started: then it stays as it is."""
     with conn.transaction():
@@ -129,7 +133,7 @@ def finish_sync_run(conn: psycopg.Connection, sync_run_id: int, error: str | Non
                WHERE r.sync_run_id = %s
                  AND NOT EXISTS (SELECT 1 FROM clever_landing.endpoint_runs er
                                  WHERE er.sync_run_id = r.sync_run_id AND er.endpoint = e
-                                   AND er.status = 'completed')""",
+                                   AND er.status IN ('completed', 'out_of_scope'))""",
             (sync_run_id,),
         ).fetchall()
         if incomplete and error is None:
@@ -230,6 +234,15 @@ def endpoint_failed(conn: psycopg.Connection, sync_run_id: int, endpoint: str, e
            WHERE sync_run_id = %s AND endpoint = %s""", (error, sync_run_id, endpoint))
 
 
+def endpoint_out_of_scope(conn: psycopg.Connection, sync_run_id: int, endpoint: str, reason: str) -> None:
+    """Clever refused the endpoint as outside the token's scope (clever.integrations): it
+    was not read, so it is not approved (its last approved extraction stays current, and
+    nothing of it is archived), and the run can still complete without it."""
+    conn.execute(
+        """UPDATE clever_landing.endpoint_runs SET status = 'out_of_scope', error = %s, finished_at = clock_timestamp()
+           WHERE sync_run_id = %s AND endpoint = %s""", (reason, sync_run_id, endpoint))
+
+
 def endpoint_pruned(conn: psycopg.Connection, sync_run_id: int, endpoint: str, rows: int) -> None:
     """Landing retention deleted ``rows`` of this extraction (clever.retention)."""
     conn.execute(
@@ -256,19 +269,22 @@ def start_run(conninfo: str, district: DistrictConfig, endpoints: list[str] | No
                 "district syncs one run at a time. Wait for it to end, or stop it, then trigger again.")
         try:
             _close_dead_runs(conn, district.slug)
-            conn.execute("""INSERT INTO clever_landing.district_settings (district_slug, stale_after_hours)
-                            VALUES (%s, %s) ON CONFLICT (district_slug) DO UPDATE
-                            SET stale_after_hours = EXCLUDED.stale_after_hours, updated_at = clock_timestamp()""",
-                         (district.slug, district.stale_limit_hours()))
+            conn.execute("""INSERT INTO clever_landing.district_settings
+                                (district_slug, stale_after_hours, integration) VALUES (%s, %s, %s)
+                            ON CONFLICT (district_slug) DO UPDATE
+                            SET stale_after_hours = EXCLUDED.stale_after_hours, integration = EXCLUDED.integration,
+                                updated_at = clock_timestamp()""",
+                         (district.slug, district.stale_limit_hours(), district.integration))
             mode = plan(conn) if plan is not None else RunMode()
             if mode.mode == "events":
                 requested = list(district.endpoints)  # events come for every type at once
             run = start_sync_run(conn, district.slug, district.api_version, requested, external_run_id, params,
-                                 mode.mode, mode.reason, mode.cursor)
+                                 mode.mode, mode.reason, mode.cursor, district.integration)
         finally:
             conn.execute("SELECT pg_advisory_unlock_all()")
-    log.info("district %s: sync run %d started (%s, %s%s, endpoints: %s)", district.slug, run.sync_run_id,
-             district.api_version, mode.mode, f": {mode.reason}" if mode.reason else "", ", ".join(requested))
+    log.info("district %s: sync run %d started (%s, %s, %s%s, endpoints: %s)", district.slug, run.sync_run_id,
+             district.api_version, district.integration, mode.mode, f": {mode.reason}" if mode.reason else "",
+             ", ".join(requested))
     return run.sync_run_id
 
 

@@ -181,7 +181,7 @@ def validate(ctx: SyncContext) -> dict[str, Any]:
 
     return validation.validate_run(ctx.conninfo, ctx.run_id, quarantine_threshold=ctx.district.quarantine_threshold,
                                    quarantine_floor=ctx.district.quarantine_floor, full=ctx.params.full_refresh,
-                                   docs_dir=ctx.validation_docs_dir, integration=ctx.district.integration)
+                                   docs_dir=ctx.validation_docs_dir)
 
 
 def approve(ctx: SyncContext) -> list[str]:

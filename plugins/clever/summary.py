@@ -102,7 +102,7 @@ def summarize(conninfo: str, sync_run_id: int, build_started_at: float | None,
     with psycopg.connect(conninfo, autocommit=True) as conn:
         ensure_landing_schema(conn)
         run = conn.execute(
-            "SELECT district_slug, api_version, status, error, started_at, finished_at "
+            "SELECT district_slug, api_version, status, error, started_at, finished_at, integration "
             "FROM clever_landing.sync_runs WHERE sync_run_id = %s", (sync_run_id,)).fetchone()
         endpoints = {
             e: {"status": s, "rows": n, "pages": p, "error": err}
@@ -157,7 +157,7 @@ def summarize(conninfo: str, sync_run_id: int, build_started_at: float | None,
             since = approved_at or datetime.fromtimestamp(build_started_at, UTC)
             changes = history_changes(conn, run[0], since)
         summary = {
-            "sync_run_id": sync_run_id, "district": run[0], "api_version": run[1],
+            "sync_run_id": sync_run_id, "district": run[0], "api_version": run[1], "integration": run[6],
             **sync_mode(conn, sync_run_id, run[0], changes if build_started_at is not None else None),
             "extraction_status": run[2], "error": run[3],
             "started_at": run[4].isoformat(), "extraction_finished_at": run[5].isoformat() if run[5] else None,
@@ -201,8 +201,10 @@ def run_summary(conninfo: str, sync_run_id: int) -> dict[str, Any] | None:
 
 
 def format_summary(summary: dict[str, Any]) -> str:
+    integration = summary.get("integration", "secure_sync")
     lines = [f"Clever sync run {summary['sync_run_id']} for district {summary['district']!r} "
-             f"({summary['api_version']}, {summary.get('mode', 'full')}): extraction {summary['extraction_status']}"]
+             f"({summary['api_version']}, {'' if integration == 'secure_sync' else integration + ', '}"
+             f"{summary.get('mode', 'full')}): extraction {summary['extraction_status']}"]
     if summary.get("mode_reason"):
         lines.append(f"  {summary.get('mode', 'full')} sync: {summary['mode_reason']}")
     if summary.get("events"):

@@ -4,8 +4,9 @@ For every endpoint the run completed:
 
 1. one pass over its landing rows writes a flattened, unlogged copy with exactly the
    columns its suite needs (``clever.expectations`` defines the column grammar);
-2. GX runs the endpoint's suite (expectations/<version>/<endpoint>.json, or for a Library
-   district's users and sections expectations/<version>/library/<endpoint>.json) on that table
+2. GX runs the endpoint's suite (expectations/<version>/<endpoint>.json, or for an
+   integration's cut-down records, an sso district's users or a Library district's users
+   and sections, expectations/<version>/<integration>/<endpoint>.json) on that table
    inside PostgreSQL, so a million users never pass through Python, and builds Data Docs
    for the run;
 3. every record that breaks a critical rule is quarantined: kept in
@@ -462,8 +463,7 @@ def drop_abandoned_copies(conn: psycopg.Connection, district_slug: str, sync_run
 
 
 def validate_run(conninfo: str, sync_run_id: int, *, quarantine_threshold: float = 0.05,
-                 quarantine_floor: int = 10, docs_dir: Path | None = None, full: bool = False,
-                 integration: str = "secure_sync") -> dict[str, Any]:
+                 quarantine_floor: int = 10, docs_dir: Path | None = None, full: bool = False) -> dict[str, Any]:
     """Validate every completed endpoint of a run; quarantine what breaks a critical rule.
     Only records that may have changed since the endpoint's baseline are checked, unless
     ``full`` (see the module doc).
@@ -479,8 +479,8 @@ def validate_run(conninfo: str, sync_run_id: int, *, quarantine_threshold: float
         docs_dir = docs_dir or data_docs_index(run.district_slug, sync_run_id).parent
         completed = completed_endpoints(conn, sync_run_id)
         endpoints = [e for e in run.endpoints if e in completed]
-        # A Library district's users and sections: the suites of what Clever sends a Library app.
-        suites = {e: load_suite_document(run.api_version, e, integration_name=integration) for e in endpoints}
+        # An sso or Library district's cut-down records: the suites of what Clever sends that app.
+        suites = {e: load_suite_document(run.api_version, e, integration_name=run.integration) for e in endpoints}
         fingerprints = {e: suite_fingerprint(suites[e]) for e in endpoints}
         # An events run holds only changed records: each is checked (no baseline).
         events = EventsRun(run.district_slug, sync_run_id) if run_mode(conn, sync_run_id) == "events" else None

@@ -271,6 +271,25 @@ BEGIN
     END IF;
 END $$;
 
+-- Integrations (clever.integrations): each run records what the district's app receives
+-- (secure_sync or sso), and so which suites validate it; district_settings keeps the
+-- district's current one for the BI views. An endpoint of an sso run that Clever refuses
+-- as outside the token's scope is 'out_of_scope': not read, not approved, not a failure.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = 'clever_landing'
+                   AND table_name = 'sync_runs' AND column_name = 'integration') THEN
+        ALTER TABLE clever_landing.sync_runs ADD COLUMN integration text NOT NULL DEFAULT 'secure_sync';
+        ALTER TABLE clever_landing.district_settings ADD COLUMN integration text;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = 'clever_landing.endpoint_runs'::regclass
+                   AND contype = 'c' AND pg_get_constraintdef(oid) LIKE '%out_of_scope%') THEN
+        ALTER TABLE clever_landing.endpoint_runs DROP CONSTRAINT IF EXISTS endpoint_runs_status_check,
+            ADD CONSTRAINT endpoint_runs_status_check
+                CHECK (status IN ('started', 'completed', 'failed', 'out_of_scope'));
+    END IF;
+END $$;
+
 -- Every event an events run read, as Clever sent it, page by page (COPY).
 CREATE TABLE IF NOT EXISTS clever_landing.events (
     sync_run_id   bigint      NOT NULL,

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from clever.catalog import CORE_ENDPOINTS
 from clever.config import ConfigError, districts_schema, load_districts, load_districts_tolerant
 from clever.paths import REPO_ROOT
 
@@ -192,4 +193,45 @@ def test_a_library_district_reads_what_teacher_tokens_can_and_keeps_a_disconnect
     assert by_slug["lib_archives"].library_teacher_archive_after_days == 30
     assert "cannot read schools" in errors["lib_schools"]
     assert "sync_mode: events needs Clever's Events API" in errors["lib_events"]
-    assert "integration: Input should be 'secure_sync' or 'library'" in errors["typo"]
+    assert "integration: Input should be 'secure_sync', 'sso' or 'library'" in errors["typo"]
+
+
+def test_an_sso_district_reads_what_a_district_sso_token_can_and_matches_users_by_clever_id_then_email(tmp_path):
+    path = write(tmp_path, {"districts": [
+        {"slug": "rostered"},
+        {"slug": "sso", "integration": "sso"},
+        {"slug": "sso_ordered", "integration": "sso", "matching": {"users": ["email", "clever_id"]}},
+    ]})
+    rostered, sso, ordered = load_districts(path)
+    assert (rostered.integration, rostered.endpoints) == ("secure_sync", CORE_ENDPOINTS)
+    assert rostered.matching.rules["users"] == ("clever_id", "sis_id", "state_id", "email", "name_school")
+    assert (sso.integration, sso.endpoints) == ("sso", ("districts", "users"))
+    assert sso.matching.rules["users"] == ("clever_id", "email")
+    assert sso.matching.rules["districts"] == rostered.matching.rules["districts"]
+    assert ordered.matching.rules["users"] == ("email", "clever_id")  # configurable as for any district
+
+
+def test_an_sso_district_asking_for_rosters_or_events_is_a_config_error_naming_it(tmp_path):
+    path = write(tmp_path, {"defaults": {"endpoints": ["districts", "schools", "users", "sections"]}, "districts": [
+        {"slug": "rostered"},
+        {"slug": "own_list", "integration": "sso", "endpoints": ["users", "terms"]},
+        {"slug": "inherited", "integration": "sso"},
+        {"slug": "fixed", "integration": "sso", "endpoints": ["districts", "users"]},
+        {"slug": "by_events", "integration": "sso", "endpoints": ["users"], "sync_mode": "events"},
+        {"slug": "unknown", "integration": "sso_plus"},
+    ]})
+    districts, errors = load_districts_tolerant(path)
+    assert [(d.slug, d.endpoints) for d in districts] == [
+        ("rostered", ("districts", "schools", "users", "sections")), ("fixed", ("districts", "users"))]
+    assert errors["own_list"].endswith(
+        "districts[1] (own_list): endpoints: an sso district's token cannot read terms (Clever answers 403 "
+        "\"Resource not in token's scopes\" without Secure Sync); list only districts, users (the default), or set "
+        "integration: secure_sync")
+    assert "districts[2] (inherited): endpoints (from defaults: give this district its own): an sso district's " \
+           "token cannot read schools, sections" in errors["inherited"]
+    assert errors["by_events"].endswith("districts[4] (by_events): sync_mode: events needs Clever's Events API, "
+                                        "which only Secure Sync apps can read; an sso district syncs with "
+                                        "sync_mode: full")
+    assert errors["unknown"].endswith("integration: Input should be 'secure_sync', 'sso' or 'library'")
+    schema = districts_schema()["$defs"]["DistrictSettingsModel"]["properties"]["integration"]
+    assert schema["anyOf"][0]["enum"] == ["secure_sync", "sso", "library"]

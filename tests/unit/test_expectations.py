@@ -9,24 +9,31 @@ import pytest
 import yaml
 from psycopg import sql
 
-from clever.catalog import API_VERSIONS, ENDPOINTS
-from clever.expectations import load_suite_document, parse_column
+from clever.catalog import API_VERSIONS
+from clever.expectations import load_suite_document, parse_column, suite_path
 from clever.validation import expectation_key, suite_columns, unexpected_rows_predicate
 from clever_devkit.suites import CONDITIONAL_FIELDS, SPEC_DIR, build_suite, render
 from clever_devkit.suites import SUITES as GENERATED
 
-SUITES = [(v, e) for v in API_VERSIONS for e in ENDPOINTS]
-ALL_SUITES = [(v, e, variant) for v in API_VERSIONS for e, variant in GENERATED]
+# (version, endpoint, integration whose own suite it is, or None)
+SUITES = [(v, e, variant) for v in API_VERSIONS for e, variant in GENERATED]
 
 
-@pytest.mark.parametrize(("api_version", "endpoint", "variant"), ALL_SUITES)
+def test_the_committed_suites_are_exactly_the_generated_ones():
+    committed = {p.relative_to(SPEC_DIR.parent) for p in SPEC_DIR.parent.rglob("*.json")}
+    assert committed == {suite_path(v, e, SPEC_DIR.parent, variant).relative_to(SPEC_DIR.parent)
+                         for v, e, variant in SUITES}
+    assert {("users", "sso"), ("users", "library"), ("sections", "library")} <= set(GENERATED)
+
+
+@pytest.mark.parametrize(("api_version", "endpoint", "variant"), SUITES)
 def test_committed_suite_is_what_the_generator_makes_from_the_spec(api_version, endpoint, variant):
-    committed = (SPEC_DIR.parent / api_version / (variant or "") / f"{endpoint}.json").read_text(encoding="utf-8")
+    committed = suite_path(api_version, endpoint, SPEC_DIR.parent, variant).read_text(encoding="utf-8")
     assert committed == render(build_suite(api_version, endpoint, variant=variant)), \
         "run `make expectations` and commit"
 
 
-@pytest.mark.parametrize(("api_version", "endpoint", "variant"), ALL_SUITES)
+@pytest.mark.parametrize(("api_version", "endpoint", "variant"), SUITES)
 def test_every_suite_runs_in_the_validator(api_version, endpoint, variant):
     suite = load_suite_document(api_version, endpoint, integration_name=variant or "secure_sync")
     keys = [expectation_key(e) for e in suite["expectations"]]
@@ -119,4 +126,28 @@ def test_library_suites_require_only_what_clever_sends_a_library_app(api_version
     assert load_suite_document(api_version, "users") != load_suite_document(api_version, "users",
                                                                             integration_name="library")
     assert load_suite_document(api_version, "districts", integration_name="library") == \
+        load_suite_document(api_version, "districts")
+
+
+@pytest.mark.parametrize("api_version", API_VERSIONS)
+def test_a_district_sso_users_suite_requires_only_what_an_sso_app_receives(api_version):
+    """id, district, name and roles are critical; email, the SIS and state IDs, a role's
+    school and demographics may be missing; no reference to schools is checked."""
+    suite = load_suite_document(api_version, "users", integration_name="sso")
+    assert suite["name"] == f"clever_{api_version.replace('.', '_')}_users_sso"
+    critical = {e["kwargs"]["column"] for e in suite["expectations"] if e["severity"] == "critical"}
+    assert critical == {"clever_id", "id__json_type", "district__json_type", "district__resolves_to_districts",
+                        "name__json_type", "roles__json_type"}
+    columns = {e["kwargs"]["column"] for e in suite["expectations"]}
+    assert not {c for c in columns if "resolves_to_schools" in c}
+    sso = {(e["kwargs"]["column"], e["severity"]): e for e in suite["expectations"]}
+    for column in ("email__json_type", "created__json_type", "roles__student__school__json_type",
+                   "roles__student__sis_id__json_type", "roles__teacher__sis_id__json_type"):
+        assert "missing" in sso[(column, "warning")]["kwargs"]["value_set"], column
+    # The same fields stay required of a Secure Sync district's users.
+    secure_sync = rules(api_version, "users")
+    assert ("roles__student__school__resolves_to_schools", "critical") in secure_sync
+    assert ("created__json_type", "critical") in secure_sync
+    # The other endpoints an sso district reads keep the Secure Sync suite.
+    assert load_suite_document(api_version, "districts", integration_name="sso") == \
         load_suite_document(api_version, "districts")

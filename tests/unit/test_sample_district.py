@@ -18,14 +18,16 @@ from clever_devkit.sample_district import (
     HOSTILE_SECTION_NAME,
     HOSTILE_TITLE,
     NAMED_STUDENTS,
+    SSO_SAMPLE_ARGS,
     STUDENT_OPTIONAL,
     STUDENT_OPTIONAL_V31,
     Plan,
     edge_cases,
     generate,
     main,
+    sso_edge_cases,
 )
-from clever_devkit.simulator import SAMPLE_DISTRICT_DIR
+from clever_devkit.simulator import SAMPLE_DISTRICT_DIR, SAMPLE_SSO_DISTRICT_DIR
 from clever_devkit.suites import SPEC_DIR  # Clever's OpenAPI specs, kept in the repository
 
 HEX24 = re.compile(r"[0-9a-f]{24}")
@@ -439,3 +441,46 @@ def test_too_few_students_is_refused(tmp_path, capsys):
         main(["--out", str(tmp_path), "--students", "50"])
     assert info.value.code == 2
     assert "112" in capsys.readouterr().err
+
+
+# -- the District SSO sample ------------------------------------------------------------------------------------
+SSO_USER_KEYS = {"id", "district", "name", "email", "roles"}
+
+
+def sso_records(version: str) -> dict[str, list[dict[str, Any]]]:
+    return {p.stem: json.loads(p.read_text(encoding="utf-8"))
+            for p in (SAMPLE_SSO_DISTRICT_DIR / version).glob("*.json")}
+
+
+def test_shipped_sso_sample_equals_a_fresh_generation(tmp_path):
+    generate(tmp_path, **SSO_SAMPLE_ARGS)
+    assert files(SAMPLE_SSO_DISTRICT_DIR) == files(tmp_path), (
+        "devkit/clever_devkit/sample_data/sso_district drifted: run `make sample-data`")
+    assert set(files(tmp_path)) == {"README.md"} | {f"{v}/{e}.json" for v in API_VERSIONS
+                                                    for e in ("districts", "users")}
+    readme = (SAMPLE_SSO_DISTRICT_DIR / "README.md").read_text(encoding="utf-8")
+    assert "--integration sso" in readme
+    for case in sso_edge_cases(Plan(seed=SSO_SAMPLE_ARGS["seed"], district_name=SSO_SAMPLE_ARGS["district_name"])):
+        assert f"| {case.key} |" in readme and case.examples, case.key
+        assert all(cid in readme for cid, _ in case.examples)
+
+
+@pytest.mark.parametrize("version", API_VERSIONS)
+def test_sso_sample_users_carry_only_what_a_district_sso_app_receives(version):
+    records = sso_records(version)
+    definitions = yaml.safe_load((SPEC_DIR / f"{version}.yml").read_text(encoding="utf-8"))["definitions"]
+    (district,) = records["districts"]
+    users = records["users"]
+    assert len(users) > 100 and len({u["id"] for u in users}) == len(users)
+    assert district["id"] != load(SAMPLE_DISTRICT_DIR, version).district_id  # another district than the demo's
+    for user in users:
+        assert set(user) <= SSO_USER_KEYS and set(user) >= SSO_USER_KEYS - {"email"}, user["id"]
+        assert user["district"] == district["id"] and user["roles"] and all(r == {} for r in user["roles"].values())
+        assert conformance_errors(user, definitions["User"], definitions, user["id"]) == []
+    roles = Counter(role for u in users for role in u["roles"])
+    assert set(roles) == {"student", "teacher", "staff", "district_admin"}  # guardians do not sign in
+    without_email = [u for u in users if not u.get("email")]
+    assert 10 <= len(without_email) < len(users) // 4
+    assert any("email" not in u for u in users) and any(u.get("email", 1) is None for u in users)
+    if version == "v3.1":
+        assert any(len(u["roles"]) == 2 for u in users)

@@ -26,6 +26,7 @@ from clever_devkit.events_log import Change
 from clever_devkit.sample_district import TEACHER_ADMIN, Plan, generate
 from clever_devkit.simulator import (
     SAMPLE_DISTRICT_DIR,
+    SAMPLE_SSO_DISTRICT_DIR,
     CleverSimulator,
     DistrictSpec,
     Faults,
@@ -425,6 +426,27 @@ def test_missing_endpoint_file_serves_an_empty_list(sim, district):
     assert response.json() == {"data": [], "links": [{"rel": "self", "uri": "/v3.0/resources"}]}
 
 
+def test_a_district_sso_token_reads_districts_and_users_only(district):
+    """An sso district answers 403 "Resource not in token's scopes" outside districts and
+    users (events too), as Clever does for an app without Secure Sync; the Secure Sync
+    district beside it reads everything."""
+    specs = [DistrictSpec("demo", TOKEN, district),
+             DistrictSpec("sso", OTHER_TOKEN, SAMPLE_SSO_DISTRICT_DIR, integration="sso")]
+    with CleverSimulator(specs) as sim:
+        users = get(sim, "/v3.0/users?limit=10000", token=OTHER_TOKEN).json()["data"]
+        assert len(users) == len(on_disk(SAMPLE_SSO_DISTRICT_DIR, "v3.0", "users"))
+        assert get(sim, "/v3.1/districts", token=OTHER_TOKEN).status_code == 200
+        one = users[0]["data"]["id"]
+        assert get(sim, f"/v3.0/users/{one}", token=OTHER_TOKEN).json()["data"]["id"] == one
+        for path in ("/v3.0/schools", "/v3.0/sections", "/v3.1/terms", "/v3.0/courses", "/v3.0/resources",
+                     "/v3.0/events", "/v3.0/sections/" + "0" * 24):
+            refused = get(sim, path, token=OTHER_TOKEN)
+            assert (refused.status_code, refused.json()) == (403, {"message": "Resource not in token's scopes"}), path
+            assert get(sim, path.replace("/" + "0" * 24, ""), token=TOKEN).status_code == 200, path
+    with pytest.raises(ValueError, match="unknown integration 'library'"):
+        DistrictSpec("x", TOKEN, district, integration="library")
+
+
 class CountingSource:
     """A generated (file-less) source: user ids are 24-digit numbers, 0..n-1."""
 
@@ -506,7 +528,7 @@ def stop_cli(process: subprocess.Popen[str]) -> int:
 def test_cli_serves_given_districts_until_sigterm(district):
     process, line = run_cli(["--district", f"demo=env:UNIT_SIM_TOKEN@{district}", "--district",
                              f"spare=spare-token@{district}", "--fault", "fail_endpoint=terms",
-                             "--fault", "fail_after_pages=1"], {"UNIT_SIM_TOKEN": TOKEN})
+                             "--fault", "fail_after_pages=1", "--integration", "spare=sso"], {"UNIT_SIM_TOKEN": TOKEN})
     try:
         assert line.startswith("Clever API simulator listening on http://127.0.0.1:")
         assert line.rstrip().endswith("(districts: demo, spare)")
@@ -514,6 +536,9 @@ def test_cli_serves_given_districts_until_sigterm(district):
         auth = {"Authorization": f"Bearer {TOKEN}"}
         assert requests.get(f"{base}/v3.0/terms", headers=auth, timeout=5).status_code == 200
         assert requests.get(f"{base}/v3.0/terms", headers=auth, timeout=5).status_code == 500
+        spare = {"Authorization": "Bearer spare-token"}  # served with a District SSO token's scope
+        assert requests.get(f"{base}/v3.0/users", headers=spare, timeout=5).status_code == 200
+        assert requests.get(f"{base}/v3.0/sections", headers=spare, timeout=5).status_code == 403
     finally:
         assert stop_cli(process) == 0
     output = process.communicate()
@@ -537,6 +562,8 @@ def test_cli_defaults_to_the_sample_district(district):
     ["--district", "demo=secret-cli-token@"],
     ["--fault", "no_such_fault=1"],
     ["--fault", "server_error_probability"],
+    ["--integration", "demo=library"],
+    ["--integration", "nowhere=sso"],
 ])
 def test_cli_rejects_bad_arguments_without_echoing_tokens(args, capsys):
     with pytest.raises(SystemExit) as info:

@@ -3,8 +3,10 @@
    stale (its schedule's longest gap plus a margin, from config/districts.yml, written by
    each run's start), the last run's quarantined records and guard holds, and Clever's own
    sync state for the district, and its connection (clever.registry: discovered or configured,
-   connected or disconnected and why), also for a district that never synced yet. A live view:
-   an on-call dashboard reads it as it is. #}
+   connected or disconnected and why), also for a district that never synced yet.
+   integration is the district's as configured at its last run's start (an sso district has
+   no rosters: dashboards leave it out of roster checks). A live view: an on-call dashboard
+   reads it as it is. #}
 with runs as (
     select * from {{ ref('rpt_sync_runs') }}
 ),
@@ -52,6 +54,7 @@ clever_state as (
 
 select
     k.district_slug,
+    coalesce(d.integration, r.integration) as integration,
     r.sync_run_id as last_sync_run_id,
     r.started_at as last_run_started_at,
     r.outcome as last_run_outcome,

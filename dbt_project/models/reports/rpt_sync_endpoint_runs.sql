@@ -4,6 +4,7 @@
 select
     er.sync_run_id,
     r.district_slug,
+    r.integration,
     r.api_version,
     er.endpoint,
     er.status,
@@ -17,6 +18,7 @@ select
     end as rows_per_second,
     case
         when er.error is null then null
+        when er.status = 'out_of_scope' then 'out_of_scope'
         when er.error like '%rejected this district''s token%' or er.error like '%no API token%' then 'auth'
         when er.error like '%gave up after%' then 'retries_exhausted'
         when er.error like '%warehouse error%' then 'warehouse'

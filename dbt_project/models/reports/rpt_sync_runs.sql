@@ -15,6 +15,7 @@ endpoints as (
         count(*) filter (where status = 'completed' and endpoint <> 'events') as endpoints_completed,
         count(*) filter (where status = 'failed') as endpoints_failed,
         array_agg(endpoint order by endpoint) filter (where status = 'failed') as failed_endpoints,
+        array_agg(endpoint order by endpoint) filter (where status = 'out_of_scope') as out_of_scope_endpoints,
         coalesce(sum(row_count) filter (where endpoint <> 'events'), 0) as rows_landed,
         sum(page_count) as pages_read,
         sum(row_count) filter (where endpoint = 'events')::bigint as events_read
@@ -86,6 +87,7 @@ classified as (
 select
     c.sync_run_id,
     c.district_slug,
+    c.integration,
     c.api_version,
     c.mode as sync_mode,
     c.external_run_id as airflow_run_id,
@@ -107,6 +109,7 @@ select
     coalesce(e.endpoints_completed, 0) as endpoints_completed,
     coalesce(e.endpoints_failed, 0) as endpoints_failed,
     coalesce(e.failed_endpoints, '{}') as failed_endpoints,
+    coalesce(e.out_of_scope_endpoints, '{}') as out_of_scope_endpoints,
     coalesce(e.rows_landed, 0) as rows_landed,
     coalesce(e.pages_read, 0) as pages_read,
     e.events_read,
