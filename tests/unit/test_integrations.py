@@ -14,8 +14,8 @@ def test_an_sso_token_reads_the_district_and_its_users_and_a_secure_sync_one_eve
     assert not sso.reads("sections") and not sso.reads("events") and sso.reads("users")
     assert secure_sync.readable == ENDPOINTS and secure_sync.reads("events")
     assert "resources" not in secure_sync.default_endpoints  # synced only when asked for
-    with pytest.raises(ValueError, match="unknown integration 'library'; known: secure_sync, sso"):
-        integration("library")
+    with pytest.raises(ValueError, match="unknown integration 'sso_plus'; known: secure_sync, sso, library"):
+        integration("sso_plus")
 
 
 @pytest.mark.parametrize(("name", "endpoint", "status", "out_of_scope"), [

@@ -443,8 +443,8 @@ def test_a_district_sso_token_reads_districts_and_users_only(district):
             refused = get(sim, path, token=OTHER_TOKEN)
             assert (refused.status_code, refused.json()) == (403, {"message": "Resource not in token's scopes"}), path
             assert get(sim, path.replace("/" + "0" * 24, ""), token=TOKEN).status_code == 200, path
-    with pytest.raises(ValueError, match="unknown integration 'library'"):
-        DistrictSpec("x", TOKEN, district, integration="library")
+    with pytest.raises(ValueError, match="unknown integration 'sso_plus'"):
+        DistrictSpec("x", TOKEN, district, integration="sso_plus")
 
 
 class CountingSource:
@@ -562,7 +562,7 @@ def test_cli_defaults_to_the_sample_district(district):
     ["--district", "demo=secret-cli-token@"],
     ["--fault", "no_such_fault=1"],
     ["--fault", "server_error_probability"],
-    ["--integration", "demo=library"],
+    ["--integration", "demo=sso_plus"],
     ["--integration", "nowhere=sso"],
 ])
 def test_cli_rejects_bad_arguments_without_echoing_tokens(args, capsys):
