@@ -713,6 +713,7 @@ class CleverSimulator:
         if not page.records:
             raise KeyError(f"district {slug!r} serves no district record")
         return str(page.records[0]["id"])
+
     def revoke_teacher(self, teacher_id: str) -> None:
         """From now on the teacher's Library token gets 401 (until ``reset()``)."""
         if teacher_id not in {teacher for _, teacher in self._teacher_tokens.values()}:

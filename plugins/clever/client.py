@@ -63,6 +63,11 @@ class CleverAuthError(CleverAPIError):
     """401/403: the token is missing, revoked or lacks access. Retrying will not help."""
 
 
+class CleverScopeError(CleverAuthError):
+    """403 "Resource not in token's scopes": the token works, but the district's app cannot
+    read this endpoint (an integration without Secure Sync)."""
+
+
 class CleverNotFound(CleverAPIError):
     """404: for a single record this means Clever no longer shares it."""
 
@@ -373,7 +378,7 @@ class CleverClient:
             self._log_retry(endpoint, path, attempt, f"HTTP {status}")
             raise _Transient(f"HTTP {status}", status=status)
         if status == 403 and _OUT_OF_SCOPE in body.decode("utf-8", "replace").lower():
-            raise CleverAuthError(
+            raise CleverScopeError(
                 self.district, endpoint,
                 "HTTP 403: Resource not in token's scopes: the district's app cannot read this endpoint (without "
                 "Secure Sync a District SSO app reads only districts and users); if the district is a District SSO "

@@ -442,6 +442,15 @@ def load_discovery(path: Path | None = None) -> DiscoverySettings:
     return DiscoverySettings(**given, alerts=defaults.alerts)
 
 
+def configured_identities(path: Path | None = None) -> tuple[set[str], set[str]]:
+    """The slugs and Clever district ids every entry of the file names, also entries with
+    errors (discovery must not take their districts or slugs while they are being fixed)."""
+    entries = _document(path or districts_file()).get("districts") or []
+    named = [entry for entry in entries if isinstance(entry, dict)]
+    return ({e["slug"] for e in named if isinstance(e.get("slug"), str)},
+            {e["clever_district_id"] for e in named if isinstance(e.get("clever_district_id"), str)})
+
+
 def registry_file() -> Path:
     """Where clever.registry keeps the parse-time copy of the districts' connections."""
     if os.environ.get(REGISTRY_FILE_ENV):

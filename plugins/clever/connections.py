@@ -146,8 +146,9 @@ def district_token_variable(slug: str) -> str:
     return f"clever_access_token_{slug}"
 
 
-def store_district_token(slug: str, token: str) -> None:
-    """Keep a discovered district's token in Airflow (written only when it changed).
+def store_district_token(slug: str, token: str) -> bool:
+    """Keep a discovered district's token in Airflow (written only when it changed; returns
+    whether it did).
 
     An Airflow 3 task cannot write connections (no metadata DB access; the Task SDK writes
     Variables), so discovered tokens are Variables; a connection ``clever_<slug>`` made by
@@ -157,8 +158,10 @@ def store_district_token(slug: str, token: str) -> None:
 
     mask_secret(token)
     key = district_token_variable(slug)
-    if Variable.get(key, default=None) != token:
-        Variable.set(key, token, description=f"Clever district-app token of {slug} (clever_discovery)")
+    if Variable.get(key, default=None) == token:
+        return False
+    Variable.set(key, token, description=f"Clever district-app token of {slug} (clever_discovery)")
+    return True
 
 
 def app_credentials(conn_id: str) -> AppCredentials:

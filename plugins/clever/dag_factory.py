@@ -30,7 +30,7 @@ from airflow.sdk import DAG, Param, TriggerRule, get_current_context, get_parsin
 
 from clever.assets import MARTS
 from clever.catalog import ENDPOINTS
-from clever.config import DistrictConfig, load_discovery, load_districts_tolerant
+from clever.config import ConfigError, DistrictConfig, load_discovery, load_districts_tolerant
 from clever.discovery_dag import DAG_ID as DISCOVERY_DAG_ID
 from clever.discovery_dag import build_discovery_dag
 
@@ -151,6 +151,8 @@ def build_district_dag(district: DistrictConfig) -> DAG:
         dagrun_timeout=district.dagrun_timeout(),
         default_args=DEFAULT_ARGS,
         params=_district_params(district),
+        # A discovered district syncs without anyone turning it on (where DAGs start paused).
+        is_paused_upon_creation=False if district.source == "discovered" else None,
         tags=["clever", f"district:{district.slug}", *(["discovered"] if district.source == "discovered" else []),
               *(["disconnected"] if district.connection_status == "disconnected" else [])],
         doc_md=__doc__,
@@ -235,13 +237,17 @@ def build_dags() -> dict[str, DAG]:
     the fleet (the DAG processor still builds them all)."""
     districts, errors = load_districts_tolerant()
     wanted = get_parsing_context().dag_id
-    if wanted and any(d.dag_id == wanted for d in districts):
+    if wanted:  # a task's process: only its DAG (a district's, discovery's or the config errors')
         districts = [d for d in districts if d.dag_id == wanted]
     dags = {d.dag_id: build_district_dag(d) for d in districts}
     if wanted in (None, DISCOVERY_DAG_ID):
-        discovery = load_discovery()
-        if discovery.enabled:
-            dags[DISCOVERY_DAG_ID] = build_discovery_dag(discovery)
+        try:
+            discovery = load_discovery()
+        except ConfigError as exc:  # the districts' DAGs stay; clever_config_errors names it
+            errors = {**errors, "discovery": str(exc)}
+        else:
+            if discovery.enabled:
+                dags[DISCOVERY_DAG_ID] = build_discovery_dag(discovery)
     if errors and wanted in (None, CONFIG_ERRORS_DAG_ID):
         for error in errors.values():
             log.error("config/districts.yml: %s", error)

@@ -57,10 +57,11 @@ class DiscoveryResult:
     reconnected: list[str] = field(default_factory=list)
     disconnected: list[str] = field(default_factory=list)
     held: list[str] = field(default_factory=list)  # would have been disconnected: held by the share limit
+    failed: list[str] = field(default_factory=list)  # Clever district ids skipped by an error (logged)
 
     def as_dict(self) -> dict[str, Any]:
         return {"listed": self.listed, "onboarded": self.onboarded, "reconnected": self.reconnected,
-                "disconnected": self.disconnected, "held": self.held}
+                "disconnected": self.disconnected, "held": self.held, "failed": self.failed}
 
 
 def list_district_tokens(app: AppCredentials, **client_options: Any) -> list[DistrictToken]:
@@ -116,9 +117,14 @@ def _synced_district_ids(conn: psycopg.Connection) -> dict[str, str]:
 
 
 def discover(conninfo: str, app: AppCredentials, settings: DiscoverySettings, configured: list[DistrictConfig],
-             store_token: Callable[[str, str], None], *, allow_mass_disconnect: bool = False,
-             **client_options: Any) -> DiscoveryResult:
-    """One discovery run (see the module's docstring); alerts every change."""
+             store_token: Callable[[str, str], bool], *, allow_mass_disconnect: bool = False,
+             claimed: tuple[set[str], set[str]] = (set(), set()), **client_options: Any) -> DiscoveryResult:
+    """One discovery run (see the module's docstring); alerts every change. ``claimed``:
+    the slugs and Clever ids of config entries with errors (config.configured_identities),
+    which discovery must neither take nor register as discovered. ``store_token(slug,
+    token)`` says whether the stored token changed. A district that fails (its name cannot
+    be read, its token not stored) is skipped and named in ``result.failed``; the others
+    go on."""
     tokens = list_district_tokens(app, **client_options)  # fails before anything changes
     result = DiscoveryResult(listed=len(tokens))
     by_slug = {d.slug: d for d in configured}
@@ -126,51 +132,29 @@ def discover(conninfo: str, app: AppCredentials, settings: DiscoverySettings, co
     with psycopg.connect(conninfo, autocommit=True) as conn:
         ensure_landing_schema(conn)
         rows = {row[0]: row[1:] for row in conn.execute(
-            "SELECT clever_district_id, district_slug, status FROM clever_landing.district_connections "
+            "SELECT clever_district_id, district_slug, status, reason FROM clever_landing.district_connections "
             "WHERE clever_district_id IS NOT NULL")}
         taken = {slug for (slug,) in conn.execute("SELECT district_slug FROM clever_landing.district_connections")}
-        taken |= set(by_slug)
+        taken |= set(by_slug) | claimed[0]
         by_config_id = {d.clever_district_id: d.slug for d in configured if d.clever_district_id}
         synced = _synced_district_ids(conn)
         listed_ids = set()
         for token in tokens:
             listed_ids.add(token.district_id)
-            known = rows.get(token.district_id)
-            if known is not None:
-                slug, status = known
-            else:
-                slug = by_config_id.get(token.district_id) or synced.get(token.district_id)
-                if slug in by_slug:  # configured by hand: its entry keeps the settings
-                    name, source = by_slug[slug].name, "config"
-                else:  # new, or synced by hand once and no longer configured: a DAG of its own
-                    name, source = district_name(app, token), "discovered"
-                    slug = slug or slug_for(name, token.district_id, taken)
-                taken.add(slug)
-                status = None
-            store_token(slug, token.access_token)
-            with conn.transaction():
-                if known is None:
-                    conn.execute(
-                        """INSERT INTO clever_landing.district_connections
-                               (district_slug, clever_district_id, name, source, token_listed)
-                           VALUES (%s, %s, %s, %s, true)
-                           ON CONFLICT (district_slug) DO UPDATE SET clever_district_id = EXCLUDED.clever_district_id,
-                               token_listed = true, updated_at = clock_timestamp()""",
-                        (slug, token.district_id, name, source))
-                    (status,) = conn.execute("SELECT status FROM clever_landing.district_connections "
-                                             "WHERE district_slug = %s", (slug,)).fetchone()
-                    if source == "discovered":
-                        change = ConnectionChange(slug, "onboarded", None, name)
-                        log_event(conn, change)
-                        changes.append(change)
-                        result.onboarded.append(slug)
-                else:
-                    conn.execute("UPDATE clever_landing.district_connections SET token_listed = true "
-                                 "WHERE district_slug = %s", (slug,))
-                if status == "disconnected":
-                    changes.append(reconnect(conn, slug, "its token is in Clever's token list again"))
-                    result.reconnected.append(slug)
-        gone = [(district_id, slug) for district_id, (slug, status) in rows.items()
+            if token.district_id in claimed[1] and token.district_id not in rows:
+                continue  # its config entry has errors: registered once the entry is fixed
+            try:
+                change = _register(conn, app, token, rows.get(token.district_id), by_slug, by_config_id, synced,
+                                   taken, store_token)
+            except Exception as exc:  # one district's failure stops no other
+                log.error("discovery: Clever district %s skipped: %s", token.district_id,
+                          str(exc).replace(token.access_token, "[redacted]"))
+                result.failed.append(token.district_id)
+                continue
+            if change is not None:
+                changes.append(change)
+                (result.onboarded if change.event == "onboarded" else result.reconnected).append(change.slug)
+        gone = [(district_id, slug) for district_id, (slug, status, _) in rows.items()
                 if district_id not in listed_ids and status == "connected"]
         (connected,) = conn.execute("SELECT count(*) FROM clever_landing.district_connections "
                                     "WHERE status = 'connected'").fetchone()
@@ -195,3 +179,46 @@ def discover(conninfo: str, app: AppCredentials, settings: DiscoverySettings, co
         log.warning("discovery: %s %s%s", change.slug, change.event, f" ({change.reason})" if change.reason else "")
     alert_changes(changes, by_slug, settings.alerts)
     return result
+
+
+def _register(conn: psycopg.Connection, app: AppCredentials, token: DistrictToken, known: tuple | None,
+              by_slug: dict[str, DistrictConfig], by_config_id: dict[str, str], synced: dict[str, str],
+              taken: set[str], store_token: Callable[[str, str], bool]) -> ConnectionChange | None:
+    """A listed token: its district registered (new) or its token kept current; a
+    disconnected district reconnected, unless Clever refused the very token it still lists
+    (a district disconnected as unauthorized comes back with a new token, or a run that
+    reads Clever again)."""
+    if known is not None:
+        slug, status, reason = known
+        name = source = None
+    else:
+        slug = by_config_id.get(token.district_id) or synced.get(token.district_id)
+        if slug in by_slug:  # configured by hand: its entry keeps the settings
+            name, source = by_slug[slug].name, "config"
+        else:  # new, or synced by hand once and no longer configured: a DAG of its own
+            name, source = district_name(app, token), "discovered"
+            slug = slug or slug_for(name, token.district_id, taken)
+        status = reason = None
+    changed = store_token(slug, token.access_token)
+    taken.add(slug)
+    with conn.transaction():
+        if known is None:
+            conn.execute(
+                """INSERT INTO clever_landing.district_connections
+                       (district_slug, clever_district_id, name, source, token_listed)
+                   VALUES (%s, %s, %s, %s, true)
+                   ON CONFLICT (district_slug) DO UPDATE SET clever_district_id = EXCLUDED.clever_district_id,
+                       token_listed = true, updated_at = clock_timestamp()""",
+                (slug, token.district_id, name, source))
+            status, reason = conn.execute("SELECT status, reason FROM clever_landing.district_connections "
+                                          "WHERE district_slug = %s", (slug,)).fetchone()
+            if source == "discovered":
+                change = ConnectionChange(slug, "onboarded", None, name)
+                log_event(conn, change)
+                return change
+        else:
+            conn.execute("UPDATE clever_landing.district_connections SET token_listed = true "
+                         "WHERE district_slug = %s", (slug,))
+        if status == "disconnected" and (reason != "unauthorized" or changed):
+            return reconnect(conn, slug, "its token is in Clever's token list again")
+    return None

@@ -32,6 +32,7 @@ def build_discovery_dag(settings: DiscoverySettings) -> DAG:
                         "max_disconnect_share of them at once (only after checking the application's Clever "
                         "dashboard).")},
         tags=["clever", "operations"],
+        is_paused_upon_creation=False,  # turned on in the config: no second switch in the UI
         doc_md=__doc__,
     ) as dag:
 
@@ -39,16 +40,23 @@ def build_discovery_dag(settings: DiscoverySettings) -> DAG:
         def discover_districts() -> dict:
             from airflow.sdk.exceptions import AirflowFailException
 
-            from clever.config import load_discovery, load_districts_tolerant
+            from clever.config import configured_identities, load_discovery, load_districts_tolerant
             from clever.connections import app_credentials, store_district_token, warehouse_target
             from clever.discovery import discover
 
             settings = load_discovery()
+            districts = load_districts_tolerant()[0]
+            slugs, ids = configured_identities()  # entries with errors keep their slug and district
+            claimed = (slugs - {d.slug for d in districts}, ids - {d.clever_district_id for d in districts})
             result = discover(warehouse_target().conninfo, app_credentials(settings.app_conn_id), settings,
-                              load_districts_tolerant()[0], store_district_token,
+                              districts, store_district_token, claimed=claimed,
                               allow_mass_disconnect=bool(get_current_context()["params"].get("allow_mass_disconnect")))
             print(f"discovery: {result.listed} token(s) listed; onboarded {result.onboarded or 'none'}; "
                   f"reconnected {result.reconnected or 'none'}; disconnected {result.disconnected or 'none'}")
+            if result.failed:
+                raise AirflowFailException(
+                    f"discovery: {len(result.failed)} Clever district(s) could not be registered or their token "
+                    f"stored ({', '.join(result.failed)}; see the log); every other district was handled")
             if result.held:
                 raise AirflowFailException(
                     f"discovery held: {len(result.held)} districts left Clever's token list at once "

@@ -42,16 +42,22 @@ def build_district_health_dag() -> DAG:
             return [state.slug for state in stale]
 
         @task(execution_timeout=timedelta(minutes=15))
-        def disconnected_to_archive() -> list[str]:
+        def disconnected_to_archive() -> list[dict[str, str]]:
+            from datetime import UTC
+
             from clever.config import load_districts_tolerant
             from clever.connections import warehouse_target
             from clever.registry import archive_due
 
             due = archive_due(warehouse_target().conninfo, load_districts_tolerant()[0])
             print(f"{len(due)} disconnected district(s) to archive now: {[d.slug for d in due] or 'none'}")
-            return [d.dag_id for d in due]
+            # One trigger a day at most: hourly checks do not pile up runs behind a slow or
+            # failing archive run; a failed one is tried again the next day.
+            day = datetime.now(UTC).strftime("%Y%m%d")
+            return [{"trigger_dag_id": d.dag_id, "trigger_run_id": f"archive_disconnected__{day}"} for d in due]
 
         check_districts()
         TriggerDagRunOperator.partial(task_id="archive_disconnected", conf={"archive_disconnected": True},
-                                      retries=0).expand(trigger_dag_id=disconnected_to_archive())
+                                      skip_when_already_exists=True, retries=0,
+                                      ).expand_kwargs(disconnected_to_archive())
     return dag

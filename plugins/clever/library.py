@@ -206,16 +206,23 @@ class _Lander:
         self.rows[endpoint] += cur.rowcount
 
 
-def _read_teacher(client: CleverClient, lander: _Lander, teacher: str, district_landed: bool) -> str | None:
+def _read_teacher(client: CleverClient, lander: _Lander, teacher: str, district_landed: bool,
+                  expected_district: str | None) -> str | None:
     """Land one teacher's view; returns the teacher's district id. Raises CleverAuthError
-    when the token is refused or is not this teacher's."""
+    when the token is refused, is not this teacher's, or the teacher is in another Clever
+    district than the Library district's (its ``clever_district_id``, else its first teacher's):
+    one district's records never land under another's slug."""
     me = client.get_me()
     data = me["data"]
     if data.get("id") != teacher or (me.get("type") or data.get("type")) != "teacher":
         raise CleverAuthError(client.district, "me", f"the token stored for teacher {teacher} belongs to "
                               f"another user ({me.get('type') or data.get('type')!s}); store this teacher's own token")
-    lander.land(teacher, "users", [client.get_record("users", teacher)])
     district_id = data.get("district")
+    if expected_district is not None and district_id != expected_district:
+        raise CleverAuthError(client.district, "me", f"teacher {teacher} is in Clever district {district_id!s}, not "
+                              f"this Library district's ({expected_district}); record the teacher under the entry of "
+                              "their own district")
+    lander.land(teacher, "users", [client.get_record("users", teacher)])
     if not district_landed and isinstance(district_id, str):
         lander.land(teacher, "districts", [client.get_record("districts", district_id)])
     for page in client.iter_pages(f"users/{teacher}/sections"):
@@ -294,7 +301,7 @@ def extract_run(conninfo: str, district: DistrictConfig, sync_run_id: int, base_
         teachers += [(t, True) for t in sorted(known - listed)]
         previous = _previous_extractions(conn, district.slug)
         lander = _Lander(conn, run)
-        district_landed = False
+        landed_district: str | None = None  # the Clever district of the first teacher read
         disconnected: list[str] = []
         try:
             for teacher, app_disconnected in teachers:
@@ -311,8 +318,9 @@ def extract_run(conninfo: str, district: DistrictConfig, sync_run_id: int, base_
                                 max_attempts=district.http_max_attempts,
                                 backoff_max=district.http_backoff_max_seconds,
                                 page_timeout=district.http_page_timeout_seconds) as client:
-                            district_landed = bool(_read_teacher(client, lander, teacher, district_landed)) \
-                                or district_landed
+                            read = _read_teacher(client, lander, teacher, landed_district is not None,
+                                                 district.clever_district_id or landed_district)
+                            landed_district = landed_district or read
                     except CleverAuthError as exc:
                         lander.rows = _landed_counts(conn, run)  # the teacher's transaction was rolled back
                         reason = f"Clever refused the teacher's token (HTTP {exc.status})" if exc.status else str(exc)

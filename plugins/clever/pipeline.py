@@ -20,7 +20,7 @@ from psycopg import sql
 
 from clever import runs
 from clever.catalog import DATA_TYPE
-from clever.client import CleverAuthError, CleverClient
+from clever.client import CleverAuthError, CleverClient, CleverScopeError
 from clever.config import DistrictConfig
 from clever.connections import WarehouseTarget
 from clever.extract import ExtractionError, extract_endpoint
@@ -102,6 +102,14 @@ def retrying_cannot_fix(error: BaseException) -> bool:
     causes = list(getattr(error, "causes", {}).values()) or [error.__cause__]
     return any(isinstance(cause, CleverAuthError) or isinstance(getattr(cause, "__cause__", None), CleverAuthError)
                for cause in causes)
+
+
+def token_rejected(error: BaseException) -> bool:
+    """Whether Clever refused the district's token itself (401, or a 403 that is not a scope
+    refusal): what counts toward disconnecting the district (clever.registry)."""
+    causes = list(getattr(error, "causes", {}).values()) or [error, error.__cause__]
+    found = [c if isinstance(c, CleverAuthError) else getattr(c, "__cause__", None) for c in causes]
+    return any(isinstance(c, CleverAuthError) and not isinstance(c, CleverScopeError) for c in found)
 
 
 def approve(conninfo: str, sync_run_id: int, *, threshold: float, floor: int,
@@ -188,7 +196,10 @@ def analyze_if_stale(conn: psycopg.Connection, table: str) -> None:
                   OR n_mod_since_analyze > greatest(1000, 0.1 * n_live_tup)
              FROM pg_stat_user_tables WHERE schemaname = 'clever_landing' AND relname = %s""", (table,)).fetchone()
     if stale and stale[0]:
-        conn.execute(sql.SQL("ANALYZE {}.{}").format(sql.Identifier("clever_landing"), sql.Identifier(table)))
+        try:  # the approval has committed: statistics help the build, their failure must not fail the run
+            conn.execute(sql.SQL("ANALYZE {}.{}").format(sql.Identifier("clever_landing"), sql.Identifier(table)))
+        except psycopg.Error as exc:
+            log.warning("ANALYZE clever_landing.%s failed (%s); autovacuum will analyze it", table, exc)
 
 
 def record_applied_changes(conn: psycopg.Connection, district_slug: str, sync_run_id: int,

@@ -139,14 +139,28 @@ def check_archive_allowed(conninfo: str, district: DistrictConfig) -> None:
             "records are archived this way (docs/OPERATIONS.md#disconnected-districts)")
 
 
-def mark_archived(conninfo: str, district: DistrictConfig, sync_run_id: int) -> None:
+def mark_archived(conninfo: str, district: DistrictConfig, sync_run_id: int) -> bool:
+    """Record (and alert) that the archive run archived the district, when its approval
+    covered every endpoint: while Clever pauses the district, the approval defers what
+    would archive, and the policy tries again at the next hourly check."""
     change = ConnectionChange(district.slug, "archived", f"sync run {sync_run_id}")
     with psycopg.connect(conninfo, autocommit=True) as conn, conn.transaction():
+        (missing,) = conn.execute(
+            """SELECT count(*) FROM unnest((SELECT endpoints FROM clever_landing.sync_runs WHERE sync_run_id = %s))
+                   AS e(endpoint)
+                WHERE NOT EXISTS (SELECT 1 FROM clever_landing.approved_extractions AS a
+                                  WHERE a.sync_run_id = %s AND a.endpoint = e.endpoint)""",
+            (sync_run_id, sync_run_id)).fetchone()
+        if missing:
+            log.warning("district %s: archive run %d approved only part of the district (Clever pauses it?); "
+                        "not marked archived, the policy tries again", district.slug, sync_run_id)
+            return False
         conn.execute("""UPDATE clever_landing.district_connections SET archived_at = clock_timestamp(),
                                archive_sync_run_id = %s, updated_at = clock_timestamp()
                          WHERE district_slug = %s""", (sync_run_id, district.slug))
         log_event(conn, change)
     alert_changes([change], {district.slug: district}, district.alerts)
+    return True
 
 
 def archive_due(conninfo: str, districts: list[DistrictConfig], now: datetime | None = None) -> list[DistrictConfig]:
@@ -167,15 +181,16 @@ def archive_due(conninfo: str, districts: list[DistrictConfig], now: datetime | 
 
 def write_file(conn: psycopg.Connection, path: Path | None = None) -> Path:
     """Rewrite the parse-time copy from the table, atomically (a parser never reads half a
-    file), one writer at a time."""
+    file), one writer at a time. ``conn`` is in autocommit, outside any transaction: the
+    rows are read under the lock, so no writer overwrites a change it did not see."""
     path = path or registry_file()
-    rows = conn.cursor(row_factory=dict_row).execute(
-        """SELECT district_slug AS slug, clever_district_id, name, source, status, reason,
-                  disconnected_at::text AS disconnected_at
-             FROM clever_landing.district_connections ORDER BY district_slug""").fetchall()
     path.parent.mkdir(parents=True, exist_ok=True)
     conn.execute("SELECT pg_advisory_lock(%s)", (_FILE_LOCK_KEY,))
-    try:
+    try:  # read under the lock (autocommit: every committed change): the last writer has them all
+        rows = conn.cursor(row_factory=dict_row).execute(
+            """SELECT district_slug AS slug, clever_district_id, name, source, status, reason,
+                      disconnected_at::text AS disconnected_at
+                 FROM clever_landing.district_connections ORDER BY district_slug""").fetchall()
         with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False,
                                          encoding="utf-8") as handle:
             json.dump({"written_at": datetime.now(UTC).isoformat(timespec="seconds"), "districts": rows}, handle,

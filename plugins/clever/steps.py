@@ -131,15 +131,15 @@ def extract(ctx: SyncContext) -> dict[str, Any]:
     if ctx.district.integration == "library":  # the connected teachers' views; each teacher connects alone
         return {"mode": "full", **_extract_library(ctx)}
     from clever import registry
-    from clever.client import CleverAPIError, CleverAuthError
+    from clever.client import CleverAPIError
     from clever.extract import ExtractionError
-    from clever.pipeline import retrying_cannot_fix
+    from clever.pipeline import token_rejected
 
     try:
         result = _extract_from_clever(ctx)
     except (ExtractionError, CleverAPIError) as exc:
-        unauthorized = isinstance(exc, CleverAuthError) or retrying_cannot_fix(exc)
-        registry.record_extraction(ctx.conninfo, ctx.district, "unauthorized" if unauthorized else "failed")
+        # a scope refusal (403 "not in token's scopes") is a config matter: the token works
+        registry.record_extraction(ctx.conninfo, ctx.district, "unauthorized" if token_rejected(exc) else "failed")
         raise
     registry.record_extraction(ctx.conninfo, ctx.district, "ok")
     return result

@@ -272,7 +272,7 @@ BEGIN
 END $$;
 
 -- Integrations (clever.integrations): each run records what the district's app receives
--- (secure_sync or sso), and so which suites validate it; district_settings keeps the
+-- (secure_sync, sso or library), and so which suites validate it; district_settings keeps the
 -- district's current one for the BI views. An endpoint of an sso run that Clever refuses
 -- as outside the token's scope is 'out_of_scope': not read, not approved, not a failure.
 DO $$

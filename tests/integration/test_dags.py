@@ -33,6 +33,7 @@ for dag_id, dag in bag.dags.items():
         "max_active_runs": dag.max_active_runs,
         "params": {k: dag.params.get_param(k).value for k in dag.params},
         "tags": sorted(dag.tags),
+        "paused_upon_creation": dag.is_paused_upon_creation,
         "description": dag.description,
         "doc_md": dag.doc_md,
     }
@@ -99,6 +100,9 @@ def test_discovered_districts_get_dags_and_disconnected_ones_stop_scheduling(tmp
     lakeview = dags["clever_sync_lakeview"]
     assert lakeview["schedule"] == "0 0 * * *" and "discovered" in lakeview["tags"]
     assert "Lakeview Unified" in lakeview["description"]
+    # discovered: syncs without anyone unpausing it; configured ones follow the deployment's setting
+    assert lakeview["paused_upon_creation"] is False and dags["clever_discovery"]["paused_upon_creation"] is False
+    assert dags["clever_sync_demo"]["paused_upon_creation"] is None
     hill = dags["clever_sync_hill"]
     assert hill["schedule"] is None and "disconnected" in hill["tags"] and "DISCONNECTED" in hill["description"]
     assert dags["clever_sync_demo"]["schedule"] == "0 0 * * *"
@@ -107,6 +111,10 @@ def test_discovered_districts_get_dags_and_disconnected_ones_stop_scheduling(tmp
                                                         "disconnected_to_archive"]
     (tmp_path / "off").mkdir()
     assert "clever_discovery" not in parse_dags(tmp_path / "off", [{"slug": "demo"}])["dags"]
+    (tmp_path / "bad").mkdir()  # a discovery block with errors hides no district
+    bad = parse_dags(tmp_path / "bad", [{"slug": "demo"}], discovery={"enabled": True, "max_disconnect_share": 2})
+    assert bad["errors"] == {} and {"clever_sync_demo", "clever_config_errors"} <= set(bad["dags"])
+    assert "discovery: max_disconnect_share" in bad["dags"]["clever_config_errors"]["doc_md"]
 
 
 def test_pools_from_config_hold_extracts_and_builds(tmp_path):

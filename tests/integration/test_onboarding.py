@@ -61,8 +61,16 @@ def fleet(tmp_path, monkeypatch, district_dir):
 class TokenStore(dict):
     """Stands in for Airflow's Variables (the e2e test stores them in Airflow)."""
 
-    def __call__(self, slug: str, token: str) -> None:
+    def __init__(self, failing: str | None = None):
+        super().__init__()
+        self.failing = failing
+
+    def __call__(self, slug: str, token: str) -> bool:
+        if slug == self.failing:
+            raise RuntimeError(f"the secrets store refused {token}")
+        changed = self.get(slug) != token
         self[slug] = token
+        return changed
 
 
 def run_discovery(url: str, sim: CleverSimulator, store: TokenStore, settings: DiscoverySettings | None = None,
@@ -218,6 +226,10 @@ def test_the_disconnect_policy_archives_everything_and_a_reconnect_restores_it(s
         assert {t: conn.execute(active.format(t)).fetchone()[0] for t in before} == before, "nothing archived"
     assert [d.slug for d in registry.archive_due(url, [demo])] == ["demo"]
 
+    with psycopg.connect(url) as conn:
+        (failed_run,) = conn.execute("SELECT max(sync_run_id) FROM clever_landing.sync_runs").fetchone()
+    assert not registry.mark_archived(url, demo, failed_run), "a run that approved nothing archived nothing"
+    assert registry.connection(url, "demo")["archived_at"] is None
     requests_before = simulator.stats()["requests"]
     sync(url, demo, simulator.base_url, "no-token-is-read", archive_disconnected=True)
     assert simulator.stats()["requests"] == requests_before, "the archive run reads nothing from Clever"
@@ -241,3 +253,50 @@ def test_slugs_from_names_are_dag_safe_and_unique():
     assert slug_for("Hill Valley ISD", "0123456789abcdef01234567", {"hill_valley_isd"}) == "hill_valley_isd_234567"
     assert slug_for("123 Academy", "a" * 24, set()) == "d_123_academy"
     assert slug_for("!!!", "a" * 24, set()) == "d"
+
+
+def test_a_district_refused_as_unauthorized_comes_back_only_with_a_new_token(synced_warehouse_url, fleet, webhook):
+    url, store = synced_warehouse_url, TokenStore()
+    run_discovery(url, fleet, store)
+    lakeview = districts()["lakeview_unified"]
+    for _ in range(2):  # e.g. a stale hand-made connection: Clever refuses what the run sends
+        registry.record_extraction(url, lakeview, "unauthorized")
+    assert registry.connection(url, "lakeview_unified")["status"] == "disconnected"
+
+    again = run_discovery(url, fleet, store)  # Clever still lists the same token: no reconnect loop
+    assert again.reconnected == [] and districts()["lakeview_unified"].connection_status == "disconnected"
+    fleet.reconnect("lakeview", token="lakeview-reissued-token-9d")
+    assert run_discovery(url, fleet, store).reconnected == ["lakeview_unified"]
+
+
+def test_one_failing_district_stops_no_other_and_entries_with_errors_keep_their_district(synced_warehouse_url,
+                                                                                          fleet, webhook):
+    url = synced_warehouse_url
+    store = TokenStore(failing="lakeview_unified")
+    everything = load_districts_tolerant()[0]
+    hill_id = fleet.district_id("hill")
+    configured = [d for d in everything if d.slug != "hill"]  # as if the hill entry had an error
+    result = discover(url, AppCredentials(fleet.base_url, fleet.base_url, *APP), load_discovery(), configured, store,
+                      claimed=({"hill"}, {hill_id}))
+    assert result.failed == [fleet.district_id("lakeview")]
+    assert TOKENS["lakeview"] not in json.dumps(result.as_dict())
+    assert set(store) == {"demo"}, "the failing district is skipped, the entry with errors not registered"
+    with psycopg.connect(url) as conn:
+        slugs = [slug for (slug,) in conn.execute("SELECT district_slug FROM clever_landing.district_connections")]
+    assert slugs == ["demo"]
+
+
+def test_scope_refusals_do_not_count_toward_a_disconnect():
+    from clever.client import CleverAuthError, CleverScopeError
+    from clever.extract import ExtractionError
+    from clever.pipeline import token_rejected
+
+    def failed(cause: Exception) -> ExtractionError:
+        error = ExtractionError("district 'd', sync run 1: 1 of 6 endpoint(s) failed")
+        error.causes = {"sections": cause}
+        return error
+
+    assert token_rejected(failed(CleverAuthError("d", "users", "HTTP 401", status=401)))
+    assert not token_rejected(failed(CleverScopeError("d", "sections", "HTTP 403: not in scope", status=403)))
+    assert not token_rejected(failed(RuntimeError("HTTP 503")))
+    assert token_rejected(CleverAuthError("d", "events", "HTTP 401", status=401))
