@@ -149,6 +149,19 @@ def test_a_teacher_with_no_token_or_another_users_token_is_disconnected_not_read
 
 
 
+def test_a_teacher_of_another_clever_district_is_refused_not_landed(story, warehouse_url):
+    sim, a, b, _, _ = story
+    district = DistrictConfig(slug="lib", integration="library", endpoints=("districts", "users", "sections"),
+                              clever_district_id="0" * 24, page_size=5)  # not the teachers' district
+    ctx = steps.SyncContext(target=WarehouseTarget.from_conninfo(warehouse_url), district=district,
+                            api=CleverEndpoint(sim.base_url, ""), teacher_tokens={a: TOKENS["a"], b: TOKENS["b"]})
+    run_id = steps.run_step(ctx, "start_run")
+    assert steps.run_step(ctx.for_run(run_id), "extract")["teachers_read"] == []
+    reasons = dict(query(warehouse_url, "SELECT teacher_clever_id, reason FROM clever_landing.library_teacher_status"))
+    assert all("not this Library district's (" + "0" * 24 + ")" in reasons[t] for t in (a, b))
+    assert query(warehouse_url, "SELECT count(*) FROM clever_landing.users WHERE sync_run_id = %s", (run_id,)) == [(0,)]
+
+
 def test_a_library_run_asked_for_what_teachers_cannot_read_fails_and_archives_nothing(story, warehouse_url):
     sim, a, b, _, _ = story
     district = DistrictConfig(slug="lib", integration="library")  # the Secure Sync endpoints, by mistake
