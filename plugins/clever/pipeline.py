@@ -96,20 +96,24 @@ def extract_run(conninfo: str, district: DistrictConfig, sync_run_id: int, base_
     return {"extracted": results, "already_extracted": sorted(done)}
 
 
+def _auth_refusals(error: BaseException) -> list[CleverAuthError]:
+    """The 401/403s behind an extraction's failure (each failed endpoint's cause, or the
+    error itself for a single request)."""
+    causes = list(getattr(error, "causes", {}).values()) or [error, error.__cause__]
+    found = [c if isinstance(c, CleverAuthError) else getattr(c, "__cause__", None) for c in causes]
+    return [c for c in found if isinstance(c, CleverAuthError)]
+
+
 def retrying_cannot_fix(error: BaseException) -> bool:
     """Whether an extraction failed for a reason another attempt cannot change (a token
-    Clever rejects)."""
-    causes = list(getattr(error, "causes", {}).values()) or [error.__cause__]
-    return any(isinstance(cause, CleverAuthError) or isinstance(getattr(cause, "__cause__", None), CleverAuthError)
-               for cause in causes)
+    Clever rejects, or an endpoint outside its scope)."""
+    return bool(_auth_refusals(error))
 
 
 def token_rejected(error: BaseException) -> bool:
     """Whether Clever refused the district's token itself (401, or a 403 that is not a scope
     refusal): what counts toward disconnecting the district (clever.registry)."""
-    causes = list(getattr(error, "causes", {}).values()) or [error, error.__cause__]
-    found = [c if isinstance(c, CleverAuthError) else getattr(c, "__cause__", None) for c in causes]
-    return any(isinstance(c, CleverAuthError) and not isinstance(c, CleverScopeError) for c in found)
+    return any(not isinstance(c, CleverScopeError) for c in _auth_refusals(error))
 
 
 def approve(conninfo: str, sync_run_id: int, *, threshold: float, floor: int,
