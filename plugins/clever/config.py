@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from clever.catalog import API_VERSIONS, CORE_ENDPOINTS, ENDPOINTS, MAX_PAGE_SIZE
 from clever.integrations import DEFAULT_INTEGRATION, INTEGRATION_NAMES, INTEGRATIONS, Integration
@@ -63,6 +63,21 @@ _Share = Annotated[float, Field(strict=True, gt=0, le=1)]
 _Count = Annotated[int, Field(strict=True, ge=0)]
 _Positive = Annotated[int, Field(strict=True, ge=1)]
 _Email = Annotated[str, Field(pattern="@")]
+# Airflow's presets; anything else must be a cron expression.
+SCHEDULE_PRESETS = ("@once", "@continuous", *_PRESET_HOURS)
+
+
+def _check_schedule(schedule: str) -> str:
+    """A schedule Airflow accepts: a preset or a cron expression (checked here, so a typo is
+    a config error naming the entry, not a DAG import error for every district)."""
+    from croniter import croniter
+
+    if schedule not in SCHEDULE_PRESETS and not croniter.is_valid(schedule):
+        raise ValueError(f"{schedule!r} is neither a cron expression nor one of {', '.join(SCHEDULE_PRESETS)}")
+    return schedule
+
+
+_Schedule = Annotated[str, AfterValidator(_check_schedule)]
 
 
 class _Strict(BaseModel):
@@ -90,12 +105,13 @@ class DistrictSettingsModel(_Strict):
         None, description="What the district's Clever app receives (default secure_sync): "
                           + "; ".join(f"{i.name}: {i.summary}" for i in INTEGRATIONS.values())
                           + ". Sets the default endpoints, the validation suites and the user matching rules.")
-    schedule: str | None = Field(None, description="Airflow schedule (cron or preset); null: manual only.")
+    schedule: _Schedule | None = Field(None, description="Airflow schedule (cron or preset); null: manual only.")
     sync_mode: Literal["full", "events"] | None = Field(
         None, description="full: every run reads every record; events: runs apply Clever's events since the last "
                           "run, with full syncs as baseline and fallback.")
-    events_schedule: str | None = Field(None, description="sync_mode events: the DAG's schedule (default @hourly).")
-    full_sync_schedule: str | None = Field(
+    events_schedule: _Schedule | None = Field(
+        None, description="sync_mode events: the DAG's schedule (default @hourly).")
+    full_sync_schedule: _Schedule | None = Field(
         None, description="sync_mode events: a run after each tick of this schedule is a full sync (default "
                           "@weekly); null: full syncs only on demand or when events cannot be used.")
     events_retention_days: Annotated[float, Field(strict=True, gt=0)] | None = Field(
@@ -154,7 +170,7 @@ class DiscoveryModel(_Strict):
     enabled: bool = Field(False, description="Run the clever_discovery DAG.")
     app_conn_id: str = Field(DEFAULT_APP_CONN_ID, description="Airflow http connection: login = client id, "
                                                               "password = client secret.")
-    schedule: str | None = Field("@hourly", description="The discovery DAG's schedule; null: manual only.")
+    schedule: _Schedule | None = Field("@hourly", description="The discovery DAG's schedule; null: manual only.")
     max_disconnect_share: _Share = Field(0.2, description="Share of connected districts one discovery run may "
                                                           "disconnect; more is held until allow_mass_disconnect.")
     disconnect_floor: _Count = Field(3, description="Disconnects always allowed in one run, whatever the share.")

@@ -150,6 +150,27 @@ def test_discovered_districts_join_the_config_and_disconnected_ones_lose_their_s
         True, 0.5, 3)
 
 
+def test_schedules_are_presets_or_cron_expressions(tmp_path):
+    # A typo would otherwise surface as a DAG import error, or a district that never runs.
+    path = write(tmp_path, {"districts": [
+        {"slug": "cron", "schedule": "30 2 * * 1-5"},
+        {"slug": "preset", "schedule": "@weekly"},
+        {"slug": "events_typo", "sync_mode": "events", "events_schedule": "@hourlyy"},
+        {"slug": "full_typo", "sync_mode": "events", "full_sync_schedule": "0 3 * *"},
+        {"slug": "daily_typo", "schedule": "every day"},
+    ]})
+    districts, errors = load_districts_tolerant(path)
+    assert {d.slug: d.dag_schedule for d in districts} == {"cron": "30 2 * * 1-5", "preset": "@weekly"}
+    assert "events_schedule: Value error, '@hourlyy' is neither a cron expression nor one of @once" in errors[
+        "events_typo"]
+    assert "full_sync_schedule: Value error, '0 3 * *' is neither a cron expression" in errors["full_typo"]
+    assert "schedule: Value error, 'every day' is neither a cron expression" in errors["daily_typo"]
+    with pytest.raises(ConfigError, match="discovery: schedule: Value error, '@often'"):
+        from clever.config import load_discovery
+
+        load_discovery(write(tmp_path, {"discovery": {"enabled": True, "schedule": "@often"}, "districts": []}))
+
+
 def test_discovery_and_disconnect_settings_are_checked(tmp_path):
     from clever.config import load_discovery
 
