@@ -152,6 +152,11 @@ def district_build_path(slug: str) -> Path:
     return ARTIFACTS_DIR / "dbt_builds" / slug
 
 
+# What dbt writes into the project directory (its profiles directory too): not the project.
+# .user.yml appears at dbt's first run; counting it made the second build redeploy.
+_DBT_OUTPUTS = frozenset({"target", "logs", "dbt_packages", ".user.yml"})
+
+
 def project_fingerprint() -> str:
     """What the warehouse must have been deployed with: every file of the dbt project
     (but its own outputs) and dbt's version."""
@@ -160,7 +165,7 @@ def project_fingerprint() -> str:
     digest = hashlib.sha256(dbt_version.encode())
     for path in sorted(DBT_PROJECT_DIR.rglob("*")):
         relative = path.relative_to(DBT_PROJECT_DIR)
-        if path.is_file() and relative.parts[0] not in {"target", "logs", "dbt_packages"}:
+        if path.is_file() and relative.parts[0] not in _DBT_OUTPUTS:
             digest.update(str(relative).encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
 
