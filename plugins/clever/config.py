@@ -117,8 +117,8 @@ class DistrictSettingsModel(_Strict):
     events_retention_days: Annotated[float, Field(strict=True, gt=0)] | None = Field(
         None, description="How long Clever keeps events (30 days); an older cursor means a full sync.")
     events_complete_build_hours: Annotated[float, Field(strict=True, ge=0)] | None = Field(
-        None, description="sync_mode events: hours between complete dbt builds (data tests, rollover report; "
-                          "default 24); the events runs between them build the rest. 0: every run.")
+        None, description="sync_mode events: hours between complete dbt builds (data tests, rollover and unmatched "
+                          "reports; default 24); the events runs between them build the rest. 0: every run.")
     page_size: Annotated[int, Field(strict=True, ge=1, le=MAX_PAGE_SIZE)] | None = None
     endpoints: list[Literal[ENDPOINTS]] | None = None  # type: ignore[valid-type]
     mass_archive_threshold: _Share | None = Field(None, description="Share of a type's active records one sync "
@@ -241,7 +241,7 @@ class DistrictConfig:
     events_schedule: str | None = "@hourly"  # the DAG's schedule when sync_mode is events
     full_sync_schedule: str | None = "@weekly"  # events districts: a full sync after each tick
     events_retention_days: float = 30.0  # Clever keeps events 30 days
-    events_complete_build_hours: float = 24.0  # events runs' dbt data tests and rollover report, at most this apart
+    events_complete_build_hours: float = 24.0  # events runs' dbt data tests and whole-district reports, this apart
     page_size: int = MAX_PAGE_SIZE
     endpoints: tuple[str, ...] = CORE_ENDPOINTS
     mass_archive_threshold: float = 0.10  # Clever's own "Requires Review": more than 10% deletions
