@@ -40,16 +40,17 @@ with
 -- keys with a version written since the district's last build: a snapshot commits all
 -- its rows at one time before this model runs, so those of the latest time here were
 -- all counted (dbt_valid_from is the snapshot time that wrote a version, as dbt_updated_at)
-covered as (
-    {{ district_watermarks(this, 'snapshot_updated_at') }}
-),
-
+{% set covered_until = district_watermark_literal(this, 'snapshot_updated_at') %}
 changed_keys as (
     select distinct {% for key in keys %}s.{{ key }}{% if not loop.last %}, {% endif %}{% endfor %}
     from {{ relation }} as s
-    left join covered as c on c.district_slug = s.district_slug
+    {% if covered_until is not none %}
+    where s.district_slug = '{{ build_scope()[0] }}' and s.dbt_valid_from > {{ covered_until }}
+    {% else %}
+    left join ({{ district_watermarks(this, 'snapshot_updated_at') }}) as c on c.district_slug = s.district_slug
     where {{ in_build_scope('s.district_slug') }}
       and s.dbt_valid_from > coalesce(c.covered_until, '-infinity')
+    {% endif %}
 ),
 {% endif %}
 
@@ -139,6 +140,25 @@ left join {{ ref('int_reissue__lineage') }} as lineage_{{ loop.index }}
   on lineage_{{ loop.index }}.district_slug = s.district_slug and lineage_{{ loop.index }}.data_type = '{{ source[1] }}'
  and lineage_{{ loop.index }}.clever_id = s.{{ source[0] }}
 {% endfor %}
+{% endmacro %}
+
+
+{# A district's build (one district in scope): the latest value of `column` in `relation`
+   for it, read now (dbt compiles a model just before running it) and written into the
+   SQL as a constant, '-infinity' when nothing is covered (or a scoped full refresh, unless
+   `full_refresh_uncovers` is false). As a constant the planner reads the few versions
+   above it through the snapshot's (district_slug, dbt_valid_from) index and estimates
+   them from the index's end, instead of scanning every version of the district to
+   compare each with a joined value. None for other builds (several districts, or the
+   deploy): they join district_watermarks. #}
+{% macro district_watermark_literal(relation, column, full_refresh_uncovers=true) %}
+    {%- set scope = build_scope() -%}
+    {%- if not execute or scope is none or scope | length != 1 -%}{{ return(none) }}{%- endif -%}
+    {%- if full_refresh_uncovers and scoped_full_refresh() -%}{{ return("'-infinity'::timestamp") }}{%- endif -%}
+    {%- set found = run_query("select max(" ~ column ~ ")::text from " ~ relation
+                              ~ " where district_slug = '" ~ scope[0] ~ "'") -%}
+    {%- set value = found.rows[0][0] if found.rows | length else none -%}
+    {{ return("'" ~ (value or '-infinity') ~ "'::timestamp") }}
 {% endmacro %}
 
 

@@ -23,6 +23,19 @@ $$;
     set local enable_nestloop = off
 {% endmacro %}
 
+{# Pre-hook of the state tables: a district's incremental build reads only the keys its
+   snapshot versioned since its watermark (a constant, district_watermark_literal), well
+   estimated, so the planner's index lookups per key stand; every other build (first,
+   full refresh, several districts, the deploy) joins whole histories: no nested loops. #}
+{% macro no_nested_loops_unless_keyed() %}
+    {%- if execute and is_incremental() and not scoped_full_refresh()
+          and build_scope() is not none and build_scope() | length == 1 -%}
+    select 1
+    {%- else -%}
+    {{ no_nested_loops() }}
+    {%- endif -%}
+{% endmacro %}
+
 {# Pre-hook of rpt_rollover: its student rows (pairs x students) come through array
    overlaps, which the planner estimates at a few rows, so it sorts a million rows to
    group them into a few thousand; grouping by hash needs no order. #}

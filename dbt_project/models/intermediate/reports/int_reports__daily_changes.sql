@@ -21,6 +21,9 @@
     ('enrollments', 'snap_clever__section_enrollments', ['section_id', 'user_id', 'role']),
 ] %}
 {% set adds_to_earlier = is_incremental() and not scoped_full_refresh() %}
+{# a district's build: its watermark as a constant (see district_watermark_literal) #}
+{% set covered_until = district_watermark_literal(this, 'covered_until') if is_incremental() else none %}
+{% set since = covered_until if covered_until is not none else "coalesce(c.covered_until, '-infinity')" %}
 with covered as (
     {% if is_incremental() %}
     {{ district_watermarks(this, 'covered_until') }}
@@ -41,18 +44,17 @@ versions as (
                                     order by v.dbt_valid_from) as previous_is_deleted,
         v.dbt_valid_from,
         v.dbt_valid_to,
-        coalesce(c.covered_until, '-infinity') as since
+        {{ since }} as since
     from {{ ref(snapshot) }} as v
-    left join covered as c on c.district_slug = v.district_slug
+    {% if covered_until is none %}left join covered as c on c.district_slug = v.district_slug{% endif %}
     where {{ in_build_scope('v.district_slug') }}
       and (v.district_slug, {{ v_keys }}) in (
           select s.district_slug, {{ s_keys }}
           from {{ ref(snapshot) }} as s
-          left join covered as sc on sc.district_slug = s.district_slug
+          {% if covered_until is none %}left join covered as c on c.district_slug = s.district_slug{% endif %}
           where {{ in_build_scope('s.district_slug') }}
-            and s.dbt_valid_from > coalesce(sc.covered_until, '-infinity'))
-      and (v.dbt_valid_from > coalesce(c.covered_until, '-infinity')
-           or v.dbt_valid_to > coalesce(c.covered_until, '-infinity'))
+            and s.dbt_valid_from > {{ since }})
+      and (v.dbt_valid_from > {{ since }} or v.dbt_valid_to > {{ since }})
     {% if not loop.last %}union all{% endif %}
     {% endfor %}
 ),
