@@ -16,12 +16,14 @@ that safe:
   never blocking another district.
 
 Each build has its own dbt target directory (dbt writes its manifest and results
-there, and concurrent builds must not share one), seeded with the deploy's parse so a
-build re-parses in about a second.
+there, and concurrent builds must not share one), seeded with the last parse (the
+deploy's, or a later build's when dbt had to parse again) so a build re-parses in about
+a second.
 """
 
 from __future__ import annotations
 
+import filecmp
 import hashlib
 import logging
 import os
@@ -275,10 +277,10 @@ def _build_target(scoped: bool, results_dir: Path | None) -> Iterator[tuple[Path
         return
     ARTIFACTS_DIR.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="dbt_build_", dir=ARTIFACTS_DIR))
-    seed = target_path() / _PARTIAL_PARSE
+    seed, parse = target_path() / _PARTIAL_PARSE, work / _PARTIAL_PARSE
     try:
         if seed.exists():
-            shutil.copyfile(seed, work / _PARTIAL_PARSE)
+            shutil.copyfile(seed, parse)
         log_dir = results_dir or work
         log_dir.mkdir(parents=True, exist_ok=True)
         try:
@@ -286,8 +288,25 @@ def _build_target(scoped: bool, results_dir: Path | None) -> Iterator[tuple[Path
         finally:
             if results_dir is not None and (work / "run_results.json").exists():
                 os.replace(work / "run_results.json", results_dir / "run_results.json")
+            if parse.exists() and not (seed.exists() and filecmp.cmp(parse, seed, shallow=False)):
+                _keep_as_seed(parse, seed)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _keep_as_seed(parse: Path, seed: Path) -> None:
+    """dbt parsed again (no seed, or one of another warehouse or project version): the
+    next builds start from this parse instead of parsing in full as well. Replaced
+    atomically: builds of other districts may be reading the seed."""
+    seed.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(prefix=_PARTIAL_PARSE, dir=seed.parent)
+    os.close(handle)
+    staging = Path(name)
+    try:
+        shutil.copyfile(parse, staging)
+        os.replace(staging, seed)
+    finally:
+        staging.unlink(missing_ok=True)
 
 
 def main(argv: list[str] | None = None) -> int:
