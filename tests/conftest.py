@@ -3,10 +3,10 @@ Clever API simulator serving copies of the sample district."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import tempfile
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -64,19 +64,32 @@ def _admin_url(pg_server: LocalPostgres | str) -> str:
     return pg_server if isinstance(pg_server, str) else pg_server.url_for("postgres")
 
 
+_DATABASES_IN_USE: set[str] = set()
+
+
 @contextmanager
 def database(pg_server: LocalPostgres | str, template: str | None = None, prefix: str = "test") -> Iterator[str]:
     """A new database on the test server (empty, or a copy of ``template``), dropped
-    afterwards; yields its URL."""
+    afterwards; yields its URL.
+
+    Its name is one a database of this process had before (the first free of
+    ``<prefix>_<pid>_<n>``): dbt keeps its parse of the project per connection, so a
+    test's first build starts from the last test's parse instead of a full parse."""
     admin = _admin_url(pg_server)
-    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
+    name = next(name for name in (f"{prefix}_{os.getpid()}_{n}" for n in itertools.count())
+                if name not in _DATABASES_IN_USE)
+    _DATABASES_IN_USE.add(name)
     try:
-        yield f"{admin.rpartition('/')[0]}/{name}"
-    finally:
         with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # left by a killed session
+            conn.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
+        try:
+            yield f"{admin.rpartition('/')[0]}/{name}"
+        finally:
+            with psycopg.connect(admin, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        _DATABASES_IN_USE.discard(name)
 
 
 @pytest.fixture

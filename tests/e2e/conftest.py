@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import shutil
 import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -14,7 +15,9 @@ from pathlib import Path
 import psycopg
 import pytest
 import yaml
+from psycopg.conninfo import conninfo_to_dict
 
+from clever.dbt_runner import ARTIFACTS_DIR, target_path
 from clever_devkit.runner import BIN_DIR, airflow_env, ensure_metadata_db, run_dag
 from clever_devkit.simulator import CleverSimulator
 from tests.conftest import DEMO_TOKEN, copy_sample_district, database
@@ -77,6 +80,22 @@ def clever_connection(simulator, token: str) -> str:
 UNREACHABLE_WAREHOUSE = "postgresql://nobody@127.0.0.1:9/must_not_be_used"
 
 
+# Per warehouse database name: where the last test's Airflow runs kept dbt's parse (test
+# databases reuse names, tests.conftest.database). A test's own artifacts directory starts
+# with a copy, so its first build parses only what differs, not the whole project.
+_LAST_DBT_PARSE: dict[str, Path] = {}
+
+
+def _start_from_last_dbt_parse(warehouse_url: str, artifacts: Path) -> None:
+    parse = artifacts / target_path().relative_to(ARTIFACTS_DIR) / "partial_parse.msgpack"
+    name = conninfo_to_dict(warehouse_url)["dbname"]
+    last = _LAST_DBT_PARSE.get(name)
+    if last is not None and last != parse and last.exists() and not parse.exists():
+        parse.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(last, parse)
+    _LAST_DBT_PARSE[name] = parse
+
+
 def make_airflow(airflow_home: Path, warehouse_url: str, tmp_path: Path, simulator,
                  tokens: dict[str, str], district_options: dict | None = None,
                  per_district: dict[str, dict] | None = None, warehouse_in_environment: bool = True) -> Airflow:
@@ -95,6 +114,7 @@ def make_airflow(airflow_home: Path, warehouse_url: str, tmp_path: Path, simulat
         "CLEVER_DISTRICTS_FILE": str(write_districts_file(tmp_path / "districts.yml", districts)),
         "CLEVER_ARTIFACTS_DIR": str(tmp_path / "artifacts"),
     }
+    _start_from_last_dbt_parse(warehouse_url, tmp_path / "artifacts")
     if not warehouse_in_environment:
         del env["AIRFLOW_CONN_CLEVER_WAREHOUSE"]
         env["CLEVER_EMBEDDED_WAREHOUSE_URL"] = UNREACHABLE_WAREHOUSE
