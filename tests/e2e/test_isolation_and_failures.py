@@ -24,13 +24,17 @@ def mart_state(airflow, slug: str) -> dict[str, set[tuple[str, bool]]]:
 
 
 def test_two_districts_synced_alternately_keep_separate_histories(
-        airflow_home, warehouse_url, district_dir, tmp_path):
+        airflow_home, synced_warehouse_url, district_dir, tmp_path):
     other_dir = tmp_path / "other"
     generate(other_dir, seed=7, district_name="Other USD")
     with CleverSimulator({"demo": (DEMO_TOKEN, district_dir), "other": (OTHER_TOKEN, other_dir)}) as sim:
-        airflow = make_airflow(airflow_home, warehouse_url, tmp_path, sim, {"demo": DEMO_TOKEN, "other": OTHER_TOKEN})
-        airflow.sync("demo")
+        airflow = make_airflow(airflow_home, synced_warehouse_url, tmp_path, sim,
+                               {"demo": DEMO_TOKEN, "other": OTHER_TOKEN})
+        # demo synced first (synced_warehouse_url), then other
+        demo_first = mart_state(airflow, "demo")
+        assert demo_first["users"] and not any(archived for _, archived in demo_first["users"])
         airflow.sync("other")
+        assert mart_state(airflow, "demo") == demo_first
         other_before = mart_state(airflow, "other")
         assert other_before["users"] and not any(archived for _, archived in other_before["users"])
 
