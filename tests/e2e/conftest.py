@@ -3,6 +3,7 @@ simulator and a throwaway warehouse database."""
 
 from __future__ import annotations
 
+import collections
 import itertools
 import json
 import os
@@ -80,20 +81,20 @@ def clever_connection(simulator, token: str) -> str:
 UNREACHABLE_WAREHOUSE = "postgresql://nobody@127.0.0.1:9/must_not_be_used"
 
 
-# Per warehouse database name: where the last test's Airflow runs kept dbt's parse (test
+# Per warehouse database name: where earlier tests' Airflow runs keep dbt's parse (test
 # databases reuse names, tests.conftest.database). A test's own artifacts directory starts
-# with a copy, so its first build parses only what differs, not the whole project.
-_LAST_DBT_PARSE: dict[str, Path] = {}
+# with a copy of the last one, so its first build parses only what differs, not the whole project.
+_DBT_PARSES: dict[str, list[Path]] = collections.defaultdict(list)
 
 
 def _start_from_last_dbt_parse(warehouse_url: str, artifacts: Path) -> None:
     parse = artifacts / target_path().relative_to(ARTIFACTS_DIR) / "partial_parse.msgpack"
-    name = conninfo_to_dict(warehouse_url)["dbname"]
-    last = _LAST_DBT_PARSE.get(name)
-    if last is not None and last != parse and last.exists() and not parse.exists():
+    parses = _DBT_PARSES[conninfo_to_dict(warehouse_url)["dbname"]]
+    last = next((p for p in reversed(parses) if p.exists() and p != parse), None)  # a test that built
+    if last is not None and not parse.exists():
         parse.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(last, parse)
-    _LAST_DBT_PARSE[name] = parse
+    parses.append(parse)
 
 
 def make_airflow(airflow_home: Path, warehouse_url: str, tmp_path: Path, simulator,
