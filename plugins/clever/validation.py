@@ -87,9 +87,13 @@ def _path(spec: ColumnSpec) -> sql.Composable:
     return sql.Literal("{" + ",".join(spec.path) + "}")
 
 
-def column_expression(spec: ColumnSpec, reference_runs: dict[str, int | None],
-                      events: EventsRun | None = None) -> sql.Composable:
-    """SQL computing one validation column from landing row ``l``."""
+REFERENCE_KINDS = ("resolves_to", "all_resolve_to")
+
+
+def column_expression(spec: ColumnSpec, unresolved: sql.Composable | None = None) -> sql.Composable:
+    """SQL computing one validation column from landing row ``l``; a reference column
+    reads ``unresolved``, the landing rows with a reference that does not resolve
+    (:func:`unresolved_references`)."""
     if spec.kind == "clever_id":
         return sql.SQL("l.clever_id")
     value = sql.SQL("(l.raw #> {})").format(_path(spec))
@@ -100,14 +104,10 @@ def column_expression(spec: ColumnSpec, reference_runs: dict[str, int | None],
     if spec.kind == "all_strings":
         return sql.SQL("""CASE WHEN jsonb_typeof({v}) = 'array'
                           THEN NOT jsonb_path_exists({v}, '$[*] ? (@.type() != "string")') END""").format(v=value)
-    if spec.kind == "resolves_to":
-        return sql.SQL("CASE WHEN jsonb_typeof({v}) = 'string' THEN {exists} END").format(
-            v=value, exists=_resolves(spec.references, sql.SQL("({} #>> '{{}}')").format(value), reference_runs,
-                                      events))
-    if spec.kind == "all_resolve_to":
-        return sql.SQL("""CASE WHEN jsonb_typeof({v}) = 'array' THEN NOT EXISTS (
-                              SELECT 1 FROM jsonb_array_elements_text({v}) AS m(id) WHERE NOT {exists}) END
-                       """).format(v=value, exists=_resolves(spec.references, sql.SQL("m.id"), reference_runs, events))
+    if spec.kind in REFERENCE_KINDS and unresolved is not None:
+        return sql.SQL("""CASE WHEN jsonb_typeof({v}) = {json_type}
+                          THEN NOT EXISTS (SELECT 1 FROM {u} AS u WHERE u.landing_row = l.ctid) END""").format(
+            v=value, json_type=sql.Literal("string" if spec.kind == "resolves_to" else "array"), u=unresolved)
     raise SuiteError(f"no SQL for validation column kind {spec.kind!r}")
 
 
@@ -120,25 +120,61 @@ class EventsRun:
     sync_run_id: int
 
 
-def _resolves(endpoint: str, clever_id: sql.Composable, reference_runs: dict[str, int | None],
-              events: EventsRun | None) -> sql.Composable:
-    """Whether record ``clever_id`` of ``endpoint`` exists in the extraction references
-    resolve in; for an events run, as changed by the run and the events applied since."""
-    in_extraction = sql.SQL(
-        "EXISTS (SELECT 1 FROM {t} AS r WHERE r.sync_run_id = {run} AND r.clever_id = {id})").format(
-        t=landing_table(endpoint), run=sql.Literal(reference_runs.get(endpoint)), id=clever_id)
-    if events is None:
-        return in_extraction
-    return sql.SQL("""coalesce(
-        (SELECT c.action <> 'deleted' FROM clever_landing.event_changes AS c
-         WHERE c.sync_run_id = {run} AND c.endpoint = {endpoint} AND c.clever_id = {id}),
-        (SELECT NOT a.deleted FROM clever_landing.applied_changes AS a
-         WHERE a.district_slug = {district} AND a.endpoint = {endpoint} AND a.clever_id = {id}
-           AND a.sync_run_id > {base}),
-        {in_extraction})""").format(
-        run=sql.Literal(events.sync_run_id), endpoint=sql.Literal(endpoint), id=clever_id,
-        district=sql.Literal(events.district_slug), base=sql.Literal(reference_runs.get(endpoint)),
-        in_extraction=in_extraction)
+def unresolved_references(conn: psycopg.Connection, endpoint: str, sync_run_id: int, spec: ColumnSpec,
+                          reference_runs: dict[str, int | None], events: EventsRun | None,
+                          subset: sql.Composable) -> sql.Composable:
+    """A temp table of the run's landing rows (``landing_row``, their ctid) with an ID in
+    ``spec`` that names no record of the referenced endpoint: none in the extraction
+    references resolve in, or for an events run, none as that extraction stands with the
+    run's changes and the events applied since over it. One set-based pass (hash joins
+    over every referenced ID), not a lookup per ID: a changed day's sections carry over a
+    million roster IDs."""
+    value = sql.SQL("(l.raw #> {})").format(_path(spec))
+    if spec.kind == "resolves_to":
+        ids = sql.SQL("(SELECT {v} #>> '{{}}' WHERE jsonb_typeof({v}) = 'string')").format(v=value)
+    else:
+        ids = sql.SQL("jsonb_array_elements_text(CASE WHEN jsonb_typeof({v}) = 'array' THEN {v} END)").format(
+            v=value)
+    resolved = sql.SQL("b.clever_id IS NOT NULL")
+    if events is not None:  # looked up per ID by index, whatever the planner thinks of the run's size
+        resolved = sql.SQL("coalesce((SELECT o.alive FROM {} AS o WHERE o.clever_id = m.id), {})").format(
+            reference_overrides(conn, spec.references, reference_runs.get(spec.references), events), resolved)
+    table = sql.Identifier(f"unresolved_{endpoint}_{spec.name}"[:63])
+    conn.execute(sql.SQL("DROP TABLE IF EXISTS pg_temp.{}").format(table))
+    conn.execute(sql.SQL(
+        """CREATE TEMP TABLE {table} AS SELECT DISTINCT l.ctid AS landing_row
+           FROM {l} AS l CROSS JOIN LATERAL {ids} AS m(id)
+           LEFT JOIN {r} AS b ON b.sync_run_id = {base} AND b.clever_id = m.id
+           WHERE l.sync_run_id = %s {subset} AND NOT {resolved}""").format(
+        table=table, l=landing_table(endpoint), ids=ids, r=landing_table(spec.references),
+        base=sql.Literal(reference_runs.get(spec.references)), subset=subset, resolved=resolved), (sync_run_id,))
+    conn.execute(sql.SQL("ANALYZE pg_temp.{}").format(table))
+    return sql.SQL("pg_temp.{}").format(table)
+
+
+def reference_overrides(conn: psycopg.Connection, endpoint: str, base_run: int | None,
+                        events: EventsRun) -> sql.Composable:
+    """For an events run, a temp table of the records of ``endpoint`` whose existence
+    differs from the full extraction ``base_run``: the run's changes (``alive`` unless a
+    deletion) and, for records the run does not change, the changes applied since."""
+    table = sql.Identifier(f"reference_overrides_{endpoint}")
+    if conn.execute("SELECT to_regclass(%s)", (f"pg_temp.reference_overrides_{endpoint}",)).fetchone()[0] is None:
+        conn.execute(sql.SQL(
+            """CREATE TEMP TABLE {table} AS
+               SELECT c.clever_id, c.action <> 'deleted' AS alive FROM clever_landing.event_changes AS c
+               WHERE c.sync_run_id = %(run)s AND c.endpoint = %(endpoint)s
+               UNION ALL
+               SELECT a.clever_id, NOT a.deleted FROM clever_landing.applied_changes AS a
+               WHERE a.district_slug = %(district)s AND a.endpoint = %(endpoint)s AND a.sync_run_id > %(base)s
+                 AND NOT EXISTS (SELECT 1 FROM clever_landing.event_changes AS c
+                                 WHERE c.sync_run_id = %(run)s AND c.endpoint = %(endpoint)s
+                                   AND c.clever_id = a.clever_id)""").format(table=table),
+            {"run": events.sync_run_id, "endpoint": endpoint, "district": events.district_slug, "base": base_run})
+        # Looked up by ID: the run's landing rows are new to the table's statistics, so the
+        # planner may take them for one row and would then scan this table once per record.
+        conn.execute(sql.SQL("CREATE INDEX ON pg_temp.{} (clever_id)").format(table))
+        conn.execute(sql.SQL("ANALYZE pg_temp.{}").format(table))
+    return sql.SQL("pg_temp.{}").format(table)
 
 
 def suite_columns(suite: dict[str, Any]) -> list[ColumnSpec]:
@@ -161,14 +197,17 @@ def flatten(conn: psycopg.Connection, endpoint: str, sync_run_id: int, suite: di
     """Write the run's flattened copy of ``endpoint`` for its suite (every record, or with
     a baseline the records that may have changed); return its row count."""
     table = validation_table(endpoint, sync_run_id)
-    columns = sql.SQL(", ").join(
-        sql.SQL("{} AS {}").format(column_expression(spec, reference_runs, events), sql.Identifier(spec.name))
-        for spec in suite_columns(suite))
     conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(table))
     subset = sql.SQL("")
     if baseline is not None:
         select_changed(conn, endpoint, sync_run_id, suite, reference_runs, baseline)
         subset = sql.SQL("AND l.ctid IN (SELECT landing_row FROM pg_temp.changed_records)")
+    specs = suite_columns(suite)
+    unresolved = {spec.name: unresolved_references(conn, endpoint, sync_run_id, spec, reference_runs, events, subset)
+                  for spec in specs if spec.kind in REFERENCE_KINDS}
+    columns = sql.SQL(", ").join(
+        sql.SQL("{} AS {}").format(column_expression(spec, unresolved.get(spec.name)), sql.Identifier(spec.name))
+        for spec in specs)
     conn.execute(sql.SQL("CREATE UNLOGGED TABLE {t} AS SELECT l.ctid::text AS landing_row, {c} "
                          "FROM {l} AS l WHERE l.sync_run_id = %s {subset}").format(
         t=table, c=columns, l=landing_table(endpoint), subset=subset), (sync_run_id,))
