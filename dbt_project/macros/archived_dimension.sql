@@ -62,14 +62,20 @@ history as (
     {% endif %}
 ),
 
-current_version as (
-    select * from history where dbt_valid_to is null
+-- each version with its key's first sighting and latest version, in one pass (a window,
+-- not a join of history with itself, which a district's build, planned with nested
+-- loops allowed, could run as a loop over a loop)
+versions as (
+    select
+        *,
+        min(synced_at) over key_versions as key_first_seen_at,
+        max(dbt_updated_at) over key_versions as key_snapshot_updated_at
+    from history
+    window key_versions as (partition by {{ key_list }})
 ),
 
-key_history as (
-    select {{ key_list }}, min(synced_at) as first_seen_at, max(dbt_updated_at) as snapshot_updated_at
-    from history
-    group by {{ key_list }}
+current_version as (
+    select * from versions where dbt_valid_to is null
 ),
 
 approvals as (
@@ -86,7 +92,7 @@ select
     {% endfor -%}
     cv.dbt_is_deleted = 'True' as is_archived,
     case when cv.dbt_is_deleted = 'True' then cv.dbt_valid_from at time zone 'UTC' end as archived_at,
-    kh.first_seen_at,
+    cv.key_first_seen_at as first_seen_at,
     case when cv.dbt_is_deleted = 'True' then (
         select a.previous_synced_at
         from approvals as a
@@ -96,10 +102,8 @@ select
     end as archived_last_seen_at,
     cv.dbt_valid_from at time zone 'UTC' as version_valid_from,
     cv.sync_run_id as version_sync_run_id,
-    kh.snapshot_updated_at
+    cv.key_snapshot_updated_at as snapshot_updated_at
 from current_version as cv
-join key_history as kh
-  on {% for key in keys %}kh.{{ key }} = cv.{{ key }}{% if not loop.last %} and {% endif %}{% endfor %}
 {% endmacro %}
 
 

@@ -23,7 +23,9 @@
    gone (neither side holds them).
 
    The output (columns, order and rows) is dbt's, so dbt's snapshot materialization and
-   merge run unchanged. Only for what this project uses (strategy check with a list of
+   merge run unchanged, but for the key columns (dbt_unique_key*) of the 'delete' rows,
+   which dbt leaves null: here they hold the key of the version the row closes, which our
+   merge (postgres__snapshot_merge_sql below) joins on. Only for what this project uses (strategy check with a list of
    check_cols, hard_deletes: new_record, no dbt_valid_to_current); anything else gets
    dbt's version. tests/integration/test_snapshot_staging.py checks the rows against dbt's. #}
 {% macro postgres__snapshot_staging_table(strategy, source_sql, target_relation) -%}
@@ -37,7 +39,12 @@
    check_cols, hard_deletes: new_record, no dbt_valid_to_current), unless
    CLEVER_SNAPSHOT_STAGING=dbt asks for dbt's own SQL (the test that compares the two). #}
 {% macro clever_snapshot_staging(strategy) %}
-    {{ return(strategy.hard_deletes == 'new_record' and not config.get('dbt_valid_to_current')
+    {{ return(strategy.hard_deletes == 'new_record' and clever_snapshot_staging_configured()) }}
+{% endmacro %}
+
+{# The same from the snapshot's config alone (the merge has no strategy). #}
+{% macro clever_snapshot_staging_configured() %}
+    {{ return(config.get('hard_deletes') == 'new_record' and not config.get('dbt_valid_to_current')
               and config.get('strategy') == 'check' and config.get('check_cols') is not string
               and env_var('CLEVER_SNAPSHOT_STAGING', 'clever') != 'dbt') }}
 {% endmacro %}
@@ -273,7 +280,8 @@
             'delete' as dbt_change_type,
             {% for col in source_cols %}no_source.{{ adapter.quote(col) }},
             {% endfor -%}
-            {% for key in key_names %}no_source.{{ key }},
+            {# the key of the version it closes: the merge finds that version by it #}
+            {% for key in key_names %}gone.{{ key }},
             {% endfor -%}
             {{ snapshot_get_time() }} as {{ columns.dbt_valid_from }},
             {{ snapshot_get_time() }} as {{ columns.dbt_updated_at }},
@@ -435,17 +443,29 @@
 
 {# dbt-postgres's snapshot merge, with the update of closed versions limited to the
    build's districts: the staging rows hold only those, and without the predicate
-   PostgreSQL would hash the whole shared snapshot (every district) to find them. #}
+   PostgreSQL would hash the whole shared snapshot (every district) to find them. The
+   versions it closes are joined on their key as well as dbt_scd_id (which no index
+   covers): the staging rows carry the key (dbt_unique_key_*, deletions included), so the
+   snapshot's key index finds the few thousand an events run closes, where the district's
+   every version was scanned (8 s for 27,000 enrolments of a million-student district). #}
 {% macro postgres__snapshot_merge_sql(target, source, insert_cols) -%}
     {%- set insert_cols_csv = insert_cols | join(', ') -%}
     {%- set columns = config.get("snapshot_table_column_names") or get_snapshot_table_column_names() -%}
     {%- if config.get("dbt_valid_to_current") or '"district_slug"' not in insert_cols -%}
         {{ return(dbt_postgres.postgres__snapshot_merge_sql(target, source, insert_cols)) }}
     {%- endif %}
+    {%- set unique_key = config.get('unique_key') if clever_snapshot_staging_configured() else none -%}
     update {{ target }}
     set {{ columns.dbt_valid_to }} = DBT_INTERNAL_SOURCE.{{ columns.dbt_valid_to }}
     from {{ source }} as DBT_INTERNAL_SOURCE
     where DBT_INTERNAL_SOURCE.{{ columns.dbt_scd_id }}::text = {{ target }}.{{ columns.dbt_scd_id }}::text
+      {% if unique_key is none -%}
+      {% elif unique_key | is_list -%}
+      {% for key in unique_key %}and {{ target }}.{{ key }} = DBT_INTERNAL_SOURCE.dbt_unique_key_{{ loop.index }}
+      {% endfor -%}
+      {%- else -%}
+      and {{ target }}.{{ unique_key }} = DBT_INTERNAL_SOURCE.dbt_unique_key
+      {% endif -%}
       and DBT_INTERNAL_SOURCE.dbt_change_type::text in ('update'::text, 'delete'::text)
       and {{ target }}.{{ columns.dbt_valid_to }} is null
       and {{ in_build_scope(target ~ '.district_slug') }};
