@@ -24,6 +24,7 @@
 {# a district's build: its watermark as a constant (see district_watermark_literal) #}
 {% set covered_until = district_watermark_literal(this, 'covered_until') if is_incremental() else none %}
 {% set since = covered_until if covered_until is not none else "coalesce(c.covered_until, '-infinity')" %}
+{% set since_sc = covered_until if covered_until is not none else "coalesce(sc.covered_until, '-infinity')" %}
 with covered as (
     {% if is_incremental() %}
     {{ district_watermarks(this, 'covered_until') }}
@@ -51,9 +52,9 @@ versions as (
       and (v.district_slug, {{ v_keys }}) in (
           select s.district_slug, {{ s_keys }}
           from {{ ref(snapshot) }} as s
-          {% if covered_until is none %}left join covered as c on c.district_slug = s.district_slug{% endif %}
+          {% if covered_until is none %}left join covered as sc on sc.district_slug = s.district_slug{% endif %}
           where {{ in_build_scope('s.district_slug') }}
-            and s.dbt_valid_from > {{ since }})
+            and s.dbt_valid_from > {{ since_sc }})
       and (v.dbt_valid_from > {{ since }} or v.dbt_valid_to > {{ since }})
     {% if not loop.last %}union all{% endif %}
     {% endfor %}
