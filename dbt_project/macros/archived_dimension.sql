@@ -45,7 +45,7 @@ changed_keys as (
     select distinct {% for key in keys %}s.{{ key }}{% if not loop.last %}, {% endif %}{% endfor %}
     from {{ relation }} as s
     {% if covered_until is not none %}
-    where s.district_slug = '{{ build_scope()[0] }}' and s.dbt_valid_from > {{ covered_until }}
+    where s.district_slug = '{{ single_district_build() }}' and s.dbt_valid_from > {{ covered_until }}
     {% else %}
     left join ({{ district_watermarks(this, 'snapshot_updated_at') }}) as c on c.district_slug = s.district_slug
     where {{ in_build_scope('s.district_slug') }}
@@ -156,11 +156,11 @@ left join {{ ref('int_reissue__lineage') }} as lineage_{{ loop.index }}
    compare each with a joined value. None for other builds (several districts, or the
    deploy): they join district_watermarks. #}
 {% macro district_watermark_literal(relation, column, full_refresh_uncovers=true) %}
-    {%- set scope = build_scope() -%}
-    {%- if not execute or scope is none or scope | length != 1 -%}{{ return(none) }}{%- endif -%}
+    {%- set slug = single_district_build() -%}
+    {%- if slug is none -%}{{ return(none) }}{%- endif -%}
     {%- if full_refresh_uncovers and scoped_full_refresh() -%}{{ return("'-infinity'::timestamp") }}{%- endif -%}
     {%- set found = run_query("select max(" ~ column ~ ")::text from " ~ relation
-                              ~ " where district_slug = '" ~ scope[0] ~ "'") -%}
+                              ~ " where district_slug = '" ~ slug ~ "'") -%}
     {%- set value = found.rows[0][0] if found.rows | length else none -%}
     {{ return("'" ~ (value or '-infinity') ~ "'::timestamp") }}
 {% endmacro %}

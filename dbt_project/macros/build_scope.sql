@@ -26,6 +26,12 @@
     {{ return(slugs) }}
 {% endmacro %}
 
+{# The slug of a build of exactly one district (a district's sync), else none. #}
+{% macro single_district_build() %}
+    {%- set scope = build_scope() -%}
+    {{ return(scope[0] if scope is not none and scope | length == 1 else none) }}
+{% endmacro %}
+
 {# A district's `full_refresh` run (CLEVER_BUILD_FULL_REFRESH=1): incremental models
    recompute every row of the build's districts. dbt's own --full-refresh would rebuild
    the shared table from those districts alone, so it is only used unscoped. #}

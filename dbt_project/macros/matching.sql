@@ -28,8 +28,7 @@ $$;
    estimated, so the planner's index lookups per key stand; every other build (first,
    full refresh, several districts, the deploy) joins whole histories: no nested loops. #}
 {% macro no_nested_loops_unless_keyed() %}
-    {%- if execute and is_incremental() and not scoped_full_refresh()
-          and build_scope() is not none and build_scope() | length == 1 -%}
+    {%- if execute and is_incremental() and not scoped_full_refresh() and single_district_build() is not none -%}
     select 1
     {%- else -%}
     {{ no_nested_loops() }}

@@ -121,14 +121,16 @@ class EventsRun:
 
 
 def unresolved_references(conn: psycopg.Connection, endpoint: str, sync_run_id: int, spec: ColumnSpec,
-                          reference_runs: dict[str, int | None], events: EventsRun | None,
+                          index: int, reference_runs: dict[str, int | None], events: EventsRun | None,
                           subset: sql.Composable) -> sql.Composable:
     """A temp table of the run's landing rows (``landing_row``, their ctid) with an ID in
     ``spec`` that names no record of the referenced endpoint: none in the extraction
     references resolve in, or for an events run, none as that extraction stands with the
-    run's changes and the events applied since over it. One set-based pass (hash joins
-    over every referenced ID), not a lookup per ID: a changed day's sections carry over a
-    million roster IDs."""
+    run's changes and the events applied since over it. One statement per reference, the
+    referenced extraction joined to every ID (the planner picks hash or index) and an
+    events run's overrides probed by index, instead of three subqueries per ID: a changed
+    day's sections carry over a million roster IDs. ``spec`` is named by its position in
+    the suite's columns (``index``), as its own name may not fit an identifier."""
     value = sql.SQL("(l.raw #> {})").format(_path(spec))
     if spec.kind == "resolves_to":
         ids = sql.SQL("(SELECT {v} #>> '{{}}' WHERE jsonb_typeof({v}) = 'string')").format(v=value)
@@ -139,7 +141,7 @@ def unresolved_references(conn: psycopg.Connection, endpoint: str, sync_run_id: 
     if events is not None:  # looked up per ID by index, whatever the planner thinks of the run's size
         resolved = sql.SQL("coalesce((SELECT o.alive FROM {} AS o WHERE o.clever_id = m.id), {})").format(
             reference_overrides(conn, spec.references, reference_runs.get(spec.references), events), resolved)
-    table = sql.Identifier(f"unresolved_{endpoint}_{spec.name}"[:63])
+    table = sql.Identifier(f"unresolved_{endpoint}_{index}")
     conn.execute(sql.SQL("DROP TABLE IF EXISTS pg_temp.{}").format(table))
     conn.execute(sql.SQL(
         """CREATE TEMP TABLE {table} AS SELECT DISTINCT l.ctid AS landing_row
@@ -203,8 +205,9 @@ def flatten(conn: psycopg.Connection, endpoint: str, sync_run_id: int, suite: di
         select_changed(conn, endpoint, sync_run_id, suite, reference_runs, baseline)
         subset = sql.SQL("AND l.ctid IN (SELECT landing_row FROM pg_temp.changed_records)")
     specs = suite_columns(suite)
-    unresolved = {spec.name: unresolved_references(conn, endpoint, sync_run_id, spec, reference_runs, events, subset)
-                  for spec in specs if spec.kind in REFERENCE_KINDS}
+    unresolved = {spec.name: unresolved_references(conn, endpoint, sync_run_id, spec, index, reference_runs, events,
+                                                   subset)
+                  for index, spec in enumerate(specs) if spec.kind in REFERENCE_KINDS}
     columns = sql.SQL(", ").join(
         sql.SQL("{} AS {}").format(column_expression(spec, unresolved.get(spec.name)), sql.Identifier(spec.name))
         for spec in specs)
