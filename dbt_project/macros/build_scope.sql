@@ -63,22 +63,26 @@
 {% endmacro %}
 
 {# Post-hook: the indexes a model's per-district reads and writes need (meta
-   `indexes`: a list of {columns, unique}). Created when missing; the catalog is checked
-   first in a DO block, because CREATE INDEX IF NOT EXISTS would take a share lock on the
-   table and wait for every concurrent district build writing it. Names are derived
-   from the table and columns, so the check is exact. #}
+   `indexes`: a list of {columns, unique, where}; `where` makes a partial index). Created
+   when missing; the catalog is checked first in a DO block, because CREATE INDEX IF NOT
+   EXISTS would take a share lock on the table and wait for every concurrent district
+   build writing it. Names are derived from the table, columns and predicate, so the
+   check is exact. #}
 {% macro ensure_indexes(indexes=none) %}
     {%- set indexes = indexes if indexes is not none else (config.get('meta') or {}).get('indexes', []) -%}
     {%- if not execute or not indexes -%}{{ return('select 1') }}{%- endif -%}
     {%- set statements = [] -%}
     {%- for index in indexes -%}
-        {%- set name = (this.identifier ~ '__' ~ (index.columns | join('_')))[:50] ~ '_'
-                       ~ local_md5(this.identifier ~ (index.columns | join(',')) ~ (index.unique | default(false)))[:8] -%}
+        {%- set where = index.where | default('') -%}
+        {%- set stem = (this.identifier ~ '__' ~ (index.columns | join('_')))[:50] -%}
+        {%- set stem = stem[:44] ~ '_where' if where else stem -%}
+        {%- set name = stem ~ '_' ~ local_md5(this.identifier ~ (index.columns | join(','))
+                                              ~ (index.unique | default(false)) ~ where)[:8] -%}
         {%- do statements.append(
             "if not exists (select from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace "
             ~ "where n.nspname = '" ~ this.schema ~ "' and c.relname = '" ~ name ~ "') then "
             ~ "create " ~ ("unique " if index.unique else "") ~ "index " ~ adapter.quote(name) ~ " on " ~ this
-            ~ " (" ~ (index.columns | join(', ')) ~ "); end if;") -%}
+            ~ " (" ~ (index.columns | join(', ')) ~ ")" ~ (" where " ~ where if where else "") ~ "; end if;") -%}
     {%- endfor -%}
     do $$ begin {{ statements | join(' ') }} end $$
 {% endmacro %}
@@ -106,14 +110,26 @@ end $$
 {% endmacro %}
 
 {# The indexes every snapshot needs for per-district work: its key, led by the district
-   (the comparison's current rows, the history of changed keys, the guard's active
-   records), and the district with the version start (what a build wrote since the
-   last one: state tables, daily counts, the run summary). #}
+   (the comparison's current rows, the history of changed keys), the district with the
+   version start (what a build wrote since the last one: state tables, daily counts, the
+   run summary), and the district of the active versions only (current, not deleted): the
+   mass-archive guard counts a district's active records from that index alone, without
+   visiting every version (deduplicated, a million entries take a few MB). #}
 {% macro snapshot_indexes() %}
     {%- set keys = config.get('unique_key') -%}
     {%- set keys = [keys] if keys is string else keys -%}
-    {{ return([{'columns': keys}, {'columns': ['district_slug', 'dbt_valid_from']}]) }}
+    {%- set indexes = [{'columns': keys}, {'columns': ['district_slug', 'dbt_valid_from']}] -%}
+    {%- if config.get('hard_deletes') == 'new_record' -%}  {# dbt_is_deleted exists #}
+        {%- do indexes.append({'columns': ['district_slug'], 'where': active_version_predicate()}) -%}
+    {%- endif -%}
+    {{ return(indexes) }}
 {% endmacro %}
+
+{# A snapshot row is its key's active version: current and not a deletion row
+   (clever.guard writes the same predicate, so the planner can use the partial index). #}
+{% macro active_version_predicate() -%}
+dbt_valid_to is null and dbt_is_deleted = 'False'
+{%- endmacro %}
 
 {# Generic data tests (unique, not_null, relationships, ...) read the model they test
    through this macro (dbt's own, overridden): in a district-scoped build only the rows

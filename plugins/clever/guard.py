@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 import psycopg
 from psycopg import sql
 
-from clever.catalog import DATA_TYPE, GUARDED, SNAPSHOT_SCHEMA
+from clever.catalog import DATA_TYPE, GUARDED, SNAPSHOT_SCHEMA, DataType
 
 # Written as anti-joins (NOT EXISTS in WHERE), which PostgreSQL runs as one hash join;
 # inside an aggregate's FILTER it would probe the landing table once per active record.
@@ -118,18 +118,21 @@ changes AS (
       AND NOT EXISTS (SELECT 1 FROM clever_landing.quarantine AS q
                       WHERE q.sync_run_id = %(run)s AND q.endpoint = %(endpoint)s AND q.clever_id = c.clever_id)
 )"""
-_ENTITY_EVENTS_WOULD_ARCHIVE = """
-WITH active AS (
-    SELECT clever_id, record_hash FROM {snapshot}
-    WHERE district_slug = %(district)s AND dbt_valid_to IS NULL AND dbt_is_deleted = 'False'
-),""" + _EVENT_CHANGES + """
-SELECT (SELECT count(*) FROM active),
-       (SELECT count(*) FROM active AS s JOIN changes AS c USING (clever_id) WHERE c.action = 'deleted'),
+# The district's active records (dbt macro active_version_predicate: the same text, so
+# the snapshot's partial index of active keys serves it). An events run counts them from
+# that index alone and looks up only the records it changes, never every version.
+_ACTIVE = "{alias}.district_slug = %(district)s AND {alias}.dbt_valid_to IS NULL AND {alias}.dbt_is_deleted = 'False'"
+_ACTIVE_COUNT = "(SELECT count(*) FROM {snapshot} AS a WHERE " + _ACTIVE.format(alias="a") + ")"
+_ACTIVE_KEY = "s.clever_id = c.clever_id AND " + _ACTIVE.format(alias="s")
+_ENTITY_EVENTS_WOULD_ARCHIVE = "WITH" + _EVENT_CHANGES + f"""
+SELECT {_ACTIVE_COUNT},
+       (SELECT count(*) FROM changes AS c JOIN {{snapshot}} AS s ON {_ACTIVE_KEY} WHERE c.action = 'deleted'),
        0,
-       (SELECT count(*) FROM active AS s JOIN changes AS c USING (clever_id)
+       (SELECT count(*) FROM changes AS c JOIN {{snapshot}} AS s ON {_ACTIVE_KEY}
         WHERE c.action <> 'deleted' AND c.record_hash IS DISTINCT FROM s.record_hash)
 """
-# The rosters of the sections the run changed or deleted: their associations it lacks.
+# The rosters of the sections the run changed or deleted: their active associations it
+# lacks, each section's looked up by its key (OFFSET 0 keeps the lookup per section).
 _ENROLLMENTS_EVENTS_WOULD_ARCHIVE = "WITH" + _EVENT_CHANGES + """,
 changed AS (SELECT clever_id AS section_id, raw FROM changes),
 present AS (
@@ -137,8 +140,16 @@ present AS (
     FROM changed AS s
     {members}
     WHERE s.raw IS NOT NULL
-),
-""" + _ENROLLMENTS_COUNTED.replace("IN_SCOPE", "e.section_id IN (SELECT section_id FROM changed) AND")
+)
+SELECT """ + _ACTIVE_COUNT + """,
+       (SELECT count(*) FROM changed AS c CROSS JOIN LATERAL (
+            SELECT e.section_id, e.user_id, e.role FROM {snapshot} AS e
+            WHERE e.section_id = c.section_id AND """ + _ACTIVE.format(alias="e") + """ OFFSET 0) AS e
+        WHERE NOT EXISTS (SELECT 1 FROM present AS p
+                          WHERE p.section_id = e.section_id AND p.user_id = e.user_id AND p.role = e.role)),
+       {unidentified},
+       0
+"""
 
 
 # Clever's district states in which its own sync is not running normally: archiving waits.
@@ -246,30 +257,42 @@ def check_run(conn: psycopg.Connection, district_slug: str, sync_run_id: int, en
     from clever.runs import run_mode
 
     by_events = run_mode(conn, sync_run_id) == "events"
-    checks = []
-    for guarded in GUARDED:
-        data_type, endpoint, snapshot = guarded.name, guarded.endpoint, guarded.snapshot
-        if endpoint not in endpoints:
-            continue
-        if conn.execute("SELECT to_regclass(%s)", (guarded.snapshot_relation,)).fetchone()[0] is None:
-            continue  # first sync: nothing is active, nothing can be archived
-        template = _ENTITY_EVENTS_WOULD_ARCHIVE if by_events else _ENTITY_WOULD_ARCHIVE
-        if data_type == "enrollments" and by_events:
-            template = _ENROLLMENTS_EVENTS_WOULD_ARCHIVE
-        elif data_type == "enrollments":
-            scoped = conn.execute("SELECT to_regclass(%s)", (f"{SNAPSHOT_SCHEMA}.{ENROLLMENT_SCOPE_HASHES}",)
-                                  ).fetchone()[0] is not None
-            template = _ENROLLMENTS_WOULD_ARCHIVE_SCOPED if scoped else _ENROLLMENTS_WOULD_ARCHIVE
-        query = sql.SQL(template).format(
-            landing=sql.Identifier("clever_landing", endpoint), snapshot=sql.Identifier(SNAPSHOT_SCHEMA, snapshot),
-            scope_hashes=sql.Identifier(SNAPSHOT_SCHEMA, ENROLLMENT_SCOPE_HASHES), members=sql.SQL(_ROSTER_MEMBERS),
-            unidentified=sql.SQL(_UNIDENTIFIED).format(landing=sql.Identifier("clever_landing", endpoint)))
-        active, missing, unidentified, changed = conn.execute(
-            query, {"run": sync_run_id, "district": district_slug, "endpoint": endpoint}).fetchone()
-        checks.append(GuardCheck(data_type, active, missing, archive_limit(active, threshold, floor), unidentified,
-                                 changed, None if data_type == "enrollments"
-                                 else archive_limit(active, change_threshold, floor), archive_waits))
+    with conn.transaction():
+        # Read-only counts over a district's rows: JIT compiling them cost a second at a
+        # million students, and an events run's roster comparison sorted both sides to
+        # disk for a merge join where one hash does.
+        conn.execute("SET LOCAL jit = off")
+        conn.execute("SET LOCAL enable_mergejoin = off")
+        checks = [check for guarded in GUARDED
+                  if (check := _check_type(conn, guarded, district_slug, sync_run_id, endpoints, by_events, threshold,
+                                           floor, change_threshold, archive_waits)) is not None]
     return checks
+
+
+def _check_type(conn: psycopg.Connection, guarded: DataType, district_slug: str, sync_run_id: int, endpoints: set[str],
+                by_events: bool, threshold: float, floor: int, change_threshold: float,
+                archive_waits: bool) -> GuardCheck | None:
+    data_type, endpoint, snapshot = guarded.name, guarded.endpoint, guarded.snapshot
+    if endpoint not in endpoints:
+        return None
+    if conn.execute("SELECT to_regclass(%s)", (guarded.snapshot_relation,)).fetchone()[0] is None:
+        return None  # first sync: nothing is active, nothing can be archived
+    template = _ENTITY_EVENTS_WOULD_ARCHIVE if by_events else _ENTITY_WOULD_ARCHIVE
+    if data_type == "enrollments" and by_events:
+        template = _ENROLLMENTS_EVENTS_WOULD_ARCHIVE
+    elif data_type == "enrollments":
+        scoped = conn.execute("SELECT to_regclass(%s)", (f"{SNAPSHOT_SCHEMA}.{ENROLLMENT_SCOPE_HASHES}",)
+                              ).fetchone()[0] is not None
+        template = _ENROLLMENTS_WOULD_ARCHIVE_SCOPED if scoped else _ENROLLMENTS_WOULD_ARCHIVE
+    query = sql.SQL(template).format(
+        landing=sql.Identifier("clever_landing", endpoint), snapshot=sql.Identifier(SNAPSHOT_SCHEMA, snapshot),
+        scope_hashes=sql.Identifier(SNAPSHOT_SCHEMA, ENROLLMENT_SCOPE_HASHES), members=sql.SQL(_ROSTER_MEMBERS),
+        unidentified=sql.SQL(_UNIDENTIFIED).format(landing=sql.Identifier("clever_landing", endpoint)))
+    active, missing, unidentified, changed = conn.execute(
+        query, {"run": sync_run_id, "district": district_slug, "endpoint": endpoint}).fetchone()
+    return GuardCheck(data_type, active, missing, archive_limit(active, threshold, floor), unidentified, changed,
+                      None if data_type == "enrollments" else archive_limit(active, change_threshold, floor),
+                      archive_waits)
 
 
 def enforce(conn: psycopg.Connection, district_slug: str, sync_run_id: int, endpoints: set[str],

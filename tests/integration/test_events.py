@@ -271,6 +271,15 @@ def test_a_burst_of_deletion_events_is_held_until_allowed(served, events_distric
         again = conn.execute("SELECT sync_run_id, events_from, events_to FROM clever_landing.sync_runs "
                              "ORDER BY sync_run_id DESC LIMIT 1").fetchone()
     assert again[0] > held and again[1:] == (events_from, events_to)
+    with psycopg.connect(url) as conn:
+        checks = dict(conn.execute("SELECT data_type, would_archive FROM clever_landing.guard_checks "
+                                   "WHERE sync_run_id = %s", (held,)).fetchall())
+        # the changed sections' rosters lose exactly the unshared students' active associations
+        gone_enrolments = conn.execute(
+            "SELECT count(*) FROM clever_marts.fct_enrollments WHERE NOT is_archived AND user_id = ANY(%s)",
+            (gone,)).fetchone()[0]
+    assert checks["users"] == 20 and gone_enrolments > 20
+    assert checks["enrollments"] == gone_enrolments
 
     allowed = sync(url, events_district, sim, validate=False, allow_mass_archive=True)
     assert allowed.results["summarize"]["mode"] == "events"

@@ -144,3 +144,28 @@ def test_clevers_district_state_and_pause_window(warehouse_url, simulator, distr
 def test_a_small_type_keeps_the_floor():
     check = GuardCheck("terms", active_before=6, would_archive=6, limit=10, would_change=6, change_limit=10)
     assert not check.tripped and check.holds == []
+
+
+@pytest.mark.parametrize("snapshot", ["snap_clever__users", "snap_clever__section_enrollments"])
+def test_the_guard_counts_active_records_from_the_snapshots_partial_index(warehouse_url, snapshot):
+    """The guard's predicate for active records is the one the snapshot's partial index is
+    built on (dbt macro active_version_predicate), so an events run counts a district's
+    active records from the index alone instead of visiting every version."""
+    from psycopg import sql
+
+    from clever.guard import _ACTIVE_COUNT
+
+    query = sql.SQL(_ACTIVE_COUNT).format(snapshot=sql.Identifier("clever_snapshots", snapshot))
+    with psycopg.connect(warehouse_url) as conn:
+        indexes = [r[0] for r in conn.execute(
+            "SELECT indexdef FROM pg_indexes WHERE schemaname = 'clever_snapshots' AND tablename = %s", (snapshot,))]
+        assert any("WHERE ((dbt_valid_to IS NULL) AND (dbt_is_deleted = 'False'::text))" in i for i in indexes), indexes
+        conn.execute("SET enable_seqscan = off")  # the sample district is small enough for a scan
+        conn.execute("SET enable_bitmapscan = off")
+        plan = "\n".join(r[0] for r in conn.execute(sql.SQL("EXPLAIN ") + query, {"district": "demo"}))
+        count = conn.execute(query, {"district": "demo"}).fetchone()[0]
+        expected = conn.execute(sql.SQL(
+            "SELECT count(*) FROM {} WHERE district_slug = 'demo' AND dbt_valid_to IS NULL AND NOT dbt_is_deleted::boolean"
+        ).format(sql.Identifier("clever_snapshots", snapshot))).fetchone()[0]
+    assert "Index Only Scan" in plan and "_where_" in plan, plan
+    assert count == expected > 0
