@@ -130,47 +130,53 @@ def unresolved_references(conn: psycopg.Connection, endpoint: str, sync_run_id: 
     """A temp table of the run's landing rows (``landing_row``, their ctid) with an ID in
     ``spec`` that names no record of the referenced endpoint: none in the extraction
     references resolve in, or for an events run, none as that extraction stands with the
-    run's changes and the events applied since over it (``reference_overrides``). One
-    statement per reference instead of lookups per ID: a changed day's sections carry over
-    a million roster IDs. ``spec`` is named by its position in the suite's columns
-    (``index``), as its own name may not fit an identifier."""
+    run's changes and the events applied since over it (``reference_overrides``).
+
+    The IDs are taken out of the records first, into a temp table with its own
+    statistics, then looked up in one statement: a changed day's sections carry over a
+    million roster IDs, and the run's landing rows are new to the landing table's
+    statistics. Planned together, PostgreSQL took them for one row and hashed the whole
+    referenced extraction again for each. ``spec`` is named by its position in the suite's
+    columns (``index``), as its own name may not fit an identifier."""
     value = sql.SQL("(l.raw #> {})").format(_path(spec))
     if spec.kind == "resolves_to":
         ids = sql.SQL("(SELECT {v} #>> '{{}}' WHERE jsonb_typeof({v}) = 'string')").format(v=value)
-        count = sql.SQL("count(*) FILTER (WHERE jsonb_typeof({v}) = 'string')").format(v=value)
     else:
         ids = sql.SQL("jsonb_array_elements_text(CASE WHEN jsonb_typeof({v}) = 'array' THEN {v} END)").format(
             v=value)
-        count = sql.SQL("sum(CASE WHEN jsonb_typeof({v}) = 'array' THEN jsonb_array_length({v}) END)").format(v=value)
     base = reference_runs.get(spec.references)
     overrides, resolved = sql.SQL(""), sql.SQL("b.clever_id IS NOT NULL")
     if events is not None:
         overrides = sql.SQL("LEFT JOIN {} AS o ON o.clever_id = m.id").format(
             reference_overrides(conn, spec.references, base, events))
         resolved = sql.SQL("coalesce(o.alive, b.clever_id IS NOT NULL)")
-    checked = conn.execute(sql.SQL("SELECT coalesce({}, 0) FROM {} AS l WHERE l.sync_run_id = %s {}").format(
-        count, landing_table(endpoint), subset), (sync_run_id,)).fetchone()[0]
     referenced = conn.execute("SELECT row_count FROM clever_landing.endpoint_runs WHERE sync_run_id = %s "
                               "AND endpoint = %s", (base, spec.references)).fetchone()
+    found = sql.Identifier(f"reference_ids_{endpoint}_{index}")
     table = sql.Identifier(f"unresolved_{endpoint}_{index}")
-    conn.execute(sql.SQL("DROP TABLE IF EXISTS pg_temp.{}").format(table))
+    conn.execute(sql.SQL("DROP TABLE IF EXISTS pg_temp.{}, pg_temp.{}").format(found, table))
+    checked = conn.execute(sql.SQL(
+        """CREATE TEMP TABLE {found} AS SELECT l.ctid AS landing_row, m.id
+           FROM {l} AS l CROSS JOIN LATERAL {ids} AS m(id) WHERE l.sync_run_id = %s {subset}""").format(
+        found=found, l=landing_table(endpoint), ids=ids, subset=subset), (sync_run_id,)).rowcount
+    conn.execute(sql.SQL("ANALYZE pg_temp.{}").format(found))
     with conn.transaction():
         conn.execute("SET LOCAL jit = off")  # compiling cost more than it saved, at every size
         if referenced and checked * _HASH_WHEN_IDS_PER_REFERENCED >= (referenced[0] or 0):
-            # Many IDs: one hash of the referenced extraction. The planner's own choice was
-            # an index probe per ID (7.7 s for 1.3 million roster IDs at a million students,
-            # against 2.1 s), and with the run's rows new to the statistics it could take
-            # them for one row and loop over the overrides once per ID.
+            # Many IDs: one hash of the referenced extraction. PostgreSQL's own choice was an
+            # index probe per ID (7.7 s for 1.3 million roster IDs at a million students,
+            # against 2.1 s): its costs price reads of cached pages as reads from disk.
             conn.execute("SET LOCAL enable_nestloop = off")
             conn.execute("SET LOCAL enable_mergejoin = off")
         conn.execute(sql.SQL(
-            """CREATE TEMP TABLE {table} AS SELECT DISTINCT l.ctid AS landing_row
-               FROM {l} AS l CROSS JOIN LATERAL {ids} AS m(id)
+            """CREATE TEMP TABLE {table} AS SELECT DISTINCT m.landing_row
+               FROM pg_temp.{found} AS m
                LEFT JOIN {r} AS b ON b.sync_run_id = {base} AND b.clever_id = m.id
                {overrides}
-               WHERE l.sync_run_id = %s {subset} AND NOT {resolved}""").format(
-            table=table, l=landing_table(endpoint), ids=ids, r=landing_table(spec.references),
-            base=sql.Literal(base), overrides=overrides, subset=subset, resolved=resolved), (sync_run_id,))
+               WHERE NOT {resolved}""").format(
+            table=table, found=found, r=landing_table(spec.references), base=sql.Literal(base),
+            overrides=overrides, resolved=resolved))
+    conn.execute(sql.SQL("DROP TABLE pg_temp.{}").format(found))
     conn.execute(sql.SQL("ANALYZE pg_temp.{}").format(table))
     return sql.SQL("pg_temp.{}").format(table)
 
