@@ -340,3 +340,31 @@ def test_upgrading_drops_the_match_tables_under_their_old_names_and_keeps_every_
     assert world.query("SELECT " + ", ".join(f"to_regclass('clever_marts.{name}')::text"
                                              for name in [*renamed, "linked_users"])) == [(None,) * 4]
     assert {new: sorted(world.query(f"SELECT * FROM clever_marts.{new}")) for new in renamed.values()} == before
+
+
+def test_people_after_records_change_are_what_rebuilding_the_district_gives(world):
+    """int_people is incremental: a build recomputes the records versioned since the last
+    one, every staff group and every linked reissue. After one of Dana's records takes
+    another email (one person becomes two), a staff record takes a teacher's email and
+    name (two people become one) and a student is renamed, the people are exactly those a
+    full rebuild of the district computes. Last in the module: it changes the district."""
+    users = load_records(world.dirs["demo"], "v3.0", "users")
+    dana = sorted((u for u in users if u["name"]["last"] == "Whitfield"), key=lambda u: u["id"])
+    dana[1]["email"] = "dana.elsewhere@certification-isd.example"
+    teacher = next(u for u in users if list(u["roles"]) == ["teacher"] and u["name"]["last"] != "Whitfield")
+    staff = next(u for u in users if list(u["roles"]) == ["staff"])
+    staff["email"], staff["name"] = teacher["email"], dict(teacher["name"])
+    student = next(u for u in users if list(u["roles"]) == ["student"])
+    student["name"]["last"] = "Renamed"
+    write_records(world.dirs["demo"], "v3.0", "users", users)
+    world.sync("demo")
+
+    people = "SELECT * FROM clever_intermediate.int_people WHERE district_slug = 'demo' ORDER BY clever_id"
+    marts = "SELECT * FROM clever_marts.dim_people WHERE district_slug = 'demo' ORDER BY person_id"
+    incremental = world.query(people), world.query(marts)
+    person = {row[1]: row[2] for row in incremental[0]}
+    assert person[dana[0]["id"]] != person[dana[1]["id"]]
+    assert person[staff["id"]] == person[teacher["id"]] == teacher["id"]  # the teacher's record first on a tie
+    assert person[student["id"]] == student["id"]
+    build(WarehouseTarget.from_conninfo(world.url), district=world.districts["demo"], full_refresh=True)
+    assert (world.query(people), world.query(marts)) == incremental

@@ -12,19 +12,52 @@
    A user Clever reissued under a new ID whose pair is linked (int_reissue__lineage:
    confirmed by a reviewer) is the same person as the record it replaces, whatever its
    role: their people are merged ('reissued_id'), with the person_id of the first-seen
-   record among them, so the account, progress and roles follow the person. #}
+   record among them, so the account, progress and roles follow the person.
+   Incremental per district: a build recomputes the records versioned since the table's
+   latest snapshot_updated_at for the district (int_state__users), every staff-type record
+   (a group is recomputed whole; a few percent of a district), and every record in or
+   once in a linked reissue; a student's person depends on its own record alone, so a 1%
+   day does not rewrite a million rows. #}
+{{ config(materialized='incremental', unique_key=['district_slug', 'clever_id'], incremental_strategy='delete+insert',
+          on_schema_change='append_new_columns', pre_hook="{{ no_nested_loops_unless_keyed() }}",
+          meta={'indexes': [{'columns': ['district_slug', 'snapshot_updated_at']}]}) }}
+{{ require_incremental_when_scoped() }}
+{%- set staff_roles = "array['district_admin', 'staff', 'teacher']" %}
+{%- if is_incremental() %}
+{%- set covered_until = district_watermark_literal(this, 'snapshot_updated_at') %}
+{%- endif %}
 with recursive users as (
     select
-        district_slug,
-        clever_id,
-        roles,
-        first_seen_at,
-        email,
-        first_name,
-        last_name,
-        cardinality(roles) > 0 and roles <@ array['district_admin', 'staff', 'teacher'] as is_staff_type
-    from {{ ref('dim_users') }}
-    where {{ in_build_scope('district_slug') }}
+        s.district_slug,
+        s.clever_id,
+        s.roles,
+        s.first_seen_at,
+        s.email,
+        s.first_name,
+        s.last_name,
+        s.snapshot_updated_at,
+        cardinality(s.roles) > 0 and s.roles <@ {{ staff_roles }} as is_staff_type
+    from {{ ref('int_state__users') }} as s
+    {%- if is_incremental() and covered_until is none %}
+    left join ({{ district_watermarks(this, 'snapshot_updated_at') }}) as c on c.district_slug = s.district_slug
+    {%- endif %}
+    where {{ in_build_scope('s.district_slug') }}
+    {%- if is_incremental() %}
+      and (
+          s.snapshot_updated_at > {{ covered_until if covered_until is not none
+                                     else "coalesce(c.covered_until, '-infinity')" }}
+          or (cardinality(s.roles) > 0 and s.roles <@ {{ staff_roles }})
+          or (s.district_slug, s.clever_id) in (
+              select district_slug, clever_id from {{ ref('int_reissue__lineage') }}
+              where data_type = 'users' and {{ in_build_scope('district_slug') }}
+              union all
+              select district_slug, lineage_id from {{ ref('int_reissue__lineage') }}
+              where data_type = 'users' and {{ in_build_scope('district_slug') }}
+              union all
+              select district_slug, clever_id from {{ this }}
+              where person_rule = 'reissued_id' and {{ in_build_scope('district_slug') }})
+      )
+    {%- endif %}
 ),
 
 staff as (
@@ -113,6 +146,8 @@ select
     p.district_slug,
     p.clever_id,
     coalesce(m.merged_person_id, p.person_id) as person_id,
-    case when m.person_id is not null then 'reissued_id' else p.person_rule end as person_rule
+    case when m.person_id is not null then 'reissued_id' else p.person_rule end as person_rule,
+    u.snapshot_updated_at
 from by_email_and_name as p
+join users as u on u.district_slug = p.district_slug and u.clever_id = p.clever_id
 left join merged as m on m.district_slug = p.district_slug and m.person_id = p.person_id
