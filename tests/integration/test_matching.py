@@ -357,6 +357,9 @@ def test_people_after_records_change_are_what_rebuilding_the_district_gives(worl
     student = next(u for u in users if list(u["roles"]) == ["student"])
     student["name"]["last"] = "Renamed"
     write_records(world.dirs["demo"], "v3.0", "users", users)
+    linked = _student(users, "S100084")  # a student of no change but a new app account
+    world.execute("INSERT INTO app.users (app_user_id, app_district_id, role, sis_id) "
+                  "VALUES (112, 1, 'student', 'S100084')")
     world.sync("demo")
 
     people = "SELECT * FROM clever_intermediate.int_people WHERE district_slug = 'demo' ORDER BY clever_id"
@@ -366,5 +369,7 @@ def test_people_after_records_change_are_what_rebuilding_the_district_gives(worl
     assert person[dana[0]["id"]] != person[dana[1]["id"]]
     assert person[staff["id"]] == person[teacher["id"]] == teacher["id"]  # the teacher's record first on a tie
     assert person[student["id"]] == student["id"]
+    accounts = {row[1]: row[12] for row in incremental[1]}
+    assert accounts[linked["id"]] == [112] and linked["id"] != student["id"]
     build(WarehouseTarget.from_conninfo(world.url), district=world.districts["demo"], full_refresh=True)
     assert (world.query(people), world.query(marts)) == incremental

@@ -20,7 +20,8 @@
    day does not rewrite a million rows. #}
 {{ config(materialized='incremental', unique_key=['district_slug', 'clever_id'], incremental_strategy='delete+insert',
           on_schema_change='append_new_columns', pre_hook="{{ no_nested_loops_unless_keyed() }}",
-          meta={'indexes': [{'columns': ['district_slug', 'snapshot_updated_at']}]}) }}
+          meta={'indexes': [{'columns': ['district_slug', 'snapshot_updated_at']},
+                            {'columns': ['district_slug', 'person_id']}]}) }}
 {{ require_incremental_when_scoped() }}
 {%- set staff_roles = "array['district_admin', 'staff', 'teacher']" %}
 {%- if is_incremental() %}
