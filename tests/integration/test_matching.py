@@ -343,11 +343,12 @@ def test_upgrading_drops_the_match_tables_under_their_old_names_and_keeps_every_
 
 
 def test_people_after_records_change_are_what_rebuilding_the_district_gives(world):
-    """int_people is incremental: a build recomputes the records versioned since the last
-    one, every staff group and every linked reissue. After one of Dana's records takes
-    another email (one person becomes two), a staff record takes a teacher's email and
-    name (two people become one) and a student is renamed, the people are exactly those a
-    full rebuild of the district computes. Last in the module: it changes the district."""
+    """int_people, dim_people and dim_user_roles are incremental: a build recomputes only
+    what may have changed. After one of Dana's records takes another email (one person
+    becomes two), a staff record takes a teacher's email and name (two people become one),
+    a student is renamed, another gets an app account and two roles are granted (to a
+    Clever ID and to an account), the people and roles are exactly those a full rebuild of
+    the district computes. Last in the module: it changes the district."""
     users = load_records(world.dirs["demo"], "v3.0", "users")
     dana = sorted((u for u in users if u["name"]["last"] == "Whitfield"), key=lambda u: u["id"])
     dana[1]["email"] = "dana.elsewhere@certification-isd.example"
@@ -360,16 +361,25 @@ def test_people_after_records_change_are_what_rebuilding_the_district_gives(worl
     linked = _student(users, "S100084")  # a student of no change but a new app account
     world.execute("INSERT INTO app.users (app_user_id, app_district_id, role, sis_id) "
                   "VALUES (112, 1, 'student', 'S100084')")
+    world.execute("INSERT INTO app.role_grants (user_clever_id, role, granted_by) VALUES (%s, 'coach', 'admin')",
+                  (teacher["id"],))
+    world.execute("INSERT INTO app.role_grants (app_user_id, role, granted_by) VALUES (112, 'peer_tutor', 'admin')")
     world.sync("demo")
 
     people = "SELECT * FROM clever_intermediate.int_people WHERE district_slug = 'demo' ORDER BY clever_id"
     marts = "SELECT * FROM clever_marts.dim_people WHERE district_slug = 'demo' ORDER BY person_id"
-    incremental = world.query(people), world.query(marts)
+    roles = ("SELECT * FROM clever_marts.dim_user_roles WHERE district_slug = 'demo' "
+             "ORDER BY clever_id, source, role, role_grant_id")
+    incremental = world.query(people), world.query(marts), world.query(roles)
     person = {row[1]: row[2] for row in incremental[0]}
     assert person[dana[0]["id"]] != person[dana[1]["id"]]
     assert person[staff["id"]] == person[teacher["id"]] == teacher["id"]  # the teacher's record first on a tie
     assert person[student["id"]] == student["id"]
     accounts = {row[1]: row[12] for row in incremental[1]}
     assert accounts[linked["id"]] == [112] and linked["id"] != student["id"]
+    roles_of = {(row[1], row[3], row[4]): row[2] for row in incremental[2]}  # (user, role, source): person
+    assert roles_of[(teacher["id"], "coach", "app_grant")] == teacher["id"]
+    assert roles_of[(linked["id"], "peer_tutor", "app_grant")] == linked["id"]
+    assert roles_of[(staff["id"], "staff", "clever")] == teacher["id"]  # the staff record joined the teacher
     build(WarehouseTarget.from_conninfo(world.url), district=world.districts["demo"], full_refresh=True)
-    assert (world.query(people), world.query(marts)) == incremental
+    assert (world.query(people), world.query(marts), world.query(roles)) == incremental

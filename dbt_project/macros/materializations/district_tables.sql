@@ -135,7 +135,8 @@
 
 {# A table's indexes: its district, when a scoped build deletes and reads by it; its
    unique key (a partition takes over a row that moved in, an incremental model merges
-   by it), unique; then any in meta `indexes`. #}
+   by it), unique unless meta `unique_key_groups_rows` (the key names a group of rows
+   replaced together: a user's roles); then any in meta `indexes`. #}
 {% macro table_indexes() %}
     {%- set indexes = [] -%}
     {%- if config.get('materialized') == 'district_partition' -%}
@@ -143,7 +144,8 @@
     {%- endif -%}
     {%- set unique_key = config.get('unique_key') -%}
     {%- if unique_key -%}
-        {%- do indexes.append({'columns': [unique_key] if unique_key is string else unique_key, 'unique': true}) -%}
+        {%- do indexes.append({'columns': [unique_key] if unique_key is string else unique_key,
+                               'unique': not (config.get('meta') or {}).get('unique_key_groups_rows', false)}) -%}
     {%- endif -%}
     {{ return(indexes + ((config.get('meta') or {}).get('indexes') or [])) }}
 {% endmacro %}
