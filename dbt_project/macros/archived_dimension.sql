@@ -159,6 +159,7 @@ left join {{ ref('int_reissue__lineage') }} as lineage_{{ loop.index }}
     {%- set slug = single_district_build() -%}
     {%- if slug is none -%}{{ return(none) }}{%- endif -%}
     {%- if full_refresh_uncovers and scoped_full_refresh() -%}{{ return("'-infinity'::timestamp") }}{%- endif -%}
+    {%- if not has_column(relation, column) -%}{{ return("'-infinity'::timestamp") }}{%- endif -%}
     {%- set found = run_query("select max(" ~ column ~ ")::text from " ~ relation
                               ~ " where district_slug = '" ~ slug ~ "'") -%}
     {%- set value = found.rows[0][0] if found.rows | length else none -%}
@@ -167,12 +168,15 @@ left join {{ ref('int_reissue__lineage') }} as lineage_{{ loop.index }}
 
 
 {# Per district of the build, the latest value of `column` in `relation` (how far an
-   incremental table covers that district). Scoped: one index probe per district; with
+   incremental table covers that district; nothing when the table has no such column yet:
+   the first build after an upgrade that added it recomputes every row). Scoped: one index probe per district; with
    a scoped full refresh, nothing is covered (unless `full_refresh_uncovers` is false),
    so the districts' rows are all recomputed. #}
 {% macro district_watermarks(relation, column, full_refresh_uncovers=true) %}
     {%- set scope = build_scope() -%}
-    {%- if scope is not none and full_refresh_uncovers and scoped_full_refresh() -%}
+    {%- if not has_column(relation, column) -%}
+    select null::text as district_slug, null::timestamp as covered_until where false
+    {%- elif scope is not none and full_refresh_uncovers and scoped_full_refresh() -%}
     select district_slug, null::timestamp as covered_until
     from (values {% for slug in scope %}('{{ slug }}'){% if not loop.last %}, {% endif %}{% endfor %}) as s(district_slug)
     {%- elif scope is none -%}
@@ -184,4 +188,12 @@ left join {{ ref('int_reissue__lineage') }} as lineage_{{ loop.index }}
     {% if not loop.last %}union all{% endif %}
     {%- endfor -%}
     {%- endif -%}
+{% endmacro %}
+
+
+{# Whether `relation` has `column` (an incremental table from before the column was
+   added: dbt appends it only after the model's query ran). #}
+{% macro has_column(relation, column) %}
+    {%- if not execute -%}{{ return(true) }}{%- endif -%}
+    {{ return(column in (adapter.get_columns_in_relation(relation) | map(attribute='name') | list)) }}
 {% endmacro %}

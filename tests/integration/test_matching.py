@@ -342,6 +342,24 @@ def test_upgrading_drops_the_match_tables_under_their_old_names_and_keeps_every_
     assert {new: sorted(world.query(f"SELECT * FROM clever_marts.{new}")) for new in renamed.values()} == before
 
 
+PEOPLE_TABLES = ("clever_intermediate.int_people", "clever_marts.dim_people", "clever_marts.dim_user_roles")
+
+
+def test_people_tables_of_the_version_before_their_incremental_builds_are_upgraded_by_the_deploy(world):
+    """The release that made the people tables incremental added their watermark column:
+    a warehouse deployed before it has the tables without it. The next deploy recomputes
+    every row (nothing is covered yet) and adds the column; nothing changes otherwise."""
+    def people() -> list[list[tuple]]:
+        return [world.query(f"SELECT * FROM {table} AS t ORDER BY t::text") for table in PEOPLE_TABLES]
+
+    before = people()
+    for table in PEOPLE_TABLES:
+        world.execute(f"ALTER TABLE {table} DROP COLUMN snapshot_updated_at")
+    world.execute("DELETE FROM clever_landing.dbt_deployments")  # as if this version was never deployed
+    world.sync("demo")
+    assert people() == before
+
+
 def test_people_after_records_change_are_what_rebuilding_the_district_gives(world):
     """int_people, dim_people and dim_user_roles are incremental: a build recomputes only
     what may have changed. After one of Dana's records takes another email (one person

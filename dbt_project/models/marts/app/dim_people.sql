@@ -7,8 +7,8 @@
    into groups of one.
    Incremental per district: a build recomputes the people of the records versioned since
    its last (int_people.snapshot_updated_at) and each record's person before (its own ID
-   when it was alone), every person of several records before and now, and every person
-   whose app accounts changed; a person that no longer exists is written as a row of no
+   when it was alone), every person of several records before and now with its records'
+   own IDs, and every person whose app accounts changed; a person that no longer exists is written as a row of no
    record and deleted by the post-hook in the same transaction, so BI never sees it. #}
 {{ config(materialized='incremental', unique_key=['district_slug', 'person_id'], incremental_strategy='delete+insert',
           on_schema_change='append_new_columns', pre_hook="{{ no_nested_loops_unless_keyed() }}",
@@ -42,10 +42,13 @@ recompute as (
     union
     select district_slug, clever_id from changed_records
     union
-    select district_slug, person_id from {{ ref('int_people') }}
+    -- people of several records now, and each of their records' own ID (its person before
+    -- or after, when a reviewer links a reissue or a group forms, nothing of it versioned)
+    select district_slug, unnest(array[person_id, clever_id]) from {{ ref('int_people') }}
     where person_rule <> 'single_record' and {{ in_build_scope('district_slug') }}
     union
-    select district_slug, person_id from {{ this }}
+    -- people of several records before, and each of their records' own ID
+    select district_slug, unnest(array[person_id] || clever_ids) from {{ this }}
     where record_count > 1 and {{ in_build_scope('district_slug') }}
     union
     select coalesce(a.district_slug, d.district_slug), coalesce(a.person_id, d.person_id)
