@@ -197,3 +197,18 @@ left join {{ ref('int_reissue__lineage') }} as lineage_{{ loop.index }}
     {%- if not execute -%}{{ return(true) }}{%- endif -%}
     {{ return(column in (adapter.get_columns_in_relation(relation) | map(attribute='name') | list)) }}
 {% endmacro %}
+
+
+{# In an incremental model keyed on users (the people and roles): the rows of `relation`
+   (a table with district_slug and snapshot_updated_at) of the build's districts versioned
+   past how far this model covers their district. #}
+{% macro versioned_since_covered(relation) %}
+    {%- set covered_until = district_watermark_literal(this, 'snapshot_updated_at') -%}
+    select v.* from {{ relation }} as v
+    {%- if covered_until is none %}
+    left join ({{ district_watermarks(this, 'snapshot_updated_at') }}) as c on c.district_slug = v.district_slug
+    {%- endif %}
+    where {{ in_build_scope('v.district_slug') }}
+      and v.snapshot_updated_at > {{ covered_until if covered_until is not none
+                                     else "coalesce(c.covered_until, '-infinity')" }}
+{% endmacro %}

@@ -24,9 +24,6 @@
                             {'columns': ['district_slug', 'person_id']}]}) }}
 {{ require_incremental_when_scoped() }}
 {%- set staff_roles = "array['district_admin', 'staff', 'teacher']" %}
-{%- if is_incremental() %}
-{%- set covered_until = district_watermark_literal(this, 'snapshot_updated_at') %}
-{%- endif %}
 with recursive users as (
     select
         s.district_slug,
@@ -39,16 +36,13 @@ with recursive users as (
         s.snapshot_updated_at,
         cardinality(s.roles) > 0 and s.roles <@ {{ staff_roles }} as is_staff_type
     from {{ ref('int_state__users') }} as s
-    {%- if is_incremental() and covered_until is none %}
-    left join ({{ district_watermarks(this, 'snapshot_updated_at') }}) as c on c.district_slug = s.district_slug
-    {%- endif %}
     where {{ in_build_scope('s.district_slug') }}
     {%- if is_incremental() %}
       and (
-          s.snapshot_updated_at > {{ covered_until if covered_until is not none
-                                     else "coalesce(c.covered_until, '-infinity')" }}
-          or (cardinality(s.roles) > 0 and s.roles <@ {{ staff_roles }})
+          (cardinality(s.roles) > 0 and s.roles <@ {{ staff_roles }})
           or (s.district_slug, s.clever_id) in (
+              select district_slug, clever_id from ({{ versioned_since_covered(ref('int_state__users')) }}) as v
+              union all
               select district_slug, clever_id from {{ ref('int_reissue__lineage') }}
               where data_type = 'users' and {{ in_build_scope('district_slug') }}
               union all

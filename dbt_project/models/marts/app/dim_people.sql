@@ -15,9 +15,6 @@
           post_hook="delete from {{ this }} where record_count = 0 and {{ in_build_scope('district_slug') }}",
           meta={'indexes': [{'columns': ['district_slug', 'snapshot_updated_at']}]}) }}
 {{ require_incremental_when_scoped() }}
-{%- if is_incremental() %}
-{%- set covered_until = district_watermark_literal(this, 'snapshot_updated_at') %}
-{%- endif %}
 with accounts as (
     select district_slug, person_id, array_agg(distinct app_user_id order by app_user_id) as app_user_ids
     from {{ ref('dim_user_matches') }}
@@ -28,13 +25,7 @@ with accounts as (
 
 changed_records as (
     select p.district_slug, p.clever_id, p.person_id
-    from {{ ref('int_people') }} as p
-    {%- if covered_until is none %}
-    left join ({{ district_watermarks(this, 'snapshot_updated_at') }}) as c on c.district_slug = p.district_slug
-    {%- endif %}
-    where {{ in_build_scope('p.district_slug') }}
-      and p.snapshot_updated_at > {{ covered_until if covered_until is not none
-                                     else "coalesce(c.covered_until, '-infinity')" }}
+    from ({{ versioned_since_covered(ref('int_people')) }}) as p
 ),
 
 recompute as (

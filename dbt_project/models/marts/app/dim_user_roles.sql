@@ -14,9 +14,6 @@
           meta={'unique_key_groups_rows': true,
                 'indexes': [{'columns': ['district_slug', 'snapshot_updated_at']}]}) }}
 {{ require_incremental_when_scoped() }}
-{%- if is_incremental() %}
-{%- set covered_until = district_watermark_literal(this, 'snapshot_updated_at') %}
-{%- endif %}
 with direct as ({{ clever_user_districts() }}),
 
 grants as (
@@ -32,14 +29,7 @@ grants as (
 {%- if is_incremental() %}
 
 recompute as (
-    select s.district_slug, s.clever_id
-    from {{ ref('int_state__users') }} as s
-    {%- if covered_until is none %}
-    left join ({{ district_watermarks(this, 'snapshot_updated_at') }}) as c on c.district_slug = s.district_slug
-    {%- endif %}
-    where {{ in_build_scope('s.district_slug') }}
-      and s.snapshot_updated_at > {{ covered_until if covered_until is not none
-                                     else "coalesce(c.covered_until, '-infinity')" }}
+    select s.district_slug, s.clever_id from ({{ versioned_since_covered(ref('int_state__users')) }}) as s
     union
     select district_slug, clever_id from {{ ref('int_people') }}
     where person_id <> clever_id and {{ in_build_scope('district_slug') }}
