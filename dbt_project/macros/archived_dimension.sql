@@ -168,10 +168,10 @@ left join {{ ref('int_reissue__lineage') }} as lineage_{{ loop.index }}
 
 
 {# Per district of the build, the latest value of `column` in `relation` (how far an
-   incremental table covers that district; nothing when the table has no such column yet:
-   the first build after an upgrade that added it recomputes every row). Scoped: one index probe per district; with
-   a scoped full refresh, nothing is covered (unless `full_refresh_uncovers` is false),
-   so the districts' rows are all recomputed. #}
+   incremental table covers that district; nothing when the table has no such column
+   yet: the first build after an upgrade that added it recomputes every row). Scoped: one
+   index probe per district; with a scoped full refresh, nothing is covered (unless
+   `full_refresh_uncovers` is false), so the districts' rows are all recomputed. #}
 {% macro district_watermarks(relation, column, full_refresh_uncovers=true) %}
     {%- set scope = build_scope() -%}
     {%- if not has_column(relation, column) -%}

@@ -23,7 +23,7 @@
           meta={'indexes': [{'columns': ['district_slug', 'snapshot_updated_at']},
                             {'columns': ['district_slug', 'person_id']}]}) }}
 {{ require_incremental_when_scoped() }}
-{%- set staff_roles = "array['district_admin', 'staff', 'teacher']" %}
+{%- set staff_type = "cardinality(s.roles) > 0 and s.roles <@ array['district_admin', 'staff', 'teacher']" %}
 with recursive users as (
     select
         s.district_slug,
@@ -34,12 +34,12 @@ with recursive users as (
         s.first_name,
         s.last_name,
         s.snapshot_updated_at,
-        cardinality(s.roles) > 0 and s.roles <@ {{ staff_roles }} as is_staff_type
+        {{ staff_type }} as is_staff_type
     from {{ ref('int_state__users') }} as s
     where {{ in_build_scope('s.district_slug') }}
     {%- if is_incremental() %}
       and (
-          (cardinality(s.roles) > 0 and s.roles <@ {{ staff_roles }})
+          ({{ staff_type }})
           or (s.district_slug, s.clever_id) in (
               select district_slug, clever_id from ({{ versioned_since_covered(ref('int_state__users')) }}) as v
               union all
